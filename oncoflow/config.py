@@ -124,7 +124,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     nnunet_raw = env.get("ONCOFLOW_NNUNET_MODEL_DIR")
     nnunet_dir = Path(nnunet_raw).expanduser().resolve() if nnunet_raw else None
 
-    preference = tuple(p.strip().lower() for p in env.get("ONCOFLOW_SERIES_PREFERENCE", "t1c,t1,flair").split(",") if p.strip())
+    raw_preference = env.get("ONCOFLOW_SERIES_PREFERENCE", "t1c,t1,flair")
+    preference = tuple(p.strip().lower() for p in raw_preference.split(",") if p.strip())
     unknown = [p for p in preference if p not in SERIES_KINDS]
     if unknown or not preference:
         errors.append(

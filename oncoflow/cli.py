@@ -1,0 +1,88 @@
+"""``oncoflow up | down | status | push DIR``: the embedded stack from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import ConfigError, Settings, load_settings
+from .orthanc_config import missing_orthanc_parts
+from .stack import SERVICES, StackError, http_get, start_service, status, stop_service, wait_healthy
+
+
+def cmd_up(settings: Settings, timeout_s: float) -> int:
+    missing = missing_orthanc_parts()
+    if missing:
+        print(f"missing Orthanc parts: {', '.join(missing)} (run `make up`, which installs them)", file=sys.stderr)
+        return 1
+    try:
+        for name in SERVICES:
+            start_service(settings, name)
+        for name in SERVICES:
+            wait_healthy(settings, name, timeout_s)
+    except StackError as exc:
+        print(f"oncoflow up failed: {exc}", file=sys.stderr)
+        return 1
+    code, body = http_get(f"{settings.worker_http_url}/v2/models/{settings.segmentation_model}/ready")
+    model = "ready" if code == 200 else f"NOT ready: {body.decode(errors='replace')}"
+    print(f"OncoFlow is up (home {settings.home})")
+    print(f"  Orthanc        {settings.orthanc_url}/  (DICOM AET {settings.aet} on port {settings.dicom_port})")
+    print(f"  DICOMweb       {settings.orthanc_url}/dicom-web/")
+    print(f"  Job status     {settings.orthanc_url}/oncoflow/studies/<StudyInstanceUID>")
+    print(f"  Worker (KServe v2) {settings.worker_http_url}/v2  model {settings.segmentation_model}: {model}")
+    print(f"  Push a study   storescu -aec {settings.aet} localhost {settings.dicom_port} +sd +r <dir>")
+    return 0
+
+
+def cmd_down(settings: Settings) -> int:
+    for name in reversed(SERVICES):
+        print(f"{name}: {'stopped' if stop_service(settings, name) else 'was not running'}")
+    return 0
+
+
+def cmd_status(settings: Settings) -> int:
+    services = status(settings)
+    for s in services:
+        print(f"{s.name:8} pid={s.pid or '-':<8} running={s.running} healthy={s.healthy} {s.detail}")
+    return 0 if all(s.healthy for s in services) else 1
+
+
+def cmd_push(settings: Settings, directory: Path) -> int:
+    storescu = shutil.which("storescu")
+    if storescu is None:
+        print("storescu (dcmtk) is not installed", file=sys.stderr)
+        return 1
+    argv = [storescu, "-aet", "ONCOFLOWCLI", "-aec", settings.aet, "+sd", "+r", "-nh",
+            "127.0.0.1", str(settings.dicom_port), str(directory)]
+    return subprocess.call(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="oncoflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Orthanc and the worker, wait for their health checks")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
+    sub.add_parser("down", help="stop what `up` started, by PID")
+    sub.add_parser("status", help="show the services and their health")
+    push = sub.add_parser("push", help="C-STORE every DICOM file under DIR to the stack")
+    push.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.command == "up":
+        return cmd_up(settings, args.timeout)
+    if args.command == "down":
+        return cmd_down(settings)
+    if args.command == "status":
+        return cmd_status(settings)
+    return cmd_push(settings, args.directory)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Start and stop the embedded OncoFlow stack (Orthanc + inference worker) by PID.
+
+Each service runs in its own process session, logs to ``$ONCOFLOW_HOME/log`` and
+records its PID in ``$ONCOFLOW_HOME/run``. :func:`stop_service` only signals a PID
+whose command line still is the service it started, so a stale PID file never
+kills an unrelated process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .orthanc_config import orthanc_configuration
+
+SERVICES = ("orthanc", "worker")
+_CMDLINE_MARK = {"orthanc": "Orthanc", "worker": "oncoflow_inference"}
+
+
+class StackError(RuntimeError):
+    """A service did not start or answer in time; the message points at its log."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    running: bool
+    healthy: bool
+    detail: str
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.pid"
+
+
+def _log_file(settings: Settings, name: str) -> Path:
+    return settings.log_dir / f"{name}.log"
+
+
+def service_pid(settings: Settings, name: str) -> int | None:
+    """The PID of a running service started by this stack, or ``None``."""
+    try:
+        pid = int(_pid_file(settings, name).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError):
+        return None
+    return pid if _CMDLINE_MARK[name] in cmdline else None
+
+
+def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
+    """GET ``url``; returns (status, body), with status 0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (OSError, urllib.error.URLError):
+        return 0, b""
+
+
+def health_url(settings: Settings, name: str) -> str:
+    if name == "orthanc":
+        return f"{settings.orthanc_url}/oncoflow/health"
+    return f"{settings.worker_http_url}/v2/health/ready"
+
+
+def _spawn(settings: Settings, name: str, argv: list[str]) -> int:
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(_log_file(settings, name), "ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=settings.home,
+            env={**os.environ, "ONCOFLOW_HOME": str(settings.home), "PYTHONUNBUFFERED": "1"},
+        )
+    _pid_file(settings, name).write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def start_service(settings: Settings, name: str) -> int:
+    """Start ``name`` unless it already runs; returns its PID (does not wait for health)."""
+    pid = service_pid(settings, name)
+    if pid is not None:
+        return pid
+    if name == "orthanc":
+        settings.orthanc_storage_dir.mkdir(parents=True, exist_ok=True)
+        config_path = settings.run_dir / "orthanc.json"
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(json.dumps(orthanc_configuration(settings), indent=2))
+        argv = ["/usr/sbin/Orthanc", str(config_path)]
+    else:
+        argv = [sys.executable, "-m", "oncoflow_inference"]
+    return _spawn(settings, name, argv)
+
+
+def wait_healthy(settings: Settings, name: str, timeout_s: float) -> None:
+    """Poll the service's health route until it answers 200, or raise :class:`StackError`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service_pid(settings, name) is None:
+            raise StackError(f"{name} exited during start-up; see {_log_file(settings, name)}")
+        status, _ = http_get(health_url(settings, name))
+        if status == 200:
+            return
+        time.sleep(0.2)
+    raise StackError(f"{name} did not become healthy in {timeout_s:.0f} s; see {_log_file(settings, name)}")
+
+
+def stop_service(settings: Settings, name: str, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> bool:
+    """Signal the service and wait for it to exit (SIGKILL after ``timeout_s``); True if it ran."""
+    pid = service_pid(settings, name)
+    if pid is None:
+        _pid_file(settings, name).unlink(missing_ok=True)
+        return False
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and service_pid(settings, name) == pid:
+        _reap(pid)
+        time.sleep(0.1)
+    if service_pid(settings, name) == pid:
+        os.kill(pid, signal.SIGKILL)
+        while service_pid(settings, name) == pid:
+            _reap(pid)
+            time.sleep(0.05)
+    _pid_file(settings, name).unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect a child that exited (when this process started it), so it leaves no zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    result = []
+    for name in SERVICES:
+        pid = service_pid(settings, name)
+        code, body = http_get(health_url(settings, name)) if pid else (0, b"")
+        result.append(ServiceStatus(name, pid, pid is not None, code == 200, body.decode(errors="replace")[:200]))
+    return result

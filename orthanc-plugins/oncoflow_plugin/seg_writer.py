@@ -1,0 +1,96 @@
+"""Encode a binary tumour mask as a DICOM Segmentation (highdicom).
+
+The SEG references its source series (ReferencedSeriesSequence, per-frame source
+image references), carries one segment coded SCT 108369006 "Neoplasm" under the
+category SCT 49755003 "Morphologically Abnormal Structure", and names the
+algorithm in the AlgorithmIdentificationSequence. Empty frames are kept
+(``omit_empty_frames=False``), which OHIF needs to display the SEG.
+
+UIDs are derived from the input fingerprint, so that writing the same result
+twice yields the same SOP Instance UID and Orthanc stores it exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+from oncoflow import __version__
+
+MANUFACTURER = "OncoFlow"
+SEG_SERIES_NUMBER = 9001
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """Who produced the mask: goes to AlgorithmName (0066,0036) and AlgorithmVersion (0066,0031)."""
+
+    name: str
+    version: str
+
+
+def derived_uid(*parts: str) -> str:
+    """A deterministic ``2.25.<128-bit integer>`` UID (PS3.5 B.2) from ``parts``: same parts, same UID."""
+    digest = hashlib.sha256("\0".join(("oncoflow", *parts)).encode()).digest()
+    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+
+
+def write_segmentation(
+    source_datasets: Sequence[Dataset],
+    mask: npt.NDArray[np.uint8],
+    algorithm: AlgorithmInfo,
+    fingerprint: str,
+    segment_label: str = "Tumour",
+) -> Dataset:
+    """Build the SEG for ``mask`` (shape ``(slices, rows, columns)``, in the order of ``source_datasets``)."""
+    if mask.shape[0] != len(source_datasets):
+        raise ValueError(f"mask has {mask.shape[0]} frames for {len(source_datasets)} source images")
+    segment = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label=segment_label,
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name=algorithm.name,
+            family=codes.cid7162.ArtificialIntelligence,
+            version=algorithm.version,
+        ),
+    )
+    seg = hd.seg.Segmentation(
+        source_images=list(source_datasets),
+        pixel_array=(mask > 0).astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[segment],
+        series_instance_uid=derived_uid("seg-series", fingerprint),
+        series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=derived_uid("seg-instance", fingerprint),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name="OncoFlow tumour segmentation",
+        software_versions=f"oncoflow {__version__}; {algorithm.name} {algorithm.version}",
+        device_serial_number="oncoflow-0001",
+        content_description=f"Tumour segmentation by {algorithm.name}"[:64],
+        content_label="TUMOUR",
+        series_description=f"OncoFlow SEG {algorithm.name}"[:64],
+        omit_empty_frames=False,
+    )
+    return seg
+
+
+def read_segmentation_mask(seg: Dataset, source_sop_instance_uids: Sequence[str]) -> npt.NDArray[np.uint8]:
+    """Read segment 1 back as a ``(slices, rows, columns)`` mask in the order of the given source UIDs."""
+    parsed = hd.seg.Segmentation.from_dataset(seg)
+    pixels = parsed.get_pixels_by_source_instance(
+        source_sop_instance_uids=list(source_sop_instance_uids),
+        segment_numbers=[1],
+        combine_segments=True,
+    )
+    return np.asarray(pixels, dtype=np.uint8)

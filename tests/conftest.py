@@ -1,0 +1,148 @@
+"""Shared fixtures: a real OncoFlow stack (Orthanc + worker) on free ports, and phantom studies."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from oncoflow.config import Settings, load_settings
+from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+from oncoflow.stack import SERVICES, http_get, start_service, stop_service, wait_healthy
+from oncoflow.volume import Volume
+
+RESERVED_PORTS = {8042, 4242, 8000}
+
+
+def free_port() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in RESERVED_PORTS:
+            return port
+
+
+@dataclass
+class Stack:
+    """A running Orthanc + worker, with helpers to push studies and read results."""
+
+    settings: Settings
+    env: dict[str, str]
+
+    def push(self, directory: Path) -> None:
+        subprocess.run(
+            ["storescu", "-aet", "TESTSCU", "-aec", self.settings.aet, "+sd", "+r", "-nh",
+             "127.0.0.1", str(self.settings.dicom_port), str(directory)],
+            check=True, capture_output=True, timeout=120,
+        )
+
+    def get(self, path: str) -> tuple[int, Any]:
+        status, body = http_get(f"{self.settings.orthanc_url}{path}", timeout_s=30)
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, body
+
+    def get_bytes(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"{self.settings.orthanc_url}{path}", timeout=30) as response:
+            return response.read()
+
+    def job(self, study_uid: str) -> dict[str, Any] | None:
+        status, body = self.get(f"/oncoflow/studies/{study_uid}")
+        return body if status == 200 else None
+
+    def wait_job(self, study_uid: str, states: tuple[str, ...] = ("done", "failed"), timeout_s: float = 120,
+                 min_job_id: int = 0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        job = None
+        while time.monotonic() < deadline:
+            job = self.job(study_uid)
+            if job and job["state"] in states and job["job_id"] >= min_job_id:
+                return job
+            time.sleep(0.25)
+        raise AssertionError(f"job of {study_uid} did not reach {states} in {timeout_s} s; last: {job}")
+
+    def restart(self, name: str) -> None:
+        start_service(self.settings, name)
+        wait_healthy(self.settings, name, 120)
+
+    def study_id(self, study_uid: str) -> str:
+        """Orthanc's ID of the study (fails the test when Orthanc does not hold it)."""
+        request = urllib.request.Request(
+            f"{self.settings.orthanc_url}/tools/lookup", data=study_uid.encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            found = [m["ID"] for m in json.loads(response.read()) if m["Type"] == "Study"]
+        assert len(found) == 1, f"Orthanc holds {len(found)} studies with UID {study_uid}"
+        return found[0]
+
+    def seg_series(self, study_uid: str) -> list[dict[str, Any]]:
+        """The SEG series stored in the study."""
+        _, series = self.get(f"/studies/{self.study_id(study_uid)}/series")
+        return [s for s in series if s["MainDicomTags"].get("Modality") == "SEG"]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if shutil.which("storescu") is None or not Path("/usr/sbin/Orthanc").exists():
+        pytest.fail("Orthanc and dcmtk must be installed (make test installs them)")
+    home = tmp_path_factory.mktemp("oncoflow-home")
+    env = {
+        "ONCOFLOW_HOME": str(home),
+        "ONCOFLOW_HTTP_PORT": str(free_port()),
+        "ONCOFLOW_DICOM_PORT": str(free_port()),
+        "ONCOFLOW_WORKER_PORT": str(free_port()),
+        "ONCOFLOW_STABLE_AGE_S": "2",
+        "ONCOFLOW_MAX_VOXELS": str(64 * 64 * 200),
+        "ONCOFLOW_JOB_MAX_ATTEMPTS": "30",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    settings = load_settings()
+    try:
+        for name in SERVICES:
+            start_service(settings, name)
+        for name in SERVICES:
+            wait_healthy(settings, name, 180)
+        yield Stack(settings, env)
+    finally:
+        for name in reversed(SERVICES):
+            stop_service(settings, name)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def unique_study(name: str) -> StudyInfo:
+    uid = generate_uid(entropy_srcs=[name, str(time.time_ns())])
+    return StudyInfo(patient_id=f"PAT-{name}"[:64], patient_name=f"Test^{name}", study_instance_uid=uid,
+                     accession_number=name[:16])
+
+
+def write_series(directory: Path, volume: Volume, study: StudyInfo, **series: Any) -> list[Dataset]:
+    info = SeriesInfo(series_instance_uid=generate_uid(entropy_srcs=[study.study_instance_uid, str(series)]),
+                      **series)
+    datasets = series_datasets(volume, study, info)
+    write_datasets(datasets, directory)
+    return datasets
+
+
+def axial_volume(voxels: np.ndarray, spacing_mm: tuple[float, float, float] = (3.0, 2.0, 2.0)) -> Volume:
+    return Volume(voxels.astype(np.float32), spacing_mm, (-64.0, -64.0, -40.0), (1.0, 0.0, 0.0),
+                  (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))

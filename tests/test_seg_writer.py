@@ -1,0 +1,59 @@
+"""DICOM-SEG encoding: highdicom round trip, codes, references, dciodvfy."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pytest
+from oncoflow_plugin.seg_writer import AlgorithmInfo, read_segmentation_mask, write_segmentation
+from pydicom.uid import generate_uid
+
+from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
+from oncoflow.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def source() -> list:
+    voxels = np.random.default_rng(0).uniform(0, 900, (10, 32, 32)).astype(np.float32)
+    volume = Volume(voxels, (3.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    return series_datasets(volume, StudyInfo(), SeriesInfo(generate_uid()))
+
+
+def test_seg_round_trip_codes_and_references(source: list) -> None:
+    mask = np.zeros((10, 32, 32), np.uint8)
+    mask[3:7, 10:20, 12:18] = 1  # slices 0-2 and 7-9 stay empty: they must still be encoded
+    seg = write_segmentation(source, mask, AlgorithmInfo("nnunet_demo", "1"), fingerprint="f1")
+    assert seg.NumberOfFrames == 10
+    uids = [ds.SOPInstanceUID for ds in source]
+    np.testing.assert_array_equal(read_segmentation_mask(seg, uids), mask)
+    segment = seg.SegmentSequence[0]
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "108369006"
+    assert segment.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+    assert segment.SegmentAlgorithmName == "nnunet_demo"
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source[0].SeriesInstanceUID
+    assert seg.StudyInstanceUID == source[0].StudyInstanceUID
+    assert isinstance(hd.seg.Segmentation.from_dataset(seg), hd.seg.Segmentation)
+
+
+def test_same_fingerprint_gives_same_uids(source: list) -> None:
+    mask = np.zeros((10, 32, 32), np.uint8)
+    a = write_segmentation(source, mask, AlgorithmInfo("m", "1"), fingerprint="same")
+    b = write_segmentation(source, mask, AlgorithmInfo("m", "1"), fingerprint="same")
+    c = write_segmentation(source, mask, AlgorithmInfo("m", "1"), fingerprint="other")
+    assert a.SOPInstanceUID == b.SOPInstanceUID != c.SOPInstanceUID
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
+def test_dciodvfy_reports_no_error_or_warning(source: list, tmp_path: Path) -> None:
+    mask = np.zeros((10, 32, 32), np.uint8)
+    mask[4, 5:9, 5:9] = 1
+    path = tmp_path / "seg.dcm"
+    write_segmentation(source, mask, AlgorithmInfo("nnunet_demo", "1"), fingerprint="v").save_as(path)
+    source[0].save_as(tmp_path / "mr.dcm", enforce_file_format=True)
+    for checked in (path, tmp_path / "mr.dcm"):
+        report = subprocess.run(["dciodvfy", str(checked)], capture_output=True, text=True).stderr
+        assert "Error" not in report and "Warning" not in report, report
