@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
+from typing import Any
 
 from .job_store import Job, JobStore
 from .orthanc_rest import OrthancRest
@@ -24,10 +26,23 @@ from .worker_client import ModelUnavailable, WorkerUnavailable
 log = logging.getLogger("oncoflow.runner")
 
 CHANGES_SEQ_KEY = "orthanc_changes_seq"
-# Changes that mean "this study may hold work for us" (the study-level ones carry the study ID).
-_STUDY_CHANGES = {"StableStudy", "NewStudy"}
-_SERIES_CHANGES = {"StableSeries"}
+# Changes that may mean new input for a study, and how to reach the study from the changed resource.
+_STUDY_OF_CHANGE = {
+    "NewStudy": "/studies/{}",
+    "StableStudy": "/studies/{}",
+    "NewSeries": "/series/{}/study",
+    "StableSeries": "/series/{}/study",
+    "NewInstance": "/instances/{}/study",
+}
 MAX_BACKOFF_S = 15.0
+
+
+def _change_epoch_s(change: dict[str, Any]) -> float:
+    """Orthanc's change ``Date`` (UTC, ``YYYYMMDDTHHMMSS``) as seconds since the epoch."""
+    try:
+        return datetime.strptime(change["Date"], "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp()
+    except (KeyError, ValueError):
+        return float("inf")  # unknown date: assume the study may need work
 
 
 class JobRunner:
@@ -55,31 +70,41 @@ class JobRunner:
         self._wake.set()
 
     def catch_up(self) -> int:
-        """Queue studies changed since the stored ``/changes`` sequence number; returns how many."""
+        """Queue studies changed since the stored ``/changes`` sequence number; returns how many.
+
+        A study is queued when its newest change is later than its newest job: that covers a
+        study whose STABLE_STUDY never fired because Orthanc stopped within StableAge of the
+        last C-STORE. Studies deleted since are skipped.
+        """
         since = int(self.store.get_state(CHANGES_SEQ_KEY, "0") or 0)
-        queued: set[str] = set()
+        changed_at: dict[str, float] = {}
+        study_of: dict[str, str | None] = {}
         while True:
-            page = self.rest.get_json(f"/changes?since={since}&limit=500")
+            page = self.rest.get_json(f"/changes?since={since}&limit=1000")
             for change in page.get("Changes", []):
-                kind, resource = change.get("ChangeType"), change.get("ID")
-                if kind in _STUDY_CHANGES:
-                    queued.add(resource)
-                elif kind in _SERIES_CHANGES:
+                route = _STUDY_OF_CHANGE.get(change.get("ChangeType", ""))
+                if route is None:
+                    continue
+                uri = route.format(change["ID"])
+                if uri not in study_of:
                     try:
-                        queued.add(self.rest.get_json(f"/series/{resource}")["ParentStudy"])
-                    except Exception:  # the series was deleted since
-                        continue
+                        study_of[uri] = str(self.rest.get_json(uri)["ID"])
+                    except Exception:  # deleted since
+                        study_of[uri] = None
+                study_id = study_of[uri]
+                if study_id is not None:
+                    changed_at[study_id] = max(changed_at.get(study_id, 0.0), _change_epoch_s(change))
             since = int(page.get("Last", since))
             if page.get("Done", True):
                 break
-        for study_id in sorted(queued):
-            try:
-                self.rest.get_json(f"/studies/{study_id}")
-            except Exception:
-                continue  # deleted since
-            self.store.enqueue(study_id, "catch-up")
+        queued = 0
+        for study_id, when in sorted(changed_at.items()):
+            latest = self.store.latest(study_id)
+            if latest is None or latest.created_at < when - 1.0:  # Orthanc's dates have 1 s resolution
+                self.store.enqueue(study_id, "catch-up")
+                queued += 1
         self.store.set_state(CHANGES_SEQ_KEY, str(since))
-        return len(queued)
+        return queued
 
     def _loop(self) -> None:
         recovered = self.store.recover()

@@ -1,0 +1,32 @@
+# OncoFlow. `make up` and `make test` install whatever is missing first (scripts/bootstrap.sh).
+# Ports and state come from the environment: ONCOFLOW_HTTP_PORT (8042), ONCOFLOW_DICOM_PORT (4242),
+# ONCOFLOW_WORKER_PORT (8000), ONCOFLOW_HOME (./var).
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: env up down status test bench demo-model lint
+
+env:
+	@scripts/bootstrap.sh
+
+up: env
+	@$(PY) -m oncoflow.cli up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m oncoflow.cli down; else echo "nothing to stop (no .venv)"; fi
+
+status:
+	@$(PY) -m oncoflow.cli status
+
+test: env
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: env
+	$(PY) bench/turnaround.py
+
+demo-model: env
+	$(PY) inference/training/train_demo_model.py --out inference/model_repository/nnunet_demo/1/nnunet
+
+lint: env
+	$(PY) -m ruff check .

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs whatever OncoFlow needs and is missing, then exits. Idempotent and quick when all is there.
+#  1. Debian packages (Orthanc, its Python and DICOMweb plugins, dcmtk, dicom3tools, anatomy templates).
+#     The packaged Orthanc service is never started: OncoFlow runs Orthanc as its own process.
+#  2. The heavy Python dependencies (torch, nnU-Net, highdicom, ...) in a virtualenv cached under
+#     ${ONCOFLOW_CACHE:-~/.cache/oncoflow}, keyed by the hash of requirements.lock, built with Debian's
+#     python3.11: the interpreter that orthanc-python embeds.
+#  3. A light per-checkout .venv that sees the cached dependencies (a .pth file) and holds this
+#     checkout as an editable install, so several clones can share one dependency cache.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+apt_packages=(orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools mricron-data python3.11-venv)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  policy=/usr/sbin/policy-rc.d; made_policy=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null; $sudo chmod +x "$policy"; made_policy=1; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$made_policy" = 1 ] && $sudo rm -f "$policy"
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then $sudo systemctl disable --now orthanc || true; fi
+fi
+
+cache=${ONCOFLOW_CACHE:-$HOME/.cache/oncoflow}
+key=$(sha256sum requirements.lock | cut -c1-16)
+deps="$cache/deps-$key"
+if [ ! -f "$deps/.complete" ]; then
+  echo "bootstrap: building the dependency cache $deps (first run: several minutes)"
+  rm -rf "$deps"; mkdir -p "$cache"
+  /usr/bin/python3.11 -m venv "$deps"
+  "$deps/bin/pip" install -q --upgrade pip
+  "$deps/bin/pip" install -q -r requirements.lock
+  touch "$deps/.complete"
+fi
+
+site=lib/python3.11/site-packages
+if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.deps 2>/dev/null)" != "$deps" ] \
+   || [ pyproject.toml -nt .venv/.deps ]; then
+  rm -rf .venv
+  /usr/bin/python3.11 -m venv --without-pip .venv
+  echo "$deps/$site" > ".venv/$site/oncoflow-deps.pth"
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v -i warn || true
+  echo "$deps" > .venv/.deps
+fi
+.venv/bin/python -c "import oncoflow, oncoflow_plugin, oncoflow_inference, torch, nnunetv2, highdicom" \
+  || { echo "bootstrap: the environment is broken; remove .venv and $deps" >&2; exit 1; }
