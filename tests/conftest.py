@@ -76,6 +76,17 @@ class Stack:
             time.sleep(0.25)
         raise AssertionError(f"job of {study_uid} did not reach {states} in {timeout_s} s; last: {job}")
 
+    def wait_event(self, study_uid: str, text: str, timeout_s: float = 60) -> dict[str, Any]:
+        """Wait until the study's latest job records an event containing ``text``; returns the job."""
+        deadline = time.monotonic() + timeout_s
+        job = None
+        while time.monotonic() < deadline:
+            job = self.job(study_uid)
+            if job and any(text in e["message"] for e in job["events"]):
+                return job
+            time.sleep(0.25)
+        raise AssertionError(f"no event '{text}' for {study_uid} in {timeout_s} s; last: {job}")
+
     def restart(self, name: str) -> None:
         start_service(self.settings, name)
         wait_healthy(self.settings, name, 120)
