@@ -59,9 +59,9 @@ def write_segmentation(
         segmented_property_type=codes.SCT.Neoplasm,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name=algorithm.name,
+            name=algorithm.name[:64],
             family=codes.cid7162.ArtificialIntelligence,
-            version=algorithm.version,
+            version=algorithm.version[:64],  # AlgorithmVersion is LO
         ),
     )
     seg = hd.seg.Segmentation(
@@ -75,7 +75,7 @@ def write_segmentation(
         instance_number=1,
         manufacturer=MANUFACTURER,
         manufacturer_model_name="OncoFlow tumour segmentation",
-        software_versions=f"oncoflow {__version__}; {algorithm.name} {algorithm.version}",
+        software_versions=(f"oncoflow {__version__}", f"{algorithm.name} {algorithm.version}"[:64]),
         device_serial_number="oncoflow-0001",
         content_description=f"Tumour segmentation by {algorithm.name}"[:64],
         content_label="TUMOUR",
