@@ -121,6 +121,20 @@ def wait_healthy(settings: Settings, name: str, timeout_s: float) -> None:
     raise StackError(f"{name} did not become healthy in {timeout_s:.0f} s; see {_log_file(settings, name)}")
 
 
+def _has_exited(pid: int) -> bool:
+    """True once ``pid`` is gone or a zombie: only then are its sockets closed and its ports free.
+
+    (Its command line empties earlier, while the kernel is still tearing it down.)
+    """
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if this process started it
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def stop_service(settings: Settings, name: str, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> bool:
     """Signal the service and wait for it to exit (SIGKILL after ``timeout_s``); True if it ran."""
     pid = service_pid(settings, name)
@@ -129,22 +143,13 @@ def stop_service(settings: Settings, name: str, sig: int = signal.SIGTERM, timeo
         return False
     os.kill(pid, sig)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and service_pid(settings, name) == pid:
-        _reap(pid)
-        time.sleep(0.1)
-    if service_pid(settings, name) == pid:
-        os.kill(pid, signal.SIGKILL)
-        while service_pid(settings, name) == pid:
-            _reap(pid)
-            time.sleep(0.05)
+    while not _has_exited(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.05)
     _pid_file(settings, name).unlink(missing_ok=True)
     return True
-
-
-def _reap(pid: int) -> None:
-    """Collect a child that exited (when this process started it), so it leaves no zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def status(settings: Settings) -> list[ServiceStatus]:

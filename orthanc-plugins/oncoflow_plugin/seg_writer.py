@@ -75,7 +75,7 @@ def write_segmentation(
         instance_number=1,
         manufacturer=MANUFACTURER,
         manufacturer_model_name="OncoFlow tumour segmentation",
-        software_versions=(f"oncoflow {__version__}", f"{algorithm.name} {algorithm.version}"[:64]),
+        software_versions=f"oncoflow {__version__} / {algorithm.name} {algorithm.version}"[:64],
         device_serial_number="oncoflow-0001",
         content_description=f"Tumour segmentation by {algorithm.name}"[:64],
         content_label="TUMOUR",
