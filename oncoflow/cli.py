@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
 from .orthanc_config import missing_orthanc_parts
-from .stack import SERVICES, StackError, http_get, start_service, status, stop_service, wait_healthy
+from .stack import SERVICES, StackError, start_service, status, stop_service, wait_healthy, wait_model_settled
 
 
 def cmd_up(settings: Settings, timeout_s: float) -> int:
@@ -26,8 +26,8 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     except StackError as exc:
         print(f"oncoflow up failed: {exc}", file=sys.stderr)
         return 1
-    code, body = http_get(f"{settings.worker_http_url}/v2/models/{settings.segmentation_model}/ready")
-    model = "ready" if code == 200 else f"NOT ready: {body.decode(errors='replace')}"
+    state, reason = wait_model_settled(settings, settings.segmentation_model, timeout_s)
+    model = "ready" if state == "READY" else f"NOT ready ({state}): {reason}"
     print(f"OncoFlow is up (home {settings.home})")
     print(f"  Orthanc        {settings.orthanc_url}/  (DICOM AET {settings.aet} on port {settings.dicom_port})")
     print(f"  DICOMweb       {settings.orthanc_url}/dicom-web/")

@@ -69,6 +69,33 @@ def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+def model_state(settings: Settings, model: str) -> tuple[str, str]:
+    """``(state, reason)`` of a model from the worker's repository index (Triton's extension).
+
+    The state is READY, LOADING or UNAVAILABLE, or UNREACHABLE when the worker does not answer.
+    """
+    request = urllib.request.Request(f"{settings.worker_http_url}/v2/repository/index", data=b"{}", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            index = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        return "UNREACHABLE", str(exc)
+    for entry in index:
+        if entry.get("name") == model:
+            return str(entry.get("state", "UNAVAILABLE")), str(entry.get("reason", ""))
+    return "UNAVAILABLE", f"model {model} is not in the repository {settings.model_repository}"
+
+
+def wait_model_settled(settings: Settings, model: str, timeout_s: float) -> tuple[str, str]:
+    """Wait while the model is LOADING; returns its final ``(state, reason)``."""
+    deadline = time.monotonic() + timeout_s
+    state, reason = model_state(settings, model)
+    while state in ("LOADING", "UNREACHABLE") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state, reason = model_state(settings, model)
+    return state, reason
+
+
 def health_url(settings: Settings, name: str) -> str:
     if name == "orthanc":
         return f"{settings.orthanc_url}/oncoflow/health"

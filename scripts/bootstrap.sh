@@ -45,7 +45,8 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.deps 2>/dev/null)" != "$deps" ] 
   rm -rf .venv
   /usr/bin/python3.11 -m venv --without-pip .venv
   echo "$deps/$site" > ".venv/$site/oncoflow-deps.pth"
-  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v -i warn || true
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . > .venv/install.log 2>&1 \
+    || { cat .venv/install.log >&2; exit 1; }
   echo "$deps" > .venv/.deps
 fi
 .venv/bin/python -c "import oncoflow, oncoflow_plugin, oncoflow_inference, torch, nnunetv2, highdicom" \
