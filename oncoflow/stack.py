@@ -52,10 +52,13 @@ def service_pid(settings: Settings, name: str) -> int | None:
     """The PID of a running service started by this stack, or ``None``."""
     try:
         pid = int(_pid_file(settings, name).read_text().strip())
+        if _has_exited(pid):
+            return None
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except (OSError, ValueError):
         return None
-    return pid if _CMDLINE_MARK[name] in cmdline else None
+    # A live process reads an empty command line for a moment around its exec: still ours.
+    return pid if not cmdline or _CMDLINE_MARK[name] in cmdline else None
 
 
 def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
