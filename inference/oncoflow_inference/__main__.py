@@ -1,4 +1,8 @@
-"""``python -m oncoflow_inference``: serve the model repository on 127.0.0.1:ONCOFLOW_WORKER_PORT."""
+"""``python -m oncoflow_inference``: serve the model repository on 127.0.0.1:ONCOFLOW_WORKER_PORT.
+
+Settings come from the environment (:func:`oncoflow.config.load_settings`); an invalid
+one prints every problem and exits with status 2. Logs go to stdout.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +19,19 @@ def main() -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(f"oncoflow-worker: {exc}", file=sys.stderr, flush=True)
         return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import uvicorn
 
     from .kserve_server import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    host, _, _ = settings.worker_url.rpartition(":")
-    uvicorn.run(create_app(settings), host=host or "127.0.0.1", port=settings.worker_port, log_level="warning",
-                access_log=False)
+    logging.getLogger("oncoflow.worker").info(
+        "serving %s on 127.0.0.1:%d", settings.model_repository, settings.worker_port
+    )
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.worker_port, log_level="warning",
+                access_log=False, log_config=None)
     return 0
 
 

@@ -1,15 +1,25 @@
 """Build the experts named by a Triton model repository.
 
-A model directory served by the Python backend declares which OncoFlow expert it
-is in ``config.pbtxt`` parameters: ``expert`` ("nnunet"), ``model_folder``
-(relative to the version directory), ``fold``, ``use_mirroring``,
-``tumour_labels`` (comma-separated). ``ONCOFLOW_NNUNET_MODEL_DIR`` replaces the
-folder of the segmentation model, so a hospital's BraTS model is a config change.
+A model served by the Python backend (``backend: "python"``) names its OncoFlow
+expert in ``config.pbtxt`` parameters:
+
+* ``expert``: ``"nnunet"``;
+* ``model_folder``: nnU-Net's trained-model folder, relative to the version
+  directory (default ``"nnunet"``) or absolute;
+* ``fold`` (default ``"0"``, or ``"all"``), ``checkpoint`` (default
+  ``"checkpoint_final.pth"``), ``use_mirroring`` (``"true"``/``"false"``, default false);
+* ``tumour_labels``: comma-separated label values that make up the tumour
+  (default: every non-zero label).
+
+``Settings.nnunet_model_dir`` (``ONCOFLOW_NNUNET_MODEL_DIR``) replaces the folder of
+``Settings.segmentation_model``, so a hospital's BraTS model is a setting, not a copy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from oncoflow.config import Settings
 
@@ -17,12 +27,25 @@ from .experts.base import Expert
 from .experts.nnunet_expert import NnUNetExpert
 from .model_repository import ModelConfig, scan_repository
 
+EXPERTS = ("nnunet",)
+
+
+class ExpertConfigError(ValueError):
+    """The parameters of a model do not describe an expert OncoFlow can build."""
+
 
 @dataclass
 class ServedModel:
-    config: ModelConfig
-    expert: Expert | None  # None when the configuration names no known expert
+    """A model of the repository, with its expert (``None`` when it cannot be built, see ``error``)."""
+
+    name: str
+    config: ModelConfig | None
+    expert: Expert | None
     error: str | None = None
+
+    @property
+    def version(self) -> str:
+        return self.config.version if self.config is not None else ""
 
     @property
     def ready(self) -> bool:
@@ -30,39 +53,74 @@ class ServedModel:
 
     @property
     def reason(self) -> str | None:
+        """Why the model is not ready (``None`` when it is)."""
         if self.expert is None:
             return self.error
         return self.expert.not_ready_reason
 
 
-def _expert(config: ModelConfig, settings: Settings) -> Expert:
-    kind = config.parameters.get("expert", "")
-    if kind != "nnunet":
-        raise ValueError(f"model {config.name}: unknown expert {kind!r} (parameters.expert)")
-    folder = config.version_dir / config.parameters.get("model_folder", "nnunet")
-    if settings.nnunet_model_dir is not None and config.name == settings.segmentation_model:
-        folder = settings.nnunet_model_dir
-    labels = [int(v) for v in config.parameters.get("tumour_labels", "").split(",") if v.strip()]
+def _boolean(parameters: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = parameters.get(key, str(default)).strip().lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ExpertConfigError(f"parameter {key}={raw!r} must be true or false")
+    return raw in ("true", "1", "yes")
+
+
+def nnunet_expert_from_parameters(
+    name: str,
+    parameters: Mapping[str, str],
+    version_dir: Path,
+    torch_threads: int = 2,
+    model_folder: Path | None = None,
+) -> NnUNetExpert:
+    """An (unloaded) :class:`NnUNetExpert` from ``config.pbtxt`` parameters; also used by Triton's model.py.
+
+    ``model_folder``, when given, overrides the ``model_folder`` parameter.
+    """
+    fold = parameters.get("fold", "0").strip()
+    if fold != "all" and not fold.isdigit():
+        raise ExpertConfigError(f"parameter fold={fold!r} must be a fold number or 'all'")
+    try:
+        labels = [int(v) for v in parameters.get("tumour_labels", "").split(",") if v.strip()]
+    except ValueError as exc:
+        raise ExpertConfigError(
+            f"parameter tumour_labels={parameters['tumour_labels']!r} must be comma-separated integers"
+        ) from exc
+    if any(v <= 0 for v in labels):
+        raise ExpertConfigError(f"parameter tumour_labels={labels} must be positive label values")
     return NnUNetExpert(
-        folder,
-        name=config.name,
-        fold=int(config.parameters.get("fold", "0")),
-        use_mirroring=config.parameters.get("use_mirroring", "false").lower() == "true",
+        model_folder if model_folder is not None else version_dir / parameters.get("model_folder", "nnunet"),
+        name=name,
+        fold=int(fold) if fold.isdigit() else fold,
+        checkpoint=parameters.get("checkpoint", "checkpoint_final.pth"),
+        use_mirroring=_boolean(parameters, "use_mirroring", False),
         tumour_labels=labels or None,
-        torch_threads=settings.torch_threads,
+        torch_threads=torch_threads,
+    )
+
+
+def build_expert(config: ModelConfig, settings: Settings) -> Expert:
+    """The expert ``config`` names; raises :class:`ExpertConfigError` when it names none OncoFlow knows."""
+    if config.backend != "python":
+        raise ExpertConfigError(f"model {config.name}: backend {config.backend!r} is not served here (only python)")
+    kind = config.parameters.get("expert", "")
+    if kind not in EXPERTS:
+        raise ExpertConfigError(f"model {config.name}: parameter expert={kind!r} is not one of {list(EXPERTS)}")
+    override = settings.nnunet_model_dir if config.name == settings.segmentation_model else None
+    return nnunet_expert_from_parameters(
+        config.name, config.parameters, config.version_dir, settings.torch_threads, override
     )
 
 
 def build_models(settings: Settings) -> dict[str, ServedModel]:
-    """Every model of the repository; unreadable or unknown ones are kept, not ready, with the reason."""
+    """Every model of the repository, unloaded; unusable ones are kept, not ready, with the reason."""
     configs, errors = scan_repository(settings.model_repository)
     models: dict[str, ServedModel] = {}
     for config in configs:
         try:
-            models[config.name] = ServedModel(config, _expert(config, settings))
-        except ValueError as exc:
-            models[config.name] = ServedModel(config, None, str(exc))
+            models[config.name] = ServedModel(config.name, config, build_expert(config, settings))
+        except ExpertConfigError as exc:
+            models[config.name] = ServedModel(config.name, config, None, str(exc))
     for name, error in errors.items():
-        models[name] = ServedModel(ModelConfig(name, "", 0, (), (), directory=settings.model_repository / name),
-                                   None, error)
-    return models
+        models[name] = ServedModel(name, None, None, error)
+    return dict(sorted(models.items()))

@@ -1,36 +1,55 @@
 """The inference worker's HTTP API: KServe v2 (Triton's), so a Triton server can stand in for it.
 
-Routes: ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``,
-``GET /v2/models/{m}[/versions/{v}]``, ``GET /v2/models/{m}[/versions/{v}]/ready``,
-``POST /v2/models/{m}[/versions/{v}]/infer`` (JSON or binary tensors) and
-``POST /v2/repository/index`` (Triton's repository extension: state and reason per model).
+Routes:
+
+* ``GET /v2``: server metadata; ``GET /v2/health/live``, ``GET /v2/health/ready``
+  (200 once the server is up; readiness of models is per model);
+* ``GET /v2/models/{m}[/versions/{v}]``: model metadata (tensors from config.pbtxt);
+* ``GET /v2/models/{m}[/versions/{v}]/ready``: 200, or 400 ``{"error": reason}``;
+* ``POST /v2/models/{m}[/versions/{v}]/infer``: JSON or binary tensors (binary tensor
+  data extension), request body optionally gzip/deflate ``Content-Encoding``;
+* ``POST /v2/repository/index``: Triton's repository extension, state and reason per model.
 
 Segmentation models take ``IMAGE`` FP32 ``(slice, row, column)`` and ``SPACING_MM``
-FP32 ``(3,)``, and return ``MASK`` UINT8 and, when asked for, ``PROBABILITY`` FP16.
-Inference runs on a bounded pool (one model call at a time by default, on 2 cores),
-so health routes keep answering during a long inference.
+FP32 ``(3,)`` mm, and return ``MASK`` UINT8 and, when requested, ``PROBABILITY`` FP16.
+Errors are ``{"error": "..."}``: 400 for a bad request, 404 for an unknown model or
+version, 503 while a model cannot run (loading or unavailable), 500 for a model
+failure. Experts load in a background thread (the server is live at once); model
+calls run on a bounded thread pool, so health routes answer during a long inference.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import logging
 import threading
 import time
+import zlib
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oncoflow import __version__
 from oncoflow.config import Settings
 
-from .binary_tensors import HEADER_LENGTH, TensorError, decode_request, encode_response
+from .binary_tensors import HEADER_LENGTH, InferRequest, TensorError, decode_request, encode_response
 from .expert_registry import ServedModel, build_models
+from .experts.base import Expert, ExpertInputError, ExpertNotReady, ExpertOutput
+from .segmentation_tensors import MASK, OUTPUTS, PROBABILITY, check_against_specs, segmentation_inputs
 
 log = logging.getLogger("oncoflow.worker")
+
+SERVER_NAME = "oncoflow-worker"
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
 class ServerMetadata(BaseModel):
@@ -41,8 +60,8 @@ class ServerMetadata(BaseModel):
 
 class TensorMetadata(BaseModel):
     name: str
-    datatype: str
-    shape: list[int]
+    datatype: str  # KServe v2 datatype
+    shape: list[int]  # -1 for a variable dimension
 
 
 class ModelMetadata(BaseModel):
@@ -56,58 +75,100 @@ class ModelMetadata(BaseModel):
 class RepositoryEntry(BaseModel):
     name: str
     version: str
-    state: str  # READY | LOADING | UNAVAILABLE
-    reason: str
+    state: Literal["READY", "LOADING", "UNAVAILABLE"]
+    reason: str  # why it is not READY; empty when it is
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+class ErrorResponse(BaseModel):
+    error: str
 
 
-def _validated_inputs(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[float, float, float]]:
-    image, spacing = inputs.get("IMAGE"), inputs.get("SPACING_MM")
-    if image is None or spacing is None:
-        raise TensorError(f"inputs IMAGE and SPACING_MM are required, got {sorted(inputs)}")
-    if image.ndim != 3 or min(image.shape) < 1:
-        raise TensorError(f"IMAGE must be 3-D (slice, row, column), got shape {list(image.shape)}")
-    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise TensorError(f"SPACING_MM must be 3 positive numbers, got {spacing.tolist()}")
-    if not np.all(np.isfinite(image)):
-        raise TensorError("IMAGE holds NaN or infinite values")
-    return image.astype(np.float32, copy=False), (float(spacing[0]), float(spacing[1]), float(spacing[2]))
+class KServeError(Exception):
+    """Answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The worker application; experts start loading in the background at start-up."""
+_ERRORS: dict[int | str, dict[str, type[BaseModel]]] = {
+    400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}
+}
+
+
+def _decompress(body: bytes, encoding: str | None) -> bytes:
+    """Undo a request ``Content-Encoding`` (gzip or deflate, as tritonclient may send)."""
+    if not encoding or encoding == "identity":
+        return body
+    try:
+        if encoding == "gzip":
+            return gzip.decompress(body)
+        if encoding == "deflate":
+            return zlib.decompress(body)
+    except (OSError, zlib.error) as exc:
+        raise TensorError(f"request body is not valid {encoding}: {exc}") from exc
+    raise TensorError(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
+
+
+def create_app(settings: Settings, max_concurrent_inferences: int | None = None) -> FastAPI:
+    """The worker application for ``settings.model_repository``.
+
+    ``max_concurrent_inferences`` bounds the model calls running at once (default:
+    ``settings.inference_concurrency`` when Settings has it, else 1: on 2 cores one
+    nnU-Net call already uses both).
+    """
+    concurrency = max_concurrent_inferences or int(getattr(settings, "inference_concurrency", 1))
     models: dict[str, ServedModel] = build_models(settings)
-    loading: set[str] = {name for name, m in models.items() if m.expert is not None}
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oncoflow-infer")
+    loading: set[str] = {name for name, model in models.items() if model.expert is not None}
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="oncoflow-infer")
 
     def load_all() -> None:
         for name, model in models.items():
-            if model.expert is not None:
-                model.expert.load()
-                log.warning("model %s: %s", name, "READY" if model.ready else f"UNAVAILABLE: {model.reason}")
+            if model.expert is None:
+                log.warning("model %s: UNAVAILABLE: %s", name, model.reason)
+                continue
+            started = time.perf_counter()
+            model.expert.load()
             loading.discard(name)
+            if model.ready:
+                log.info("model %s: READY (version %s, %.1f s)", name, model.expert.version,
+                         time.perf_counter() - started)
+            else:
+                log.warning("model %s: UNAVAILABLE: %s", name, model.reason)
 
-    app = FastAPI(title="OncoFlow inference worker (KServe v2)", version=__version__)
-
-    @app.on_event("startup")
-    def start_loading() -> None:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         threading.Thread(target=load_all, name="oncoflow-load", daemon=True).start()
+        yield
+        pool.shutdown(wait=False, cancel_futures=True)
 
-    def lookup(name: str, version: str | None) -> ServedModel | JSONResponse:
+    app = FastAPI(title="OncoFlow inference worker (KServe v2)", version=__version__, lifespan=lifespan)
+
+    @app.exception_handler(KServeError)
+    async def kserve_error(_: Request, exc: KServeError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    def lookup(name: str, version: str | None) -> ServedModel:
         model = models.get(name)
         if model is None:
-            return _error(404, f"Request for unknown model: '{name}' is not found")
-        if version not in (None, "", model.config.version):
-            return _error(404, f"Request for unknown model: '{name}' version {version} is not found")
+            raise KServeError(404, f"Request for unknown model: '{name}' is not found")
+        if version not in (None, "", model.version):
+            raise KServeError(404, f"Request for unknown model: '{name}' version {version} is not found")
         return model
+
+    def state(model: ServedModel) -> Literal["READY", "LOADING", "UNAVAILABLE"]:
+        if model.ready:
+            return "READY"
+        return "LOADING" if model.name in loading else "UNAVAILABLE"
 
     @app.get("/v2", response_model=ServerMetadata)
     def server_metadata() -> ServerMetadata:
-        return ServerMetadata(name="oncoflow-worker", version=__version__,
-                              extensions=["binary_tensor_data", "model_repository"])
+        return ServerMetadata(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
 
     @app.get("/v2/health/live")
     def live() -> Response:
@@ -117,89 +178,110 @@ def create_app(settings: Settings) -> FastAPI:
     def ready() -> Response:
         return Response(status_code=200)
 
-    @app.get("/v2/models/{name}", response_model=ModelMetadata)
-    @app.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadata)
-    def model_metadata(name: str, version: str | None = None) -> ModelMetadata | JSONResponse:
+    @app.get("/v2/models/{name}", response_model=ModelMetadata, responses=_ERRORS)
+    @app.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadata, responses=_ERRORS)
+    def model_metadata(name: str, version: str | None = None) -> ModelMetadata:
         model = lookup(name, version)
-        if isinstance(model, JSONResponse):
-            return model
+        if model.config is None:
+            raise KServeError(400, f"model '{name}' is unavailable: {model.reason}")
         config = model.config
         return ModelMetadata(
             name=config.name,
             versions=[config.version],
-            platform=config.backend or "python",
+            platform=config.backend,
             inputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=list(t.dims)) for t in config.inputs],
             outputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=list(t.dims)) for t in config.outputs],
         )
 
-    @app.get("/v2/models/{name}/ready")
-    @app.get("/v2/models/{name}/versions/{version}/ready")
+    @app.get("/v2/models/{name}/ready", responses=_ERRORS)
+    @app.get("/v2/models/{name}/versions/{version}/ready", responses=_ERRORS)
     def model_ready(name: str, version: str | None = None) -> Response:
         model = lookup(name, version)
-        if isinstance(model, JSONResponse):
-            return model
         if model.ready:
             return Response(status_code=200)
-        state = "loading" if name in loading else "unavailable"
-        return _error(400, f"model '{name}' is not ready ({state}): {model.reason}")
+        raise KServeError(400, f"model '{name}' is not ready ({state(model).lower()}): {model.reason}")
 
     @app.post("/v2/repository/index", response_model=list[RepositoryEntry])
-    def repository_index() -> list[RepositoryEntry]:
+    async def repository_index(request: Request) -> list[RepositoryEntry]:
+        body = await request.body()
+        only_ready = False
+        if body.strip():
+            try:
+                only_ready = bool(json.loads(body).get("ready", False))
+            except (ValueError, AttributeError) as exc:
+                raise KServeError(400, f"repository index request must be a JSON object: {exc}") from exc
         return [
-            RepositoryEntry(
-                name=name,
-                version=m.config.version,
-                state="READY" if m.ready else "LOADING" if name in loading else "UNAVAILABLE",
-                reason="" if m.ready else str(m.reason or ""),
-            )
-            for name, m in sorted(models.items())
+            RepositoryEntry(name=name, version=model.version, state=state(model), reason=model.reason or "")
+            for name, model in models.items()
+            if model.ready or not only_ready
         ]
 
-    @app.post("/v2/models/{name}/infer")
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    def run_expert(expert: Expert, image: np.ndarray, spacing_mm: tuple[float, float, float],
+                   with_probability: bool) -> ExpertOutput:
+        return expert.predict(image, spacing_mm, with_probability=with_probability)
+
+    @app.post("/v2/models/{name}/infer", responses=_ERRORS)
+    @app.post("/v2/models/{name}/versions/{version}/infer", responses=_ERRORS)
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
         model = lookup(name, version)
-        if isinstance(model, JSONResponse):
-            return model
-        if not model.ready or model.expert is None:
-            return _error(503, f"model '{name}' is not ready: {model.reason}")
+        if not model.ready or model.expert is None or model.config is None:
+            raise KServeError(503, f"model '{name}' is not ready ({state(model).lower()}): {model.reason}")
+        config, expert = model.config, model.expert
         body = await request.body()
+        raw_length = request.headers.get(HEADER_LENGTH)
         try:
-            header_length = request.headers.get(HEADER_LENGTH)
-            decoded = decode_request(body, int(header_length) if header_length else None)
-            image, spacing_mm = _validated_inputs(decoded.inputs)
-        except (TensorError, ValueError) as exc:
-            return _error(400, str(exc))
-        wanted = decoded.requested_outputs or {"MASK": False}
-        unknown = set(wanted) - {"MASK", "PROBABILITY"}
+            header_length = int(raw_length) if raw_length is not None else None
+        except ValueError as exc:
+            raise KServeError(400, f"{HEADER_LENGTH} {raw_length!r} is not an integer") from exc
+
+        def decode() -> tuple[InferRequest, np.ndarray, tuple[float, float, float]]:
+            """Decode and validate off the event loop (a large volume takes a while to check)."""
+            decoded = decode_request(_decompress(body, request.headers.get("Content-Encoding")), header_length)
+            check_against_specs(decoded.inputs, config.inputs)
+            return decoded, *segmentation_inputs(decoded.inputs, settings.max_voxels)
+
+        try:
+            decoded, image, spacing_mm = await asyncio.to_thread(decode)
+        except TensorError as exc:
+            raise KServeError(400, str(exc)) from exc
+
+        declared = [t.name for t in config.outputs if t.name in OUTPUTS]
+        wanted = decoded.requested_outputs or {n: decoded.binary_data_output for n in declared}
+        unknown = sorted(set(wanted) - set(declared))
         if unknown:
-            return _error(400, f"unknown outputs {sorted(unknown)}; this model gives MASK and PROBABILITY")
-        expert = model.expert
+            raise KServeError(400, f"unknown outputs {unknown}; model '{name}' gives {declared}")
+
         started = time.perf_counter()
         try:
             output = await asyncio.get_running_loop().run_in_executor(
-                pool, lambda: expert.predict(image, spacing_mm, with_probability="PROBABILITY" in wanted)
+                pool, run_expert, expert, image, spacing_mm, PROBABILITY in wanted
             )
-        except ValueError as exc:
-            return _error(400, str(exc))
-        outputs: dict[str, np.ndarray] = {"MASK": output.mask}
+        except ExpertInputError as exc:
+            raise KServeError(400, str(exc)) from exc
+        except ExpertNotReady as exc:
+            raise KServeError(503, f"model '{name}' is not ready: {exc}") from exc
+        except Exception as exc:
+            log.exception("model %s failed on a %s volume", name, list(image.shape))
+            raise KServeError(500, f"model '{name}' failed: {type(exc).__name__}: {exc}") from exc
+        total_s = time.perf_counter() - started
+
+        produced = {MASK: output.mask}
         if output.probability is not None:
-            outputs["PROBABILITY"] = output.probability.astype(np.float16)
-        payload, json_length = encode_response(
-            name,
-            model.config.version,
-            {k: v for k, v in outputs.items() if k in wanted},
-            wanted,
-            decoded.request_id,
-            {
-                "inference_s": round(output.runtime_s, 4),
-                "queue_and_inference_s": round(time.perf_counter() - started, 4),
-                "model_version": f"{model.config.version}/{expert.version}",
-            },
+            produced[PROBABILITY] = output.probability.astype(np.float16)
+        parameters = {
+            "inference_s": round(output.runtime_s, 4),
+            "queue_and_inference_s": round(total_s, 4),
+            "model_version": f"{config.version}/{expert.version}",
+        }
+        payload, json_length = await asyncio.to_thread(
+            encode_response, name, config.version, {n: produced[n] for n in wanted if n in produced}, wanted,
+            decoded.request_id, parameters,
         )
-        headers = {HEADER_LENGTH: str(json_length)} if json_length is not None else {}
-        media = "application/octet-stream" if json_length is not None else "application/json"
-        return Response(content=payload, media_type=media, headers=headers)
+        log.info("model %s: %s volume, %.2f s inference, %.2f s with queue", name, list(image.shape),
+                 output.runtime_s, total_s)
+        if json_length is None:
+            return Response(content=payload, media_type="application/json")
+        return Response(content=payload, media_type="application/octet-stream",
+                        headers={HEADER_LENGTH: str(json_length)})
 
     return app
-

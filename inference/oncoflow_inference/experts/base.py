@@ -1,4 +1,4 @@
-"""What every expert is: a model that is ready (or says why not) and turns a volume into a mask."""
+"""What every expert is: a model that is ready (or says why not) and turns a volume into a tumour mask."""
 
 from __future__ import annotations
 
@@ -11,20 +11,31 @@ import numpy.typing as npt
 
 @dataclass(frozen=True)
 class ExpertOutput:
-    mask: npt.NDArray[np.uint8]  # (slice, row, column), 1 = tumour
-    probability: npt.NDArray[np.float32] | None  # tumour probability, same shape, when computed
-    runtime_s: float
+    """One prediction, on the input's voxel grid."""
+
+    mask: npt.NDArray[np.uint8]  # (slice, row, column); 1 = tumour, 0 = not
+    probability: npt.NDArray[np.float32] | None  # tumour probability in [0, 1], same shape; None unless asked
+    runtime_s: float  # seconds spent in the model call (preprocessing, network, resampling back)
 
 
 class ExpertNotReady(RuntimeError):
-    """Raised by :meth:`Expert.predict` on an expert that is not loaded; never a made-up mask."""
+    """Raised by :meth:`Expert.predict` on an expert that is not loaded; an expert never makes up a mask."""
+
+
+class ExpertInputError(ValueError):
+    """The volume cannot be segmented by this expert (e.g. it needs more input channels); a client error."""
 
 
 class Expert(ABC):
-    """A segmentation model. ``load`` never raises: a failure leaves it not ready, with the reason."""
+    """A segmentation model.
+
+    ``load`` never raises: a failure leaves the expert not ready, with the reason in
+    ``not_ready_reason``. ``predict`` takes a ``(slice, row, column)`` float32 volume
+    and its voxel spacing ``(slice, row, column)`` in millimetres.
+    """
 
     name: str
-    version: str
+    version: str  # identifies the exact weights once loaded
     not_ready_reason: str | None = "not loaded yet"
 
     @property
@@ -32,9 +43,14 @@ class Expert(ABC):
         return self.not_ready_reason is None
 
     @abstractmethod
-    def load(self) -> None: ...
+    def load(self) -> None:
+        """Load the model; on failure set ``not_ready_reason`` instead of raising."""
 
     @abstractmethod
     def predict(
-        self, image: npt.NDArray[np.float32], spacing_mm: tuple[float, float, float], with_probability: bool = False
-    ) -> ExpertOutput: ...
+        self,
+        image: npt.NDArray[np.float32],
+        spacing_mm: tuple[float, float, float],
+        with_probability: bool = False,
+    ) -> ExpertOutput:
+        """Segment ``image``; raises :class:`ExpertNotReady` or :class:`ExpertInputError`."""
