@@ -8,6 +8,7 @@ truth, dciodvfy's verdict and the job status route.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from oncoflow_plugin.seg_writer import read_segmentation_mask
 
 from oncoflow.phantom import make_phantom
+from oncoflow.phantom_dicom import write_datasets
 from oncoflow.stack import stop_service
 
 from .conftest import Stack, unique_study, write_series
@@ -86,8 +88,6 @@ def test_resend_and_more_slices_never_duplicate(stack: Stack, tmp_path: Path) ->
     assert len(stack.seg_series(study_uid)) == 1
 
     # the 10 missing slices arrive: a new SEG replaces the earlier one
-    from oncoflow.phantom_dicom import write_datasets
-
     write_datasets(datasets[30:], tmp_path / "rest")
     stack.push(tmp_path / "rest")
     updated = stack.wait_job(study_uid, min_job_id=first["job_id"] + 1)
@@ -100,8 +100,6 @@ def test_resend_and_more_slices_never_duplicate(stack: Stack, tmp_path: Path) ->
 
 def test_worker_killed_mid_job_finishes_exactly_once(stack: Stack, tmp_path: Path) -> None:
     worker_pid = int((stack.settings.run_dir / "worker.pid").read_text())
-    import os
-
     os.kill(worker_pid, signal.SIGSTOP)  # freeze it so the job is surely in flight when it dies
     try:
         study_uid, _, _ = push_phantom(stack, tmp_path, "e2e-kill", seed=9103)
@@ -118,8 +116,6 @@ def test_worker_killed_mid_job_finishes_exactly_once(stack: Stack, tmp_path: Pat
 
 def test_orthanc_killed_mid_job_resumes_after_restart(stack: Stack, tmp_path: Path) -> None:
     worker_pid = int((stack.settings.run_dir / "worker.pid").read_text())
-    import os
-
     os.kill(worker_pid, signal.SIGSTOP)
     try:
         study_uid, _, _ = push_phantom(stack, tmp_path, "e2e-orthanc", seed=9104)
