@@ -70,3 +70,8 @@ class Volume:
     def image_orientation_patient(self) -> list[float]:
         """ImageOrientationPatient (0020,0037) as six floats."""
         return [*map(float, self.row_direction), *map(float, self.column_direction)]
+
+    def voxel_index(self, point_mm: Vector3) -> Vector3:
+        """Continuous ``(slice, row, column)`` index of an LPS point in millimetres (inverse of ``affine_lps``)."""
+        index = np.linalg.solve(self.affine_lps(), np.array([*point_mm, 1.0]))
+        return (float(index[0]), float(index[1]), float(index[2]))
