@@ -15,6 +15,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 SERIES_KINDS = ("t1c", "t1", "flair", "t2")
+FUSION_STRATEGIES = ("majority", "staple", "weighted", "confidence")
+DEFAULT_PANEL = "nnunet_demo,nnunet_demo_2d,nnunet_demo_3d_seed2,sam2,medgemma"
 
 
 class ConfigError(ValueError):
@@ -32,14 +34,17 @@ class Settings:
     worker_port: int  # ONCOFLOW_WORKER_PORT: the KServe v2 worker
     worker_url: str  # ONCOFLOW_WORKER_URL: host:port the plugin reaches (a Triton server works too)
     model_repository: Path  # ONCOFLOW_MODEL_REPOSITORY: Triton-layout model repository
-    segmentation_model: str  # ONCOFLOW_SEG_MODEL: model name in the repository
-    nnunet_model_dir: Path | None  # ONCOFLOW_NNUNET_MODEL_DIR: overrides the repository's nnU-Net folder
+    panel: tuple[str, ...]  # ONCOFLOW_PANEL: the experts (model names in the repository), in priority order
+    model_weights: dict[str, Path]  # ONCOFLOW_MODEL_WEIGHTS: "model=path,...": weights outside the repository
+    fusion: str  # ONCOFLOW_FUSION: majority | staple | weighted | confidence
+    fusion_weights: dict[str, float] | None  # ONCOFLOW_FUSION_WEIGHTS: "model=weight,..."
+    panel_concurrency: int  # ONCOFLOW_PANEL_CONCURRENCY: expert calls at once (plugin and worker)
     series_preference: tuple[str, ...]  # ONCOFLOW_SERIES_PREFERENCE: e.g. "t1c,t1,flair"
     max_voxels: int  # ONCOFLOW_MAX_VOXELS: larger input volumes are refused
     stable_age_s: int  # ONCOFLOW_STABLE_AGE_S: Orthanc StableAge
     worker_timeout_s: float  # ONCOFLOW_WORKER_TIMEOUT_S: one inference request
     job_max_attempts: int  # ONCOFLOW_JOB_MAX_ATTEMPTS: transient failures before a job fails
-    torch_threads: int = field(default=2)  # ONCOFLOW_TORCH_THREADS
+    torch_threads: int = field(default=2)  # ONCOFLOW_TORCH_THREADS: per model call (default cores ÷ concurrency)
 
     @property
     def orthanc_storage_dir(self) -> Path:
@@ -91,6 +96,25 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, errors
     return value
 
 
+def _pairs(env: Mapping[str, str], name: str, errors: list[str]) -> dict[str, str]:
+    """``"key=value,key=value"`` as a dict; malformed entries are reported in ``errors``."""
+    pairs: dict[str, str] = {}
+    for item in (i.strip() for i in env.get(name, "").split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            errors.append(f"{name} entry {item!r} must be model=value")
+            continue
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def parse_model_weights(env: Mapping[str, str], errors: list[str]) -> dict[str, Path]:
+    """``ONCOFLOW_MODEL_WEIGHTS`` as model name -> absolute path (also read by Triton's model.py files)."""
+    return {k: Path(v).expanduser().resolve() for k, v in _pairs(env, "ONCOFLOW_MODEL_WEIGHTS", errors).items()}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``).
 
@@ -121,8 +145,32 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not repo.is_dir():
         errors.append(f"ONCOFLOW_MODEL_REPOSITORY={repo} is not a directory")
 
-    nnunet_raw = env.get("ONCOFLOW_NNUNET_MODEL_DIR")
-    nnunet_dir = Path(nnunet_raw).expanduser().resolve() if nnunet_raw else None
+    panel = tuple(p.strip() for p in env.get("ONCOFLOW_PANEL", DEFAULT_PANEL).split(",") if p.strip())
+    if not panel or len(set(panel)) != len(panel):
+        errors.append(f"ONCOFLOW_PANEL={env.get('ONCOFLOW_PANEL')!r} must name one or more distinct models")
+    model_weights = parse_model_weights(env, errors)
+    fusion = env.get("ONCOFLOW_FUSION", "majority").strip().lower()
+    if fusion not in FUSION_STRATEGIES:
+        errors.append(f"ONCOFLOW_FUSION={fusion!r} is not one of {', '.join(FUSION_STRATEGIES)}")
+    fusion_weights: dict[str, float] | None = None
+    raw_weights = _pairs(env, "ONCOFLOW_FUSION_WEIGHTS", errors)
+    if raw_weights:
+        fusion_weights = {}
+        for model, raw in raw_weights.items():
+            try:
+                fusion_weights[model] = float(raw)
+            except ValueError:
+                errors.append(f"ONCOFLOW_FUSION_WEIGHTS weight {model}={raw!r} is not a number")
+                continue
+            if not fusion_weights[model] >= 0:
+                errors.append(f"ONCOFLOW_FUSION_WEIGHTS weight {model}={raw} must be non-negative")
+        unweighted = [m for m in panel if m not in fusion_weights]
+        if unweighted and fusion in ("weighted", "confidence"):
+            errors.append(f"ONCOFLOW_FUSION_WEIGHTS gives no weight to panel models {unweighted}")
+    elif fusion == "weighted":
+        errors.append("ONCOFLOW_FUSION=weighted needs ONCOFLOW_FUSION_WEIGHTS (model=weight,...)")
+    concurrency = _int(env, "ONCOFLOW_PANEL_CONCURRENCY", 2, 1, 64, errors)
+    default_threads = max(1, (os.cpu_count() or 1) // max(concurrency, 1))
 
     raw_preference = env.get("ONCOFLOW_SERIES_PREFERENCE", "t1c,t1,flair")
     preference = tuple(p.strip().lower() for p in raw_preference.split(",") if p.strip())
@@ -140,14 +188,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_port=worker_port,
         worker_url=worker_url,
         model_repository=repo,
-        segmentation_model=env.get("ONCOFLOW_SEG_MODEL", "nnunet_demo"),
-        nnunet_model_dir=nnunet_dir,
+        panel=panel,
+        model_weights=model_weights,
+        fusion=fusion,
+        fusion_weights=fusion_weights,
+        panel_concurrency=concurrency,
         series_preference=preference,
         max_voxels=_int(env, "ONCOFLOW_MAX_VOXELS", 512 * 512 * 400, 1, 2**31 - 1, errors),
         stable_age_s=_int(env, "ONCOFLOW_STABLE_AGE_S", 3, 1, 3600, errors),
         worker_timeout_s=_float(env, "ONCOFLOW_WORKER_TIMEOUT_S", 300.0, 1.0, errors),
         job_max_attempts=_int(env, "ONCOFLOW_JOB_MAX_ATTEMPTS", 20, 1, 1000, errors),
-        torch_threads=_int(env, "ONCOFLOW_TORCH_THREADS", 2, 1, 256, errors),
+        torch_threads=_int(env, "ONCOFLOW_TORCH_THREADS", default_threads, 1, 256, errors),
     )
     if errors:
         raise ConfigError("invalid OncoFlow configuration:\n  - " + "\n  - ".join(errors))

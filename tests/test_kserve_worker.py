@@ -135,9 +135,9 @@ def worker_url(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> It
     _add_model(repository, "no_weights")  # the same expert with its folder missing: not ready, with the reason
     port = free_port()
     env = {**os.environ, "ONCOFLOW_WORKER_PORT": str(port), "ONCOFLOW_MODEL_REPOSITORY": str(repository),
-           "ONCOFLOW_HOME": str(tmp_path_factory.mktemp("home")), "ONCOFLOW_SEG_MODEL": "tiny",
+           "ONCOFLOW_HOME": str(tmp_path_factory.mktemp("home")), "ONCOFLOW_PANEL": "tiny",
            "PYTHONUNBUFFERED": "1"}
-    env.pop("ONCOFLOW_NNUNET_MODEL_DIR", None)
+    env.pop("ONCOFLOW_MODEL_WEIGHTS", None)
     log_path = repository.parent / "worker.log"
     log = log_path.open("wb")
     process = subprocess.Popen([sys.executable, "-m", "oncoflow_inference"], env=env, stdout=log,

@@ -127,10 +127,10 @@ def test_registry_builds_experts_from_parameters(tmp_path: Path) -> None:
            name="bad")
     _model(tmp_path, 'name: "onnx" backend: "onnxruntime"', name="onnx")
     _model(tmp_path, 'name: "broken" [', name="broken")
-    models = build_models(_settings(tmp_path, ONCOFLOW_SEG_MODEL="seg", ONCOFLOW_NNUNET_MODEL_DIR="/opt/brats"))
+    models = build_models(_settings(tmp_path, ONCOFLOW_MODEL_WEIGHTS="seg=/opt/brats"))
     seg, other = models["seg"].expert, models["other"].expert
     assert isinstance(seg, NnUNetExpert) and isinstance(other, NnUNetExpert)
-    assert seg.model_folder == Path("/opt/brats")  # the override applies to the segmentation model only
+    assert seg.model_folder == Path("/opt/brats")  # the override applies to the model it names only
     assert (seg.fold, seg.use_mirroring, seg.tumour_labels) == ("all", True, (2, 3))
     assert other.model_folder == tmp_path / "other" / "1" / "w" and other.fold == 0 and not other.use_mirroring
     assert not models["seg"].ready and models["seg"].reason == "not loaded yet"

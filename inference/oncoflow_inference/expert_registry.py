@@ -1,18 +1,19 @@
 """Build the experts named by a Triton model repository.
 
 A model served by the Python backend (``backend: "python"``) names its OncoFlow
-expert in ``config.pbtxt`` parameters:
+expert in ``config.pbtxt`` parameters, ``expert`` being one of:
 
-* ``expert``: ``"nnunet"``;
-* ``model_folder``: nnU-Net's trained-model folder, relative to the version
-  directory (default ``"nnunet"``) or absolute;
-* ``fold`` (default ``"0"``, or ``"all"``), ``checkpoint`` (default
-  ``"checkpoint_final.pth"``), ``use_mirroring`` (``"true"``/``"false"``, default false);
-* ``tumour_labels``: comma-separated label values that make up the tumour
-  (default: every non-zero label).
+* ``"nnunet"`` (:mod:`.experts.nnunet_expert`): ``model_folder``, nnU-Net's
+  trained-model folder, relative to the version directory (default ``"nnunet"``) or
+  absolute; ``fold`` (default ``"0"``, or ``"all"``), ``checkpoint`` (default
+  ``"checkpoint_final.pth"``), ``use_mirroring`` (default false); ``tumour_labels``,
+  comma-separated label values that make up the tumour (default: every non-zero label);
+* ``"sam2"`` (:mod:`.experts.sam2_expert`): ``config``, ``checkpoint``, ``max_slices``;
+* ``"medgemma"`` (:mod:`.experts.medgemma_expert`): ``model_dir``, ``max_queries``.
 
-``Settings.nnunet_model_dir`` (``ONCOFLOW_NNUNET_MODEL_DIR``) replaces the folder of
-``Settings.segmentation_model``, so a hospital's BraTS model is a setting, not a copy.
+``Settings.model_weights`` (``ONCOFLOW_MODEL_WEIGHTS="model=path,..."``) replaces a
+model's weights location (nnU-Net folder, SAM2 checkpoint, MedGemma directory), so a
+hospital's BraTS model or SAM2 checkpoint is a setting, not a copy.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .experts.base import Expert
 from .experts.nnunet_expert import NnUNetExpert
 from .model_repository import ModelConfig, scan_repository
 
-EXPERTS = ("nnunet",)
+EXPERTS = ("nnunet", "sam2", "medgemma")
 
 
 class ExpertConfigError(ValueError):
@@ -99,16 +100,39 @@ def nnunet_expert_from_parameters(
     )
 
 
+def expert_from_parameters(
+    name: str, parameters: Mapping[str, str], version_dir: Path, torch_threads: int, weights: Path | None = None
+) -> Expert:
+    """The (unloaded) expert that ``config.pbtxt`` parameters describe; also used by Triton's model.py.
+
+    ``weights`` replaces the parameters' weights location. Raises :class:`ExpertConfigError`.
+    """
+    kind = parameters.get("expert", "")
+    if kind not in EXPERTS:
+        raise ExpertConfigError(f"model {name}: parameter expert={kind!r} is not one of {list(EXPERTS)}")
+    try:
+        if kind == "sam2":
+            from .experts.sam2_expert import sam2_expert_from_parameters
+
+            return sam2_expert_from_parameters(name, parameters, version_dir, torch_threads, weights)
+        if kind == "medgemma":
+            from .experts.medgemma_expert import medgemma_expert_from_parameters
+
+            return medgemma_expert_from_parameters(name, parameters, version_dir, torch_threads, weights)
+        return nnunet_expert_from_parameters(name, parameters, version_dir, torch_threads, weights)
+    except ExpertConfigError:
+        raise
+    except ValueError as exc:
+        raise ExpertConfigError(f"model {name}: {exc}") from exc
+
+
 def build_expert(config: ModelConfig, settings: Settings) -> Expert:
     """The expert ``config`` names; raises :class:`ExpertConfigError` when it names none OncoFlow knows."""
     if config.backend != "python":
         raise ExpertConfigError(f"model {config.name}: backend {config.backend!r} is not served here (only python)")
-    kind = config.parameters.get("expert", "")
-    if kind not in EXPERTS:
-        raise ExpertConfigError(f"model {config.name}: parameter expert={kind!r} is not one of {list(EXPERTS)}")
-    override = settings.nnunet_model_dir if config.name == settings.segmentation_model else None
-    return nnunet_expert_from_parameters(
-        config.name, config.parameters, config.version_dir, settings.torch_threads, override
+    return expert_from_parameters(
+        config.name, config.parameters, config.version_dir, settings.torch_threads,
+        settings.model_weights.get(config.name),
     )
 
 

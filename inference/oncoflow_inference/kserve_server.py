@@ -10,8 +10,10 @@ Routes:
   data extension), request body optionally gzip/deflate ``Content-Encoding``;
 * ``POST /v2/repository/index``: Triton's repository extension, state and reason per model.
 
-Segmentation models take ``IMAGE`` FP32 ``(slice, row, column)`` and ``SPACING_MM``
-FP32 ``(3,)`` mm, and return ``MASK`` UINT8 and, when requested, ``PROBABILITY`` FP16.
+Each expert defines its tensors (``Expert.infer``): segmentation models take ``IMAGE``
+FP32 ``(slice, row, column)`` and ``SPACING_MM`` FP32 ``(3,)`` mm and return ``MASK``
+UINT8 and, when requested, ``PROBABILITY`` FP16; SAM2 also takes optional ``BOXES`` and
+``POINTS`` prompts; MedGemma returns ``BOXES`` and ``FINDINGS`` (BYTES).
 Errors are ``{"error": "..."}``: 400 for a bad request, 404 for an unknown model or
 version, 503 while a model cannot run (loading or unavailable), 500 for a model
 failure. Experts load in a background thread (the server is live at once); model
@@ -40,11 +42,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oncoflow import __version__
 from oncoflow.config import Settings
+from oncoflow.prompts import PromptError
 
 from .binary_tensors import HEADER_LENGTH, InferRequest, TensorError, decode_request, encode_response
 from .expert_registry import ServedModel, build_models
-from .experts.base import Expert, ExpertInputError, ExpertNotReady, ExpertOutput
-from .segmentation_tensors import MASK, OUTPUTS, PROBABILITY, check_against_specs, segmentation_inputs
+from .experts.base import Expert, ExpertInputError, ExpertNotReady, ExpertResult
+from .segmentation_tensors import check_against_specs
 
 log = logging.getLogger("oncoflow.worker")
 
@@ -115,10 +118,9 @@ def create_app(settings: Settings, max_concurrent_inferences: int | None = None)
     """The worker application for ``settings.model_repository``.
 
     ``max_concurrent_inferences`` bounds the model calls running at once (default:
-    ``settings.inference_concurrency`` when Settings has it, else 1: on 2 cores one
-    nnU-Net call already uses both).
+    ``settings.panel_concurrency``; each call uses ``settings.torch_threads`` threads).
     """
-    concurrency = max_concurrent_inferences or int(getattr(settings, "inference_concurrency", 1))
+    concurrency = max_concurrent_inferences or settings.panel_concurrency
     models: dict[str, ServedModel] = build_models(settings)
     loading: set[str] = {name for name, model in models.items() if model.expert is not None}
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="oncoflow-infer")
@@ -216,9 +218,8 @@ def create_app(settings: Settings, max_concurrent_inferences: int | None = None)
             if model.ready or not only_ready
         ]
 
-    def run_expert(expert: Expert, image: np.ndarray, spacing_mm: tuple[float, float, float],
-                   with_probability: bool) -> ExpertOutput:
-        return expert.predict(image, spacing_mm, with_probability=with_probability)
+    def run_expert(expert: Expert, inputs: dict[str, np.ndarray], wanted: set[str]) -> ExpertResult:
+        return expert.infer(inputs, wanted, settings.max_voxels)
 
     @app.post("/v2/models/{name}/infer", responses=_ERRORS)
     @app.post("/v2/models/{name}/versions/{version}/infer", responses=_ERRORS)
@@ -234,18 +235,18 @@ def create_app(settings: Settings, max_concurrent_inferences: int | None = None)
         except ValueError as exc:
             raise KServeError(400, f"{HEADER_LENGTH} {raw_length!r} is not an integer") from exc
 
-        def decode() -> tuple[InferRequest, np.ndarray, tuple[float, float, float]]:
+        def decode() -> InferRequest:
             """Decode and validate off the event loop (a large volume takes a while to check)."""
             decoded = decode_request(_decompress(body, request.headers.get("Content-Encoding")), header_length)
             check_against_specs(decoded.inputs, config.inputs)
-            return decoded, *segmentation_inputs(decoded.inputs, settings.max_voxels)
+            return decoded
 
         try:
-            decoded, image, spacing_mm = await asyncio.to_thread(decode)
+            decoded = await asyncio.to_thread(decode)
         except TensorError as exc:
             raise KServeError(400, str(exc)) from exc
 
-        declared = [t.name for t in config.outputs if t.name in OUTPUTS]
+        declared = [t.name for t in config.outputs]
         wanted = decoded.requested_outputs or {n: decoded.binary_data_output for n in declared}
         unknown = sorted(set(wanted) - set(declared))
         if unknown:
@@ -253,32 +254,29 @@ def create_app(settings: Settings, max_concurrent_inferences: int | None = None)
 
         started = time.perf_counter()
         try:
-            output = await asyncio.get_running_loop().run_in_executor(
-                pool, run_expert, expert, image, spacing_mm, PROBABILITY in wanted
+            result = await asyncio.get_running_loop().run_in_executor(
+                pool, run_expert, expert, decoded.inputs, set(wanted)
             )
-        except ExpertInputError as exc:
+        except (TensorError, PromptError, ExpertInputError) as exc:
             raise KServeError(400, str(exc)) from exc
         except ExpertNotReady as exc:
             raise KServeError(503, f"model '{name}' is not ready: {exc}") from exc
         except Exception as exc:
-            log.exception("model %s failed on a %s volume", name, list(image.shape))
+            shapes = {k: list(v.shape) for k, v in decoded.inputs.items()}
+            log.exception("model %s failed on inputs %s", name, shapes)
             raise KServeError(500, f"model '{name}' failed: {type(exc).__name__}: {exc}") from exc
         total_s = time.perf_counter() - started
 
-        produced = {MASK: output.mask}
-        if output.probability is not None:
-            produced[PROBABILITY] = output.probability.astype(np.float16)
         parameters = {
-            "inference_s": round(output.runtime_s, 4),
+            "inference_s": round(result.runtime_s, 4),
             "queue_and_inference_s": round(total_s, 4),
             "model_version": f"{config.version}/{expert.version}",
         }
         payload, json_length = await asyncio.to_thread(
-            encode_response, name, config.version, {n: produced[n] for n in wanted if n in produced}, wanted,
-            decoded.request_id, parameters,
+            encode_response, name, config.version, {n: result.outputs[n] for n in wanted if n in result.outputs},
+            wanted, decoded.request_id, parameters,
         )
-        log.info("model %s: %s volume, %.2f s inference, %.2f s with queue", name, list(image.shape),
-                 output.runtime_s, total_s)
+        log.info("model %s: %.2f s inference, %.2f s with queue", name, result.runtime_s, total_s)
         if json_length is None:
             return Response(content=payload, media_type="application/json")
         return Response(content=payload, media_type="application/octet-stream",

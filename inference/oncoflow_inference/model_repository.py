@@ -44,6 +44,7 @@ class TensorSpec:
     name: str
     datatype: str  # KServe name: "FP32", "UINT8", "BYTES", ...
     dims: tuple[int, ...]  # -1 for a variable dimension (batch dimension excluded)
+    optional: bool = False  # Triton's ``optional: true``: a request may leave the input out
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,10 @@ def _tensor(fields: dict[str, list[Any]], kind: str) -> TensorSpec:
     dims = fields.get("dims", [])
     if any(type(d) is not int or d < -1 or d == 0 for d in dims):
         raise ModelConfigError(f"{kind} {name}: dims must be positive integers or -1, got {dims}")
-    return TensorSpec(name, datatype, tuple(dims))
+    optional = _one(fields, "optional", "false")
+    if str(optional).lower() not in ("true", "false"):
+        raise ModelConfigError(f"{kind} {name}: optional must be true or false, got {optional!r}")
+    return TensorSpec(name, datatype, tuple(dims), str(optional).lower() == "true")
 
 
 def _parameters(fields: dict[str, list[Any]]) -> dict[str, str]:

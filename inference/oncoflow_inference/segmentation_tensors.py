@@ -24,13 +24,16 @@ OUTPUTS = (MASK, PROBABILITY)
 
 
 def check_against_specs(inputs: Mapping[str, np.ndarray], specs: Sequence[TensorSpec]) -> None:
-    """Each declared input present with its datatype and dims (-1 matches any size), nothing undeclared."""
+    """Each declared input present (unless optional) with its datatype and dims (-1 matches any size),
+    nothing undeclared."""
     declared = {spec.name: spec for spec in specs}
     unknown = sorted(set(inputs) - set(declared))
     if unknown:
         raise TensorError(f"unexpected inputs {unknown}; the model takes {sorted(declared)}")
     for spec in specs:
         array = inputs.get(spec.name)
+        if array is None and spec.optional:
+            continue
         if array is None:
             raise TensorError(f"input {spec.name} is missing; the model takes {sorted(declared)}")
         if datatype_of(array) != spec.datatype:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from ..segmentation_tensors import MASK, PROBABILITY, segmentation_inputs
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,14 @@ class ExpertOutput:
     mask: npt.NDArray[np.uint8]  # (slice, row, column); 1 = tumour, 0 = not
     probability: npt.NDArray[np.float32] | None  # tumour probability in [0, 1], same shape; None unless asked
     runtime_s: float  # seconds spent in the model call (preprocessing, network, resampling back)
+
+
+@dataclass(frozen=True)
+class ExpertResult:
+    """The output tensors of one KServe v2 ``infer`` call, by name, and the model time."""
+
+    outputs: dict[str, np.ndarray]
+    runtime_s: float
 
 
 class ExpertNotReady(RuntimeError):
@@ -54,3 +65,20 @@ class Expert(ABC):
         with_probability: bool = False,
     ) -> ExpertOutput:
         """Segment ``image``; raises :class:`ExpertNotReady` or :class:`ExpertInputError`."""
+
+    def infer(
+        self, inputs: Mapping[str, np.ndarray], wanted: Collection[str], max_voxels: int | None = None
+    ) -> ExpertResult:
+        """One KServe v2 call. The default serves a segmentation model: ``IMAGE`` and
+        ``SPACING_MM`` in, ``MASK`` (and ``PROBABILITY`` when wanted) out.
+
+        Experts with other tensors (prompts in, boxes or text out) override this. Raises
+        :class:`~oncoflow_inference.binary_tensors.TensorError` or
+        :class:`oncoflow.prompts.PromptError` for a bad request, and the errors of ``predict``.
+        """
+        image, spacing_mm = segmentation_inputs(inputs, max_voxels)
+        output = self.predict(image, spacing_mm, with_probability=PROBABILITY in wanted)
+        produced: dict[str, np.ndarray] = {MASK: output.mask}
+        if output.probability is not None:
+            produced[PROBABILITY] = output.probability.astype(np.float16)
+        return ExpertResult(produced, output.runtime_s)

@@ -1,0 +1,51 @@
+"""Settings from the environment: defaults, the panel and fusion settings, and one message for all errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oncoflow.config import DEFAULT_PANEL, REPO_ROOT, ConfigError, load_settings
+
+
+def settings(**env: str):
+    return load_settings({"ONCOFLOW_HOME": "/tmp/oncoflow-config-test", **env})
+
+
+def test_defaults() -> None:
+    s = settings()
+    assert (s.http_port, s.dicom_port, s.aet) == (8042, 4242, "ONCOFLOW")
+    assert s.panel == tuple(DEFAULT_PANEL.split(","))
+    assert s.fusion == "majority" and s.fusion_weights is None and s.model_weights == {}
+    assert s.model_repository == REPO_ROOT / "inference" / "model_repository"
+    assert s.torch_threads >= 1 and s.panel_concurrency == 2
+
+
+def test_panel_weights_and_fusion() -> None:
+    s = settings(ONCOFLOW_PANEL="a, b", ONCOFLOW_FUSION="WEIGHTED", ONCOFLOW_FUSION_WEIGHTS="a=2, b=0.5",
+                 ONCOFLOW_MODEL_WEIGHTS="a=/models/brats,sam2=~/sam2.pt")
+    assert s.panel == ("a", "b") and s.fusion == "weighted"
+    assert s.fusion_weights == {"a": 2.0, "b": 0.5}
+    assert s.model_weights["a"] == Path("/models/brats")
+    assert s.model_weights["sam2"] == Path("~/sam2.pt").expanduser()
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(ONCOFLOW_HTTP_PORT="x", ONCOFLOW_FUSION="vote", ONCOFLOW_PANEL="a,a",
+                 ONCOFLOW_FUSION_WEIGHTS="a=heavy,b", ONCOFLOW_MODEL_WEIGHTS="nopath=",
+                 ONCOFLOW_PANEL_CONCURRENCY="0")
+    message = str(info.value)
+    for fragment in ("ONCOFLOW_HTTP_PORT='x' is not an integer", "ONCOFLOW_FUSION='vote' is not one of",
+                     "must name one or more distinct models", "weight a='heavy' is not a number",
+                     "entry 'b' must be model=value", "entry 'nopath=' must be model=value",
+                     "ONCOFLOW_PANEL_CONCURRENCY=0 is outside 1..64"):
+        assert fragment in message, message
+
+
+def test_weighted_fusion_needs_a_weight_per_expert() -> None:
+    with pytest.raises(ConfigError, match="needs ONCOFLOW_FUSION_WEIGHTS"):
+        settings(ONCOFLOW_FUSION="weighted")
+    with pytest.raises(ConfigError, match=r"gives no weight to panel models \['b'\]"):
+        settings(ONCOFLOW_PANEL="a,b", ONCOFLOW_FUSION="weighted", ONCOFLOW_FUSION_WEIGHTS="a=1")
