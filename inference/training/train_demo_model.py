@@ -29,7 +29,9 @@ DATASET_NAME = f"Dataset{DATASET_ID:03d}_OncoFlowPhantoms"
 TRAIN_SEEDS = range(0, 160)
 TEST_SEEDS = range(100_000, 100_024)
 TINY_FEATURES = [8, 16, 32, 64, 64]
-PATCH = [48, 64, 64]
+PATCH = {"3d_fullres": [48, 64, 64], "2d": [128, 128]}
+BATCH = {"3d_fullres": 2, "2d": 12}
+CONFIGURATIONS = tuple(PATCH)
 
 
 def write_case(image: np.ndarray, spacing_mm: tuple[float, float, float], path: Path) -> None:
@@ -61,25 +63,26 @@ def build_raw_dataset(raw_dir: Path) -> None:
 
 
 def shrink_plans(plans_path: Path) -> None:
-    """Replace the default 3d_fullres network by a CPU-sized one."""
+    """Replace the default 3d_fullres and 2d networks by CPU-sized ones."""
     plans = json.loads(plans_path.read_text())
-    config = plans["configurations"]["3d_fullres"]
     n_stages = len(TINY_FEATURES)
-    config["patch_size"] = PATCH
-    config["batch_size"] = 2
-    kwargs = config["architecture"]["arch_kwargs"]
-    kwargs.update(
-        n_stages=n_stages,
-        features_per_stage=TINY_FEATURES,
-        kernel_sizes=[[3, 3, 3]] * n_stages,
-        strides=[[1, 1, 1]] + [[2, 2, 2]] * (n_stages - 1),
-        n_conv_per_stage=[2] * n_stages,
-        n_conv_per_stage_decoder=[2] * (n_stages - 1),
-    )
+    for name, patch in PATCH.items():
+        config = plans["configurations"][name]
+        dims = len(patch)
+        config["patch_size"] = patch
+        config["batch_size"] = BATCH[name]
+        config["architecture"]["arch_kwargs"].update(
+            n_stages=n_stages,
+            features_per_stage=TINY_FEATURES,
+            kernel_sizes=[[3] * dims] * n_stages,
+            strides=[[1] * dims] + [[2] * dims] * (n_stages - 1),
+            n_conv_per_stage=[2] * n_stages,
+            n_conv_per_stage_decoder=[2] * (n_stages - 1),
+        )
     plans_path.write_text(json.dumps(plans, indent=2))
 
 
-def train(env: dict[str, str], epochs: int, iterations: int, seed: int) -> Path:
+def train(env: dict[str, str], configuration: str, epochs: int, iterations: int, seed: int) -> Path:
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -104,7 +107,7 @@ def train(env: dict[str, str], epochs: int, iterations: int, seed: int) -> Path:
     plans["continue_training"] = False  # nnU-Net 2.8's run_training sets this before building a trainer
     trainer = DemoTrainer(
         plans=plans,
-        configuration="3d_fullres",
+        configuration=configuration,
         fold=0,
         dataset_json=load_json(str(preprocessed / "dataset.json")),
         device=torch.device("cpu"),
@@ -172,6 +175,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--work", type=Path, default=Path("work-demo-model"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--configuration", choices=CONFIGURATIONS, default="3d_fullres")
     parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--iterations", type=int, default=10)
     args = parser.parse_args()
@@ -196,13 +200,14 @@ def main() -> int:
     )
 
     preprocessed = work / "preprocessed" / DATASET_NAME
-    if not (preprocessed / "nnUNetPlans_3d_fullres").is_dir():
+    if not (preprocessed / "nnUNetPlans.json").is_file():
         extract_fingerprints([DATASET_ID], num_processes=2, check_dataset_integrity=True)
         plan_experiments([DATASET_ID])
         shrink_plans(preprocessed / "nnUNetPlans.json")
-        preprocess([DATASET_ID], configurations=("3d_fullres",), num_processes=(2,))
+    if not (preprocessed / f"nnUNetPlans_{args.configuration}").is_dir():
+        preprocess([DATASET_ID], configurations=(args.configuration,), num_processes=(2,))
     train_started = time.perf_counter()
-    trained = train(env, args.epochs, args.iterations, args.seed)
+    trained = train(env, args.configuration, args.epochs, args.iterations, args.seed)
     train_s = time.perf_counter() - train_started
     export_slim(trained, preprocessed, args.out)
     evaluation = evaluate(args.out)
@@ -211,6 +216,8 @@ def main() -> int:
         total_seconds=round(time.perf_counter() - started, 1),
         iterations=args.epochs * args.iterations,
         epochs=args.epochs,
+        configuration=args.configuration,
+        seed=args.seed,
         train_cases=len(TRAIN_SEEDS),
         checkpoint_bytes=(args.out / "fold_0" / "checkpoint_final.pth").stat().st_size,
     )
