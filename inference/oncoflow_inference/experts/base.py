@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from ..segmentation_tensors import MASK, PROBABILITY, segmentation_inputs
+
+log = logging.getLogger("oncoflow.worker")
+
+MAX_REASON_CHARS = 600  # a strict-loading error may list every key; keep the not-ready reason readable
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes: identifies the exact weights an expert loaded."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -41,10 +57,12 @@ class Expert(ABC):
     """A segmentation model.
 
     ``load`` never raises: a failure leaves the expert not ready, with the reason in
-    ``not_ready_reason``. ``predict`` takes a ``(slice, row, column)`` float32 volume
+    ``not_ready_reason``; subclasses say what is missing (``_missing``), how to load
+    (``_load``) and what to drop (``_unload``). ``predict`` takes a ``(slice, row, column)`` float32 volume
     and its voxel spacing ``(slice, row, column)`` in millimetres.
     """
 
+    kind: str = "expert"  # the model family, for messages: "nnU-Net", "SAM2", "MedGemma"
     name: str
     version: str  # identifies the exact weights once loaded
     not_ready_reason: str | None = "not loaded yet"
@@ -53,9 +71,40 @@ class Expert(ABC):
     def ready(self) -> bool:
         return self.not_ready_reason is None
 
+    @property
     @abstractmethod
+    def weights_location(self) -> Path:
+        """Where the weights are read from (a folder or a file), for messages."""
+
+    @abstractmethod
+    def _missing(self) -> str | None:
+        """Why the weights cannot be loaded before trying (a missing file), or ``None``."""
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Load the weights; raise on any failure. Sets ``version`` and clears ``not_ready_reason``."""
+
+    @abstractmethod
+    def _unload(self) -> None:
+        """Drop whatever a (partial) load left behind."""
+
     def load(self) -> None:
-        """Load the model; on failure set ``not_ready_reason`` instead of raising."""
+        """Load the model. Never raises: a failure leaves the expert not ready with the reason."""
+        self._unload()
+        try:
+            missing = self._missing()
+        except OSError as exc:
+            missing = f"{self.weights_location} cannot be read: {type(exc).__name__}: {exc}"
+        if missing:
+            self.not_ready_reason = missing
+            return
+        try:
+            self._load()
+        except Exception as exc:  # broken weights must leave the expert not ready, with the reason
+            log.exception("expert %s failed to load %s", self.name, self.weights_location)
+            self._unload()
+            reason = f"{self.kind} failed to load {self.weights_location}: {type(exc).__name__}: {exc}"
+            self.not_ready_reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
 
     @abstractmethod
     def predict(

@@ -129,6 +129,8 @@ class MedGemmaExpert(Expert):
     ``max_new_tokens`` bounds each answer; ``torch_threads`` bounds the CPU threads torch uses.
     """
 
+    kind = "MedGemma"
+
     def __init__(
         self,
         model_dir: Path | str,
@@ -171,22 +173,12 @@ class MedGemmaExpert(Expert):
             digest.update(f"\0{path.name}\0{path.stat().st_size}".encode())
         return digest.hexdigest()[:16]
 
-    def load(self) -> None:
-        """Load the processor and model; any failure leaves the expert not ready with the reason."""
+    @property
+    def weights_location(self) -> Path:
+        return self.model_dir
+
+    def _unload(self) -> None:
         self._processor = self._model = None
-        try:
-            missing = self._missing()
-        except OSError as exc:
-            missing = f"MedGemma model folder {self.model_dir} cannot be read: {type(exc).__name__}: {exc}"
-        if missing:
-            self.not_ready_reason = missing
-            return
-        try:
-            self._load()
-        except Exception as exc:  # a broken folder must leave the expert not ready, with the reason
-            log.exception("MedGemma model %s failed to load", self.model_dir)
-            self._processor = self._model = None
-            self.not_ready_reason = f"MedGemma failed to load {self.model_dir}: {type(exc).__name__}: {exc}"
 
     def _load(self) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub: the folder is all there is

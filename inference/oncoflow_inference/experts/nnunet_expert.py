@@ -11,7 +11,6 @@ back) runs inside ``predict``, so the mask comes out on the input grid.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -23,19 +22,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .base import Expert, ExpertInputError, ExpertNotReady, ExpertOutput
+from .base import Expert, ExpertInputError, ExpertNotReady, ExpertOutput, file_sha256
 
 log = logging.getLogger("oncoflow.worker.nnunet")
 
 REQUIRED_FILES = ("dataset.json", "plans.json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class NnUNetExpert(Expert):
@@ -45,6 +36,8 @@ class NnUNetExpert(Expert):
     ``fold_<fold>/``; ``use_mirroring`` enables test-time mirroring (up to 8x slower);
     ``torch_threads`` bounds the CPU threads torch uses.
     """
+
+    kind = "nnU-Net"
 
     def __init__(
         self,
@@ -85,19 +78,12 @@ class NnUNetExpert(Expert):
             return f"nnU-Net model folder {self.model_folder} has no fold_{self.fold}/{self.checkpoint}"
         return None
 
-    def load(self) -> None:
-        """Build the predictor; any failure leaves the expert not ready with the reason."""
+    @property
+    def weights_location(self) -> Path:
+        return self.model_folder
+
+    def _unload(self) -> None:
         self._predictor = None
-        missing = self._missing()
-        if missing:
-            self.not_ready_reason = missing
-            return
-        try:
-            self._load()
-        except Exception as exc:  # a broken folder must leave the expert not ready, with the reason
-            log.exception("nnU-Net model %s failed to load", self.model_folder)
-            self._predictor = None
-            self.not_ready_reason = f"nnU-Net failed to load {self.model_folder}: {type(exc).__name__}: {exc}"
 
     def _load(self) -> None:
         import torch
@@ -144,7 +130,7 @@ class NnUNetExpert(Expert):
         self._regions = labels.has_regions
         self._tumour_channels = tuple(i for i, v in enumerate(produced) if v in wanted)
         self.tumour_labels = tuple(wanted)
-        self.version = f"fold{self.fold}-{_sha256(self.checkpoint_path)[:12]}"  # the exact weights; fits DICOM LO
+        self.version = f"fold{self.fold}-{file_sha256(self.checkpoint_path)[:12]}"  # the exact weights; fits DICOM LO
         self._predictor = predictor
         self.not_ready_reason = None
         log.info("nnU-Net %s loaded from %s (%s), channels %s, tumour labels %s", self.name, self.model_folder,

@@ -32,7 +32,6 @@ prompts it gives nothing: it never makes up a mask. SAM2 wants ``x`` = column an
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -49,7 +48,7 @@ from oncoflow.prompts import BOXES, POINTS, SliceBox, SlicePoint, boxes_from_ten
 
 from ..binary_tensors import TensorError, datatype_of
 from ..segmentation_tensors import IMAGE, MASK, SPACING_MM, segmentation_inputs
-from .base import Expert, ExpertInputError, ExpertNotReady, ExpertOutput, ExpertResult
+from .base import Expert, ExpertInputError, ExpertNotReady, ExpertOutput, ExpertResult, file_sha256
 
 log = logging.getLogger("oncoflow.worker.sam2")
 
@@ -60,16 +59,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SIZE_MULTIPLE = 32  # Hiera's windows tile the stride-4 feature map in 8s, and the deepest stride is 32
 MIN_IMAGE_SIZE = 64
 OBJECT_ID = 1  # one object: the tumour
-MAX_REASON_CHARS = 600  # a strict-loading error lists every key; keep the not-ready reason readable
 INPUTS = (IMAGE, SPACING_MM, BOXES, POINTS)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -204,6 +194,8 @@ class Sam2Expert(Expert):
     ``torch_threads`` bounds the CPU threads torch uses.
     """
 
+    kind = "SAM2"
+
     def __init__(
         self,
         config_name: str,
@@ -230,19 +222,15 @@ class Sam2Expert(Expert):
         self._predictor: Any = None
         self._lock = threading.Lock()  # one propagation at a time per predictor
 
-    def load(self) -> None:
-        """Build the video predictor from the config and checkpoint; failures leave it not ready with the reason."""
+    @property
+    def weights_location(self) -> Path:
+        return self.checkpoint
+
+    def _missing(self) -> str | None:
+        return None if self.checkpoint.is_file() else f"SAM2 checkpoint {self.checkpoint} does not exist"
+
+    def _unload(self) -> None:
         self._predictor = None
-        if not self.checkpoint.is_file():
-            self.not_ready_reason = f"SAM2 checkpoint {self.checkpoint} does not exist"
-            return
-        try:
-            self._load()
-        except Exception as exc:  # a bad config or checkpoint must leave the expert not ready, with the reason
-            log.exception("SAM2 model %s (%s) failed to load", self.checkpoint, self.config_name)
-            self._predictor = None
-            reason = f"SAM2 failed to load {self.checkpoint} with {self.config_name}: {type(exc).__name__}: {exc}"
-            self.not_ready_reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
 
     def _load(self) -> None:
         import torch
@@ -258,7 +246,7 @@ class Sam2Expert(Expert):
             predictor.fill_hole_area = 0
         stem = Path(self.config_name).stem
         size = "" if self.image_size is None else f"-{self.image_size}px"
-        self.version = f"{stem}-{_sha256(self.checkpoint)[:12]}{size}"[:64]  # the exact weights; fits DICOM LO
+        self.version = f"{stem}-{file_sha256(self.checkpoint)[:12]}{size}"[:64]  # the exact weights; fits DICOM LO
         self._predictor = predictor
         self.not_ready_reason = None
         log.info("SAM2 %s loaded from %s (%s), %d px frames, up to %d slices", self.name, self.checkpoint,
