@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: env up down status test bench demo-model lint
+.PHONY: env up down status test bench demo-models lint
 
 env:
 	@scripts/bootstrap.sh
@@ -25,8 +25,13 @@ test: env
 bench: env
 	$(PY) bench/turnaround.py
 
-demo-model: env
-	$(PY) inference/training/train_demo_model.py --out inference/model_repository/nnunet_demo/1/nnunet
+# The default panel's three demo nnU-Nets (about 10-15 min each on 2 cores; never in CI).
+DEMO_REPO := inference/model_repository
+demo-models: env
+	$(PY) inference/training/train_demo_model.py --seed 0 --out $(DEMO_REPO)/nnunet_demo/1/nnunet
+	$(PY) inference/training/train_demo_model.py --configuration 2d --seed 1 --out $(DEMO_REPO)/nnunet_demo_2d/1/nnunet
+	$(PY) inference/training/train_demo_model.py --seed 2 --work work-demo-model-seed2 \
+		--out $(DEMO_REPO)/nnunet_demo_3d_seed2/1/nnunet
 
 lint: env
 	$(PY) -m ruff check .
