@@ -1,11 +1,17 @@
-"""``make bench``: turnaround of one ~256x256x160 phantom study, last C-STORE -> SEG stored.
+"""``make bench``: turnaround of one ~256x256x160 phantom study, last C-STORE -> SEGs stored.
 
-Starts its own stack on free ports (a temporary ONCOFLOW_HOME), pushes the study with
-storescu, and reads the job's stage timings back from the status route. In the same
-run it times the pure ``nnUNetPredictor`` on the same volume (same model folder, same
-settings as the worker), so the ratio turnaround / pure inference is measured on one
-machine at one moment. Writes ``bench/results/turnaround-<UTC time>.json`` and
-``bench/results/latest.json``.
+Two stacks run one after the other, each on free ports with a temporary ONCOFLOW_HOME:
+
+1. ``single``: the panel is the one demo nnU-Net. The ratio turnaround / pure
+   ``nnUNetPredictor`` (same model folder, same settings, timed in the same run) says
+   what OncoFlow adds around the model.
+2. ``panel``: the default panel (three demo nnU-Nets ready; SAM2 and MedGemma skipped
+   without weights). After the job, each ready expert is called alone on the worker with
+   the same volume, so the panel's wall time is compared with the slowest expert alone
+   plus the fusion time, and with the sum of the experts' times.
+
+Stage timings come from the status route. Writes ``bench/results/turnaround-<UTC
+time>.json`` and ``bench/results/latest.json``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.uid import generate_uid
@@ -56,46 +63,47 @@ def pure_predictor_seconds(voxels: np.ndarray, spacing_mm: tuple[float, float, f
     return time.perf_counter() - started
 
 
-def main() -> int:
-    home = Path(tempfile.mkdtemp(prefix="oncoflow-bench-"))
-    stable_age_s = int(os.environ.get("ONCOFLOW_STABLE_AGE_S", "1"))
-    os.environ.update(
-        {
-            "ONCOFLOW_HOME": str(home),
-            "ONCOFLOW_HTTP_PORT": str(free_port()),
-            "ONCOFLOW_DICOM_PORT": str(free_port()),
-            "ONCOFLOW_WORKER_PORT": str(free_port()),
-            "ONCOFLOW_STABLE_AGE_S": str(stable_age_s),
-        }
-    )
+def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str) -> dict[str, Any]:
+    """Start a stack with ``panel`` (None: the default), push the study, return the job and measurements."""
+    env = {
+        "ONCOFLOW_HOME": str(home),
+        "ONCOFLOW_HTTP_PORT": str(free_port()),
+        "ONCOFLOW_DICOM_PORT": str(free_port()),
+        "ONCOFLOW_WORKER_PORT": str(free_port()),
+        "ONCOFLOW_STABLE_AGE_S": os.environ.get("ONCOFLOW_STABLE_AGE_S", "1"),
+    }
+    os.environ.update(env)
+    if panel is None:
+        os.environ.pop("ONCOFLOW_PANEL", None)
+    else:
+        os.environ["ONCOFLOW_PANEL"] = panel
     from oncoflow.config import load_settings
-    from oncoflow.phantom import make_phantom
-    from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
-    from oncoflow.stack import SERVICES, http_get, service_pid, start_service, stop_service, wait_healthy
+    from oncoflow.stack import (
+        SERVICES,
+        http_get,
+        service_pid,
+        start_service,
+        stop_service,
+        wait_healthy,
+        wait_model_settled,
+    )
 
     settings = load_settings()
-    started = time.perf_counter()
-    phantom = make_phantom(SEED, shape=SHAPE)
-    phantom_s = time.perf_counter() - started
-    study = StudyInfo(patient_id="BENCH-1", study_instance_uid=generate_uid())
-    write_datasets(series_datasets(phantom.volume, study, SeriesInfo(generate_uid())), home / "study")
-
     for name in SERVICES:
         start_service(settings, name)
     try:
         for name in SERVICES:
             wait_healthy(settings, name, 300)
-        model_url = f"{settings.worker_http_url}/v2/models/{settings.segmentation_model}/ready"
-        while http_get(model_url)[0] != 200:
-            time.sleep(0.5)
+        for name in settings.panel:
+            wait_model_settled(settings, name, 300)
         push_started = time.time()
         subprocess.run(
             ["storescu", "-aec", settings.aet, "+sd", "+r", "-nh", "127.0.0.1", str(settings.dicom_port),
-             str(home / "study")],
+             str(study_dir)],
             check=True, capture_output=True,
         )
         last_store = time.time()
-        url = f"{settings.orthanc_url}/oncoflow/studies/{study.study_instance_uid}"
+        url = f"{settings.orthanc_url}/oncoflow/studies/{study_uid}"
         while True:
             status, body = http_get(url)
             job = json.loads(body) if status == 200 else None
@@ -104,35 +112,94 @@ def main() -> int:
             time.sleep(0.1)
         if job["state"] != "done":
             raise SystemExit(f"bench job failed: {job['error']}")
-        seg_stored = job["updated_at"]
+        alone_s = experts_alone_seconds(settings, study_dir, job["outputs"]["panel"]["ran"]) if panel is None else {}
         worker_rss_gib = peak_rss_gib(service_pid(settings, "worker") or 0)
         orthanc_rss_gib = peak_rss_gib(service_pid(settings, "orthanc") or 0)
     finally:
         for name in reversed(SERVICES):
             stop_service(settings, name)
-
-    model_dir = settings.nnunet_model_dir or settings.model_repository / settings.segmentation_model / "1" / "nnunet"
-    pure_s = pure_predictor_seconds(phantom.volume.voxels, phantom.volume.spacing_mm, model_dir)
     timings = job["timings_s"]
-    turnaround_s = seg_stored - last_store
-    processing_s = sum(timings[k] for k in ("select_series", "volume_build", "inference", "seg_encode", "store"))
+    return {
+        "panel": list(settings.panel),
+        "push_s": round(last_store - push_started, 3),
+        "turnaround_s": round(job["updated_at"] - last_store, 3),
+        "processing_s": round(sum(timings[k] for k in PROCESSING_STAGES), 3),
+        "stages_s": timings,
+        "experts": {n: {k: e.get(k) for k in ("status", "reason", "runtime_s", "dice_vs_fused", "volume_cm3")}
+                    for n, e in job["outputs"]["experts"].items()},
+        "fusion": job["outputs"]["fusion"],
+        "experts_alone_s": alone_s,
+        "worker_peak_rss_gib": round(worker_rss_gib, 3),
+        "orthanc_peak_rss_gib": round(orthanc_rss_gib, 3),
+    }
+
+
+def experts_alone_seconds(settings: Any, study_dir: Path, experts: list[str]) -> dict[str, float]:
+    """Each expert called alone on the worker with the study's volume: model seconds, as the worker reports them."""
+    import pydicom
+    from oncoflow_plugin.volume_builder import build_volume
+    from oncoflow_plugin.worker_client import WorkerClient
+
+    stack = build_volume([pydicom.dcmread(p) for p in sorted(study_dir.iterdir())], settings.max_voxels)
+    client = WorkerClient(settings.worker_url, 600)
+    return {name: round(client.segment(name, stack.volume).inference_s, 3) for name in experts}
+
+
+PROCESSING_STAGES = ("select_series", "volume_build", "inference", "seg_encode", "store")
+
+
+def main() -> int:
+    base = Path(tempfile.mkdtemp(prefix="oncoflow-bench-"))
+    from oncoflow.phantom import make_phantom
+    from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+
+    started = time.perf_counter()
+    phantom = make_phantom(SEED, shape=SHAPE)
+    phantom_s = time.perf_counter() - started
+    runs: dict[str, dict[str, Any]] = {}
+    for label, panel in (("single", "nnunet_demo"), ("panel", None)):
+        study = StudyInfo(patient_id=f"BENCH-{label}", study_instance_uid=generate_uid())
+        study_dir = base / label / "study"
+        write_datasets(series_datasets(phantom.volume, study, SeriesInfo(generate_uid())), study_dir)
+        runs[label] = run_stack(base / label, panel, study_dir, study.study_instance_uid)
+
+    from oncoflow.config import load_settings
+
+    model_dir = load_settings().model_repository / "nnunet_demo" / "1" / "nnunet"
+    pure_s = pure_predictor_seconds(phantom.volume.voxels, phantom.volume.spacing_mm, model_dir)
+    single, panel = runs["single"], runs["panel"]
+    panel_wall_s = panel["stages_s"]["inference"]
+    fusion_s = panel["fusion"]["runtime_s"]
+    in_panel_s = {n: e["runtime_s"] for n, e in panel["experts"].items() if e["status"] == "ran"}
+    slowest_alone_s = max(panel["experts_alone_s"].values())
     result = {
         "benchmark": "turnaround",
         "utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "node": platform.node()},
         "study": {"shape": list(SHAPE), "spacing_mm": list(phantom.volume.spacing_mm), "images": SHAPE[0]},
-        "stable_age_s": stable_age_s,
-        "push_s": round(last_store - push_started, 3),
-        "turnaround_s": round(turnaround_s, 3),
-        "processing_s": round(processing_s, 3),
-        "stages_s": timings,
-        "pure_nnunet_predictor_s": round(pure_s, 3),
-        "ratio_turnaround_to_pure_inference": round(turnaround_s / pure_s, 3),
-        "ratio_processing_to_pure_inference": round(processing_s / pure_s, 3),
-        "worker_peak_rss_gib": round(worker_rss_gib, 3),
-        "orthanc_peak_rss_gib": round(orthanc_rss_gib, 3),
         "phantom_generation_s": round(phantom_s, 3),
-        "goals": {"turnaround_s": 20.0, "ratio_turnaround_to_pure_inference": 1.5, "worker_peak_rss_gib": 2.0},
+        "single": {
+            **single,
+            "pure_nnunet_predictor_s": round(pure_s, 3),
+            "ratio_turnaround_to_pure_inference": round(single["turnaround_s"] / pure_s, 3),
+            "ratio_processing_to_pure_inference": round(single["processing_s"] / pure_s, 3),
+        },
+        "panel": {
+            **panel,
+            "panel_wall_s": panel_wall_s,
+            "fusion_s": fusion_s,
+            "sum_of_expert_times_in_panel_s": round(sum(in_panel_s.values()), 3),
+            "ratio_panel_wall_to_sum_of_experts": round(panel_wall_s / sum(in_panel_s.values()), 3),
+            "slowest_expert_alone_s": slowest_alone_s,
+            "ratio_panel_wall_to_slowest_alone_plus_fusion": round(panel_wall_s / (slowest_alone_s + fusion_s), 3),
+            "ratio_turnaround_to_single_turnaround": round(panel["turnaround_s"] / single["turnaround_s"], 3),
+        },
+        "goals": {
+            "single.turnaround_s": 20.0,
+            "single.ratio_turnaround_to_pure_inference": 1.5,
+            "single.worker_peak_rss_gib": 2.0,
+            "panel.ratio_panel_wall_to_slowest_alone_plus_fusion": 1.3,
+        },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -26,13 +26,14 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     except StackError as exc:
         print(f"oncoflow up failed: {exc}", file=sys.stderr)
         return 1
-    state, reason = wait_model_settled(settings, settings.segmentation_model, timeout_s)
-    model = "ready" if state == "READY" else f"NOT ready ({state}): {reason}"
+    experts = {name: wait_model_settled(settings, name, timeout_s) for name in settings.panel}
     print(f"OncoFlow is up (home {settings.home})")
     print(f"  Orthanc        {settings.orthanc_url}/  (DICOM AET {settings.aet} on port {settings.dicom_port})")
     print(f"  DICOMweb       {settings.orthanc_url}/dicom-web/")
     print(f"  Job status     {settings.orthanc_url}/oncoflow/studies/<StudyInstanceUID>")
-    print(f"  Worker (KServe v2) {settings.worker_http_url}/v2  model {settings.segmentation_model}: {model}")
+    print(f"  Worker (KServe v2) {settings.worker_http_url}/v2  panel (fusion {settings.fusion}):")
+    for name, (state, reason) in experts.items():
+        print(f"    {name:22} {'ready' if state == 'READY' else f'NOT ready ({state}): {reason}'}")
     print(f"  Push a study   storescu -aec {settings.aet} localhost {settings.dicom_port} +sd +r <dir>")
     return 0
 

@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class Stack:
         raise AssertionError(f"no event '{text}' for {study_uid} in {timeout_s} s; last: {job}")
 
     def restart(self, name: str) -> None:
+        os.environ.update(self.env)  # the plugin and the worker read their settings from the environment
         start_service(self.settings, name)
         wait_healthy(self.settings, name, 120)
 
@@ -107,11 +109,11 @@ class Stack:
         return [s for s in series if s["MainDicomTags"].get("Modality") == "SEG"]
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def running_stack(home: Path, **extra_env: str) -> Iterator[Stack]:
+    """Start Orthanc + worker on free ports with ``extra_env`` (e.g. another panel), stop them after."""
     if shutil.which("storescu") is None or not Path("/usr/sbin/Orthanc").exists():
         pytest.fail("Orthanc and dcmtk must be installed (make test installs them)")
-    home = tmp_path_factory.mktemp("oncoflow-home")
     env = {
         "ONCOFLOW_HOME": str(home),
         "ONCOFLOW_HTTP_PORT": str(free_port()),
@@ -120,8 +122,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "ONCOFLOW_STABLE_AGE_S": "2",
         "ONCOFLOW_MAX_VOXELS": str(64 * 64 * 200),
         "ONCOFLOW_JOB_MAX_ATTEMPTS": "30",
+        **extra_env,
     }
-    saved = {k: os.environ.get(k) for k in env}
+    saved = {k: os.environ.get(k) for k in (*env, "ONCOFLOW_PANEL", "ONCOFLOW_MODEL_WEIGHTS")}
+    for key in ("ONCOFLOW_PANEL", "ONCOFLOW_MODEL_WEIGHTS"):
+        os.environ.pop(key, None)  # the defaults unless extra_env says otherwise
     os.environ.update(env)
     settings = load_settings()
     try:
@@ -138,6 +143,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The default stack: the default panel (three demo nnU-Nets; SAM2 and MedGemma without weights)."""
+    with running_stack(tmp_path_factory.mktemp("oncoflow-home")) as running:
+        yield running
 
 
 def unique_study(name: str) -> StudyInfo:

@@ -1,8 +1,10 @@
-"""End to end on real processes: storescu -> Orthanc + plugin -> KServe worker (nnU-Net) -> DICOM-SEG.
+"""End to end on real processes: storescu -> Orthanc + plugin -> KServe worker (the panel) -> DICOM-SEGs.
 
 Each test pushes its own phantom study (a planted tumour in real brain anatomy) and
-reads the result back from Orthanc: the SEG object, its Dice against the phantom
-truth, dciodvfy's verdict and the job status route.
+reads the result back from Orthanc: the ensemble and per-expert SEG objects, the
+ensemble's Dice against the phantom truth, dciodvfy's verdict, the job status route
+and the model-stats routes. The default panel runs: three demo nnU-Nets ready, SAM2
+and MedGemma without weights (skipped, with the reason).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pydicom
 import pytest
 from oncoflow_plugin.seg_writer import read_segmentation_mask
 
+from oncoflow.mask_metrics import dice
 from oncoflow.phantom import make_phantom
 from oncoflow.phantom_dicom import write_datasets
 from oncoflow.stack import stop_service
@@ -28,11 +31,6 @@ from .conftest import Stack, unique_study, write_series
 pytestmark = pytest.mark.e2e
 
 PHANTOM_SHAPE = (40, 64, 64)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
 
 
 def push_phantom(stack: Stack, tmp_path: Path, name: str, seed: int, keep: slice = slice(None)):
@@ -46,30 +44,75 @@ def push_phantom(stack: Stack, tmp_path: Path, name: str, seed: int, keep: slice
     return study.study_instance_uid, datasets, phantom
 
 
-def stored_seg(stack: Stack, job: dict) -> pydicom.Dataset:
-    series_id = job["outputs"]["seg_orthanc_series_id"]
-    _, series = stack.get(f"/series/{series_id}")
-    (instance,) = series["Instances"]
-    return pydicom.dcmread(io.BytesIO(stack.get_bytes(f"/instances/{instance}/file")))
+DEMO_EXPERTS = ["nnunet_demo", "nnunet_demo_2d", "nnunet_demo_3d_seed2"]
 
 
-def test_push_gives_seg_that_matches_truth(stack: Stack, tmp_path: Path) -> None:
+def stored_segs(stack: Stack, study_uid: str) -> dict[str, pydicom.Dataset]:
+    """The study's SEG objects by SOP Instance UID."""
+    segs = {}
+    for series in stack.seg_series(study_uid):
+        for instance in series["Instances"]:
+            ds = pydicom.dcmread(io.BytesIO(stack.get_bytes(f"/instances/{instance}/file")))
+            segs[str(ds.SOPInstanceUID)] = ds
+    return segs
+
+
+def algorithm(seg: pydicom.Dataset) -> pydicom.Dataset:
+    return seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+
+
+def test_push_gives_ensemble_and_expert_segs(stack: Stack, tmp_path: Path) -> None:
     study_uid, datasets, phantom = push_phantom(stack, tmp_path, "e2e-dice", seed=9101)
     job = stack.wait_job(study_uid)
     assert job["state"] == "done", job["error"]
-    assert set(job["timings_s"]) >= {"select_series", "volume_build", "inference", "seg_encode", "store"}
-    seg = stored_seg(stack, job)
-    assert seg.SOPInstanceUID == job["outputs"]["seg_sop_instance_uids"][0]
-    assert seg.StudyInstanceUID == study_uid
-    mask = read_segmentation_mask(seg, [ds.SOPInstanceUID for ds in datasets])
-    score = dice(mask, phantom.tumour_mask)
-    assert score >= 0.75, f"Dice {score:.3f} against the phantom truth"
+    assert set(job["timings_s"]) >= {"select_series", "volume_build", "inference", "fusion", "seg_encode", "store"}
+    outputs = job["outputs"]
+    assert outputs["panel"]["ran"] == DEMO_EXPERTS
+    assert set(outputs["panel"]["skipped"]) == {"sam2", "medgemma"}
+    assert "sam2.1_hiera_tiny.pt" in outputs["panel"]["skipped"]["sam2"]  # the missing weights, named
+    assert "not ready" in outputs["panel"]["skipped"]["medgemma"]
+
+    segs = stored_segs(stack, study_uid)
+    assert set(segs) == set(outputs["seg_sop_instance_uids"]) and len(segs) == 1 + len(DEMO_EXPERTS)
+    sources = [ds.SOPInstanceUID for ds in datasets]
+    ensemble = segs[outputs["ensemble_seg_sop_instance_uid"]]
+    assert ensemble.StudyInstanceUID == study_uid
+    assert algorithm(ensemble).AlgorithmName == "OncoFlow panel (majority)"
+    parameters = str(algorithm(ensemble).AlgorithmParameters)
+    assert "nnunet_demo_2d" in parameters and "sam2" in parameters and "medgemma" in parameters
+    fused = read_segmentation_mask(ensemble, sources)
+    score = dice(fused, phantom.tumour_mask)
+    assert score >= 0.75, f"ensemble Dice {score:.3f} against the phantom truth"
+
+    fusion = outputs["fusion"]
+    assert fusion["strategy"] == "majority" and 0.0 <= fusion["agreement_score"] <= 1.0
+    expected_flag = "high" if fusion["agreement_score"] >= 0.9 else "review" if fusion["agreement_score"] >= 0.75 \
+        else "low"
+    assert fusion["flag"] == expected_flag
+    voxel_cm3 = float(np.prod(phantom.volume.spacing_mm)) / 1000
+    assert fusion["volume_cm3"] == pytest.approx(fused.sum() * voxel_cm3, rel=1e-4, abs=1e-3)
+    for name in DEMO_EXPERTS:
+        expert = outputs["experts"][name]
+        seg = segs[expert["seg_sop_instance_uid"]]
+        assert algorithm(seg).AlgorithmName == name and seg.SeriesDescription == f"OncoFlow SEG expert {name}"
+        mask = read_segmentation_mask(seg, sources)
+        assert expert["dice_vs_fused"] == pytest.approx(dice(mask, fused), abs=1e-3)
+        assert expert["volume_cm3"] == pytest.approx(mask.sum() * voxel_cm3, rel=1e-4, abs=1e-3)
+        assert expert["runtime_s"] > 0 and expert["status"] == "ran"
 
     if shutil.which("dciodvfy"):
-        path = tmp_path / "seg.dcm"
-        seg.save_as(path)
-        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True).stderr
-        assert "Error" not in report, report
+        for uid, seg in segs.items():
+            path = tmp_path / f"{uid}.dcm"
+            seg.save_as(path)
+            report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True).stderr
+            assert "Error" not in report, report
+
+    status, stats = stack.get("/oncoflow/model-stats")
+    assert status == 200
+    by_expert = {row["expert"]: row for row in stats["experts"]}
+    assert set(by_expert) >= set(DEMO_EXPERTS) and all(by_expert[n]["studies"] >= 1 for n in DEMO_EXPERTS)
+    png = stack.get_bytes("/oncoflow/model-stats.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
 def test_status_route_for_unknown_study_is_404(stack: Stack) -> None:
@@ -83,9 +126,10 @@ def test_resend_and_more_slices_never_duplicate(stack: Stack, tmp_path: Path) ->
     assert first["state"] == "done" and first["outputs"]["input_images"] == 30
 
     stack.push(tmp_path / "e2e-idem")  # the same 30 files again
-    again = stack.wait_event(study_uid, "input unchanged, SEG kept")
+    again = stack.wait_event(study_uid, "input unchanged, SEGs kept")
     assert again["job_id"] == first["job_id"] and again["state"] == "done"
-    assert len(stack.seg_series(study_uid)) == 1
+    first_segs = {s["ID"] for s in stack.seg_series(study_uid)}
+    assert len(first_segs) == len(first["outputs"]["seg_sop_instance_uids"])
 
     # the 10 missing slices arrive: a new SEG replaces the earlier one
     write_datasets(datasets[30:], tmp_path / "rest")
@@ -93,7 +137,8 @@ def test_resend_and_more_slices_never_duplicate(stack: Stack, tmp_path: Path) ->
     updated = stack.wait_job(study_uid, min_job_id=first["job_id"] + 1)
     assert updated["state"] == "done" and updated["outputs"]["input_images"] == 40
     segs = stack.seg_series(study_uid)
-    assert [s["ID"] for s in segs] == [updated["outputs"]["seg_orthanc_series_id"]]
+    assert len(segs) == len(updated["outputs"]["seg_sop_instance_uids"]) and not first_segs & {s["ID"] for s in segs}
+    assert updated["outputs"]["seg_orthanc_series_id"] in {s["ID"] for s in segs}
     assert any("replaced earlier SEG" in e["message"] for e in updated["events"])
     assert [j["state"] for j in updated["history"]] == ["done", "done"]
 
@@ -111,7 +156,7 @@ def test_worker_killed_mid_job_finishes_exactly_once(stack: Stack, tmp_path: Pat
     assert job["state"] == "done", job["error"]
     assert job["attempts"] >= 2
     assert any(e["message"].startswith("retry") for e in job["events"]), job["events"]
-    assert len(stack.seg_series(study_uid)) == 1
+    assert len(stack.seg_series(study_uid)) == len(job["outputs"]["seg_sop_instance_uids"])
 
 
 def test_orthanc_killed_mid_job_resumes_after_restart(stack: Stack, tmp_path: Path) -> None:
@@ -127,7 +172,7 @@ def test_orthanc_killed_mid_job_resumes_after_restart(stack: Stack, tmp_path: Pa
     job = stack.wait_job(study_uid, timeout_s=180)
     assert job["state"] == "done", job["error"]
     assert any("re-queued after restart" in e["message"] for e in job["events"]), job["events"]
-    assert len(stack.seg_series(study_uid)) == 1
+    assert len(stack.seg_series(study_uid)) == len(job["outputs"]["seg_sop_instance_uids"])
 
 
 def test_study_received_before_a_crash_is_caught_up(stack: Stack, tmp_path: Path) -> None:
@@ -138,4 +183,4 @@ def test_study_received_before_a_crash_is_caught_up(stack: Stack, tmp_path: Path
     stack.restart("orthanc")
     job = stack.wait_job(study_uid, timeout_s=180)
     assert job["state"] == "done", job["error"]
-    assert len(stack.seg_series(study_uid)) == 1
+    assert len(stack.seg_series(study_uid)) == len(job["outputs"]["seg_sop_instance_uids"])

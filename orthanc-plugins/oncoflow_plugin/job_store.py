@@ -46,6 +46,26 @@ CREATE TABLE IF NOT EXISTS job_events (
     message TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS plugin_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS expert_evaluations (
+    study_instance_uid TEXT NOT NULL,
+    expert TEXT NOT NULL,
+    job_id INTEGER NOT NULL,
+    dice REAL NOT NULL,
+    iou REAL NOT NULL,
+    volume_cm3 REAL NOT NULL,
+    runtime_s REAL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (study_instance_uid, expert)
+);
+CREATE TABLE IF NOT EXISTS refinements (
+    study_instance_uid TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    prompts_json TEXT NOT NULL,
+    volume_cm3 REAL NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (study_instance_uid, version)
+);
 """
 
 
@@ -274,6 +294,65 @@ class JobStore:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return {r[0]: r[1] for r in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
+
+    # -- expert evaluations and refinements ------------------------------------------------------
+
+    def record_evaluations(self, job_id: int, study_instance_uid: str, rows: list[dict[str, Any]]) -> None:
+        """Each expert's agreement with the fused mask for the study; a study's newer job replaces its rows.
+
+        ``rows``: dicts with ``expert``, ``dice``, ``iou``, ``volume_cm3``, ``runtime_s``.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("DELETE FROM expert_evaluations WHERE study_instance_uid=?", (study_instance_uid,))
+            db.executemany(
+                "INSERT INTO expert_evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(study_instance_uid, r["expert"], job_id, r["dice"], r["iou"], r["volume_cm3"], r.get("runtime_s"),
+                  now) for r in rows],
+            )
+
+    def model_stats(self) -> list[dict[str, Any]]:
+        """Per expert across studies: number of studies, mean Dice and IoU against the fused mask, mean runtime."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT expert, COUNT(*) AS studies, AVG(dice) AS mean_dice, AVG(iou) AS mean_iou, "
+                "MIN(dice) AS min_dice, AVG(volume_cm3) AS mean_volume_cm3, AVG(runtime_s) AS mean_runtime_s "
+                "FROM expert_evaluations GROUP BY expert ORDER BY expert"
+            ).fetchall()
+        return [
+            {k: (round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in r.keys()}  # noqa: SIM118 (Row)
+            for r in rows
+        ]
+
+    def add_refinement(
+        self, study_instance_uid: str, version: int, sop_instance_uid: str, prompts: dict[str, Any],
+        volume_cm3: float,
+    ) -> None:
+        """Record a stored refined SEG of ``version`` (from :meth:`next_refinement_version`)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO refinements VALUES (?, ?, ?, ?, ?, ?)",
+                (study_instance_uid, version, sop_instance_uid, json.dumps(prompts), volume_cm3, time.time()),
+            )
+
+    def next_refinement_version(self, study_instance_uid: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM refinements WHERE study_instance_uid=?", (study_instance_uid,)
+            ).fetchone()
+        return int(row[0]) + 1
+
+    def refinements(self, study_instance_uid: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT version, sop_instance_uid, prompts_json, volume_cm3, created_at FROM refinements "
+                "WHERE study_instance_uid=? ORDER BY version", (study_instance_uid,)
+            ).fetchall()
+        return [
+            {"version": r["version"], "sop_instance_uid": r["sop_instance_uid"],
+             "prompts": json.loads(r["prompts_json"]), "volume_cm3": r["volume_cm3"], "created_at": r["created_at"]}
+            for r in rows
+        ]
 
     # -- plugin state ----------------------------------------------------------------------------
 

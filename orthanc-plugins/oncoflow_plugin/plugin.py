@@ -4,7 +4,13 @@ Routes (JSON):
 
 * ``GET /oncoflow/health``: plugin up, job counts by state;
 * ``GET /oncoflow/studies/{StudyInstanceUID}``: the study's latest job (state, error,
-  stage timings in seconds, output SOP Instance UIDs, events) and its job history.
+  stage timings in seconds, output SOP Instance UIDs, experts run and skipped, fusion
+  and agreement, events), its job history and its refinements;
+* ``POST /oncoflow/studies/{StudyInstanceUID}/refine``: clicks in patient mm -> a
+  refined SEG version by SAM2 (:mod:`.refinement`);
+* ``GET /oncoflow/panel``: the panel's experts as the worker reports them;
+* ``GET /oncoflow/model-stats``: mean Dice / IoU per expert across studies;
+  ``GET /oncoflow/model-stats.png``: the same as a bar chart.
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ from typing import Any
 from oncoflow import __version__
 from oncoflow.config import load_settings
 
+from .expert_panel import ExpertPanel
 from .job_runner import JobRunner
 from .job_store import JobStore
+from .model_stats_chart import render_model_stats_png
 from .orthanc_rest import OrthancRest
+from .refinement import RefineError, Refinement
 from .study_pipeline import StudyPipeline
-from .worker_client import WorkerClient
+from .worker_client import WorkerClient, WorkerUnavailable
 
 
 class _OrthancLogHandler(logging.Handler):
@@ -57,8 +66,10 @@ def register(orthanc: Any) -> None:
     settings = load_settings()
     rest = OrthancRest(orthanc)
     store = JobStore(settings.job_db_path)
-    worker = WorkerClient(settings.worker_url, settings.segmentation_model, settings.worker_timeout_s)
-    runner = JobRunner(store, StudyPipeline(settings, rest, store, worker), rest, settings.job_max_attempts)
+    worker = WorkerClient(settings.worker_url, settings.worker_timeout_s)
+    pipeline = StudyPipeline(settings, rest, store, ExpertPanel(settings, worker))
+    runner = JobRunner(store, pipeline, rest, settings.job_max_attempts)
+    refinement = Refinement(rest, store, pipeline, worker)
 
     def on_change(change_type: int, level: int, resource_id: str) -> None:
         if change_type == orthanc.ChangeType.STABLE_STUDY:
@@ -90,10 +101,50 @@ def register(orthanc: Any) -> None:
             {"job_id": j.id, "state": j.state, "error": j.error, "trigger": j.trigger, "created_at": j.created_at}
             for j in store.history(study_id)
         ]
+        payload["refinements"] = store.refinements(study_uid)
         _answer_json(output, payload)
+
+    def refine(output: Any, uri: str, **request: Any) -> None:
+        if request["method"] != "POST":
+            output.SendMethodNotAllowed("POST")
+            return
+        try:
+            _answer_json(output, refinement.refine(request["groups"][0], request.get("body", b"")))
+        except RefineError as exc:
+            _answer_json(output, {"error": exc.message}, exc.status)
+
+    def panel(output: Any, uri: str, **request: Any) -> None:
+        if request["method"] != "GET":
+            output.SendMethodNotAllowed("GET")
+            return
+        try:
+            models = worker.describe(settings.panel)
+        except WorkerUnavailable as exc:
+            _answer_json(output, {"error": str(exc)}, 503)
+            return
+        _answer_json(output, {
+            "fusion": settings.fusion,
+            "fusion_weights": settings.fusion_weights,
+            "experts": [{"name": m.name, "state": m.state, "role": m.role, "reason": m.reason}
+                        for m in models.values()],
+        })
+
+    def model_stats(output: Any, uri: str, **request: Any) -> None:
+        if request["method"] != "GET":
+            output.SendMethodNotAllowed("GET")
+            return
+        stats = store.model_stats()
+        if uri.endswith(".png"):
+            output.AnswerBuffer(render_model_stats_png(stats), "image/png")
+        else:
+            _answer_json(output, {"experts": stats})
 
     orthanc.RegisterOnChangeCallback(on_change)
     orthanc.RegisterRestCallback("/oncoflow/health", health)
     orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})", study_status)
-    logger.info("OncoFlow %s plugin registered (worker %s, model %s)", __version__, settings.worker_url,
-                settings.segmentation_model)
+    orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/refine", refine)
+    orthanc.RegisterRestCallback("/oncoflow/panel", panel)
+    orthanc.RegisterRestCallback("/oncoflow/model-stats", model_stats)
+    orthanc.RegisterRestCallback("/oncoflow/model-stats.png", model_stats)
+    logger.info("OncoFlow %s plugin registered (worker %s, panel %s, fusion %s)", __version__, settings.worker_url,
+                ",".join(settings.panel), settings.fusion)

@@ -6,8 +6,12 @@ category SCT 49755003 "Morphologically Abnormal Structure", and names the
 algorithm in the AlgorithmIdentificationSequence. Empty frames are kept
 (``omit_empty_frames=False``), which OHIF needs to display the SEG.
 
-UIDs are derived from the input fingerprint, so that writing the same result
-twice yields the same SOP Instance UID and Orthanc stores it exactly once.
+UIDs are derived from the input fingerprint and the SEG's role ("ensemble", an
+expert's name, "refined-N"), so that writing the same result twice yields the same
+SOP Instance UID and Orthanc stores it exactly once.
+
+Series numbers: the ensemble SEG is 9001, the experts' SEGs 9002 onwards (panel
+order), refined SEGs 9100 + their version; each series description names its origin.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from pydicom.sr.codedict import codes
 from oncoflow import __version__
 
 MANUFACTURER = "OncoFlow"
-SEG_SERIES_NUMBER = 9001
+ENSEMBLE_SERIES_NUMBER = 9001
+EXPERT_SERIES_NUMBER = 9002  # + the expert's index in the panel
+REFINED_SERIES_NUMBER = 9100  # + the refinement's version
+REFINED_DESCRIPTION_PREFIX = "OncoFlow SEG refined"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class AlgorithmInfo:
 
     name: str
     version: str
+    parameters: dict[str, str] | None = None  # AlgorithmParameters (0066,0032), e.g. experts run and skipped
 
 
 def derived_uid(*parts: str) -> str:
@@ -47,9 +55,18 @@ def write_segmentation(
     mask: npt.NDArray[np.uint8],
     algorithm: AlgorithmInfo,
     fingerprint: str,
+    *,
+    role: str = "ensemble",
+    series_number: int = ENSEMBLE_SERIES_NUMBER,
+    series_description: str | None = None,
     segment_label: str = "Tumour",
+    algorithm_type: hd.seg.SegmentAlgorithmTypeValues = hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
 ) -> Dataset:
-    """Build the SEG for ``mask`` (shape ``(slices, rows, columns)``, in the order of ``source_datasets``)."""
+    """Build the SEG for ``mask`` (shape ``(slices, rows, columns)``, in the order of ``source_datasets``).
+
+    ``role`` keys the UIDs; ``series_description`` (LO, cut to 64 characters) defaults to
+    "OncoFlow SEG <algorithm name>".
+    """
     if mask.shape[0] != len(source_datasets):
         raise ValueError(f"mask has {mask.shape[0]} frames for {len(source_datasets)} source images")
     segment = hd.seg.SegmentDescription(
@@ -57,11 +74,12 @@ def write_segmentation(
         segment_label=segment_label,
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=codes.SCT.Neoplasm,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_type=algorithm_type,
         algorithm_identification=hd.AlgorithmIdentificationSequence(
             name=algorithm.name[:64],
             family=codes.cid7162.ArtificialIntelligence,
             version=algorithm.version[:64],  # AlgorithmVersion is LO
+            parameters=algorithm.parameters or None,
         ),
     )
     seg = hd.seg.Segmentation(
@@ -69,9 +87,9 @@ def write_segmentation(
         pixel_array=(mask > 0).astype(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[segment],
-        series_instance_uid=derived_uid("seg-series", fingerprint),
-        series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=derived_uid("seg-instance", fingerprint),
+        series_instance_uid=derived_uid("seg-series", fingerprint, role),
+        series_number=series_number,
+        sop_instance_uid=derived_uid("seg-instance", fingerprint, role),
         instance_number=1,
         manufacturer=MANUFACTURER,
         manufacturer_model_name="OncoFlow tumour segmentation",
@@ -79,7 +97,7 @@ def write_segmentation(
         device_serial_number="oncoflow-0001",
         content_description=f"Tumour segmentation by {algorithm.name}"[:64],
         content_label="TUMOUR",
-        series_description=f"OncoFlow SEG {algorithm.name}"[:64],
+        series_description=(series_description or f"OncoFlow SEG {algorithm.name}")[:64],
         omit_empty_frames=False,
     )
     return seg

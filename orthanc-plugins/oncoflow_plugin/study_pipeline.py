@@ -1,10 +1,13 @@
-"""One job, one study: DICOM in -> volume -> mask -> DICOM-SEG back into the same study.
+"""One job, one study: DICOM in -> volume -> the panel's masks -> DICOM-SEGs back into the same study.
 
-Stages and their timing keys: ``select_series``, ``volume_build``, ``inference``,
-``seg_encode``, ``store``. The SEG's UIDs derive from the input fingerprint (the
-chosen series' instances and the model), so a re-run after a crash stores the
-same SOP instance again instead of a second SEG; a study whose input changed
-(more slices arrived) gets a new SEG that replaces the earlier one.
+Stages and their timing keys: ``select_series``, ``volume_build``, ``inference`` (the
+whole panel, fusion included), ``model_inference`` (sum of the experts' model times),
+``fusion``, ``seg_encode``, ``store``. The SEGs (the ensemble and one per expert that
+ran) derive their UIDs from the input fingerprint (the chosen series' instances and
+the panel's configuration), so a re-run after a crash stores the same SOP instances
+again instead of duplicates; a study whose input changed (more slices arrived) gets
+new SEGs that replace the earlier automatic ones. Refined SEGs (a radiologist's
+clicks) are never replaced.
 """
 
 from __future__ import annotations
@@ -17,14 +20,24 @@ from contextlib import contextmanager
 from io import BytesIO
 from typing import Any
 
+from pydicom.dataset import Dataset
+
+from oncoflow import __version__
 from oncoflow.config import Settings
 
+from .expert_panel import ExpertPanel, PanelResult
 from .job_store import Job, JobStore
 from .orthanc_rest import OrthancRest
-from .seg_writer import MANUFACTURER, AlgorithmInfo, write_segmentation
-from .series_selection import SeriesCandidate, is_oncoflow_output, select_input_series
-from .volume_builder import InputError, build_volume, read_instance
-from .worker_client import WorkerClient
+from .seg_writer import (
+    ENSEMBLE_SERIES_NUMBER,
+    EXPERT_SERIES_NUMBER,
+    MANUFACTURER,
+    REFINED_DESCRIPTION_PREFIX,
+    AlgorithmInfo,
+    write_segmentation,
+)
+from .series_selection import Selection, SeriesCandidate, is_oncoflow_output, select_input_series
+from .volume_builder import InputError, SortedSeries, build_volume, read_instance
 
 log = logging.getLogger("oncoflow.pipeline")
 
@@ -39,11 +52,11 @@ def _float_or_none(value: Any) -> float | None:
 class StudyPipeline:
     """Runs claimed jobs; raises ``WorkerUnavailable`` for the runner to retry later."""
 
-    def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, worker: WorkerClient) -> None:
+    def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, panel: ExpertPanel) -> None:
         self.settings = settings
         self.rest = rest
         self.store = store
-        self.worker = worker
+        self.panel = panel
 
     @contextmanager
     def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
@@ -81,18 +94,37 @@ class StudyPipeline:
         return candidates
 
     def _fingerprint(self, series_id: str, instance_ids: list[str]) -> str:
+        """The input and the panel's configuration: same fingerprint, same result, same SEG UIDs."""
         digest = hashlib.sha256()
-        for part in (self.worker.model_name, series_id, *sorted(instance_ids)):
+        weights = sorted((self.settings.fusion_weights or {}).items())
+        for part in (*self.settings.panel, self.settings.fusion, repr(weights), series_id, *sorted(instance_ids)):
             digest.update(part.encode() + b"\0")
         return digest.hexdigest()
 
-    def _existing_segs(self, orthanc_study_id: str) -> list[dict[str, Any]]:
+    def oncoflow_segs(self, orthanc_study_id: str) -> list[dict[str, Any]]:
+        """The study's SEG series written by OncoFlow (automatic and refined)."""
         return [
             s
             for s in self.rest.get_json(f"/studies/{orthanc_study_id}/series")
             if s.get("MainDicomTags", {}).get("Modality") == "SEG"
             and s.get("MainDicomTags", {}).get("Manufacturer") == MANUFACTURER
         ]
+
+    def select_input(self, orthanc_study_id: str, timings: dict[str, float]) -> tuple[Selection, list[str]]:
+        """The input series (by the preference rule) and its instances' Orthanc IDs; raises :class:`InputError`."""
+        with self._timed(timings, "select_series"):
+            candidates = self._candidates(orthanc_study_id)
+            if all(is_oncoflow_output(c) for c in candidates) and candidates:
+                raise InputError("the study holds only OncoFlow outputs")
+            selection = select_input_series(candidates, self.settings.series_preference)
+            instance_ids: list[str] = self.rest.get_json(f"/series/{selection.candidate.orthanc_id}")["Instances"]
+        return selection, instance_ids
+
+    def build_input(self, instance_ids: list[str], timings: dict[str, float]) -> SortedSeries:
+        """The series' volume with its geometry; raises :class:`InputError`."""
+        with self._timed(timings, "volume_build"):
+            datasets = [read_instance(self.rest.get_bytes(f"/instances/{i}/file")) for i in instance_ids]
+            return build_volume(datasets, self.settings.max_voxels)
 
     def run(self, job: Job) -> None:
         """Process ``job`` to ``done``; ``InputError`` and transient errors propagate to the runner.
@@ -111,71 +143,130 @@ class StudyPipeline:
             study = self.rest.get_json(f"/studies/{study_id}")
         except Exception as exc:
             raise InputError(f"study {study_id} is no longer in Orthanc ({exc})") from exc
-        self.store.update(job.id, study_instance_uid=study["MainDicomTags"].get("StudyInstanceUID"))
+        study_uid = str(study["MainDicomTags"].get("StudyInstanceUID"))
+        self.store.update(job.id, study_instance_uid=study_uid)
 
-        with self._timed(timings, "select_series"):
-            candidates = self._candidates(study_id)
-            if all(is_oncoflow_output(c) for c in candidates) and candidates:
-                raise InputError("the study holds only OncoFlow outputs")
-            selection = select_input_series(candidates, self.settings.series_preference)
-            series = self.rest.get_json(f"/series/{selection.candidate.orthanc_id}")
-        instance_ids: list[str] = series["Instances"]
+        selection, instance_ids = self.select_input(study_id, timings)
         fingerprint = self._fingerprint(selection.candidate.orthanc_id, instance_ids)
         self.store.update(
-            job.id,
-            input_series_instance_uid=selection.candidate.series_instance_uid,
-            fingerprint=fingerprint,
+            job.id, input_series_instance_uid=selection.candidate.series_instance_uid, fingerprint=fingerprint
         )
         self.store.add_event(job.id, f"input series {selection.candidate.series_instance_uid}: {selection.reason}")
 
         previous = self.store.latest_done(study_id)
-        existing = self._existing_segs(study_id)
+        existing = self.oncoflow_segs(study_id)
         if previous and previous.fingerprint == fingerprint and any(
             s["ID"] == previous.outputs.get("seg_orthanc_series_id") for s in existing
         ):
-            self.store.discard(job.id, previous.id, f"re-triggered ({job.trigger}); input unchanged, SEG kept")
+            self.store.discard(job.id, previous.id, f"re-triggered ({job.trigger}); input unchanged, SEGs kept")
             return
 
-        with self._timed(timings, "volume_build"):
-            datasets = [read_instance(self.rest.get_bytes(f"/instances/{i}/file")) for i in instance_ids]
-            stack = build_volume(datasets, self.settings.max_voxels)
+        stack = self.build_input(instance_ids, timings)
 
-        self.worker.check_ready()
         with self._timed(timings, "inference"):
-            result = self.worker.segment(stack.volume)
-        timings["model_inference"] = round(result.inference_s, 4)
+            panel = self.panel.run(stack.volume)
+        timings["model_inference"] = round(panel.experts_s, 4)
+        timings["fusion"] = round(panel.fusion_s, 4)
+        for name, run in panel.runs.items():
+            if run.status != "ran":
+                self.store.add_event(job.id, f"expert {name} {run.status}: {run.reason}")
 
         with self._timed(timings, "seg_encode"):
-            seg = write_segmentation(
-                stack.datasets, result.mask, AlgorithmInfo(result.model_name, result.model_version), fingerprint
-            )
-            buffer = BytesIO()
-            seg.save_as(buffer, enforce_file_format=True)
+            segs = self._write_segs(stack.datasets, panel, fingerprint)
 
         with self._timed(timings, "store"):
-            stored = self.rest.post_json("/instances", buffer.getvalue())
-            seg_series_id = str(stored["ParentSeries"])
-            replaced = [s for s in existing if s["ID"] != seg_series_id]
+            stored_series = {}
+            for role, seg in segs.items():
+                buffer = BytesIO()
+                seg.save_as(buffer, enforce_file_format=True)
+                stored_series[role] = str(self.rest.post_json("/instances", buffer.getvalue())["ParentSeries"])
+            replaced = [
+                s for s in existing
+                if s["ID"] not in stored_series.values()
+                and not str(s["MainDicomTags"].get("SeriesDescription", "")).startswith(REFINED_DESCRIPTION_PREFIX)
+            ]
             for old in replaced:
                 self.rest.delete(f"/series/{old['ID']}")
         for old in replaced:
             self.store.add_event(
                 job.id,
                 f"replaced earlier SEG series {old['MainDicomTags'].get('SeriesInstanceUID')} "
-                f"(input now {len(instance_ids)} images)",
+                f"({old['MainDicomTags'].get('SeriesDescription', '')}; input now {len(instance_ids)} images)",
             )
 
-        voxel_mm3 = stack.volume.voxel_volume_mm3
+        fusion = panel.fusion
+        experts: dict[str, dict[str, Any]] = {}
+        for name, run in panel.runs.items():
+            entry = run.summary()
+            if name in fusion.experts:
+                agreement = fusion.experts[name]
+                entry.update(
+                    dice_vs_fused=agreement.dice, iou_vs_fused=agreement.iou, volume_cm3=agreement.volume_cm3,
+                    staple_sensitivity=agreement.staple_sensitivity, staple_specificity=agreement.staple_specificity,
+                    seg_sop_instance_uid=str(segs[name].SOPInstanceUID),
+                )
+            experts[name] = entry
+        ensemble = segs["ensemble"]
         self.store.update(
             job.id,
             outputs={
-                "seg_sop_instance_uids": [str(seg.SOPInstanceUID)],
-                "seg_series_instance_uid": str(seg.SeriesInstanceUID),
-                "seg_orthanc_series_id": seg_series_id,
-                "model": {"name": result.model_name, "version": result.model_version},
+                "seg_sop_instance_uids": [str(seg.SOPInstanceUID) for seg in segs.values()],
+                "seg_series_instance_uid": str(ensemble.SeriesInstanceUID),
+                "seg_orthanc_series_id": stored_series["ensemble"],
+                "ensemble_seg_sop_instance_uid": str(ensemble.SOPInstanceUID),
                 "input_images": len(instance_ids),
-                "tumour_volume_cm3": round(float(result.mask.astype(bool).sum()) * voxel_mm3 / 1000.0, 3),
+                "tumour_volume_cm3": fusion.volume_cm3,
+                "fusion": {
+                    "strategy": fusion.strategy, "agreement_score": fusion.agreement_score, "flag": fusion.flag,
+                    "volume_cm3": fusion.volume_cm3, "runtime_s": round(panel.fusion_s, 4),
+                },
+                "panel": {
+                    "ran": [r.name for r in panel.ran],
+                    "skipped": {n: r.reason for n, r in panel.runs.items() if r.status != "ran"},
+                    "wall_s": round(panel.wall_s, 4),
+                    "experts_s": round(panel.experts_s, 4),
+                },
+                "experts": experts,
+                "findings": next((r.findings for r in panel.ran if r.findings), None),
             },
         )
+        self.store.record_evaluations(job.id, study_uid, [
+            {"expert": name, "dice": a.dice, "iou": a.iou, "volume_cm3": a.volume_cm3,
+             "runtime_s": panel.runs[name].runtime_s}
+            for name, a in fusion.experts.items()
+        ])
         self.store.finish(job.id, "done")
-        log.info("study %s: SEG %s stored in %.2f s", study_id, seg.SOPInstanceUID, sum(timings.values()))
+        log.info("study %s: %d SEGs stored (%s, agreement %s) in %.2f s", study_id, len(segs), fusion.strategy,
+                 fusion.agreement_score, sum(timings.values()))
+
+    def _write_segs(self, datasets: list[Dataset], panel: PanelResult, fingerprint: str) -> dict[str, Dataset]:
+        """The ensemble SEG first, then one SEG per expert that ran (panel order)."""
+        fusion = panel.fusion
+        skipped = "; ".join(f"{n}: {r.reason}" for n, r in panel.runs.items() if r.status != "ran")
+        ensemble_parameters = {
+            "fusion": fusion.strategy,
+            "agreement": f"{fusion.agreement_score} ({fusion.flag})",
+            "experts_ran": " ".join(r.name for r in panel.ran),
+            "experts_not_run": skipped or "none",
+        }
+        segs = {
+            "ensemble": write_segmentation(
+                datasets, fusion.mask,
+                AlgorithmInfo(f"OncoFlow panel ({fusion.strategy})", __version__, ensemble_parameters),
+                fingerprint, role="ensemble", series_number=ENSEMBLE_SERIES_NUMBER,
+                series_description=f"OncoFlow SEG ensemble ({fusion.strategy}, {len(panel.ran)} experts)",
+            )
+        }
+        for index, name in enumerate(self.settings.panel):
+            run = panel.runs[name]
+            if run.status != "ran" or run.mask is None:
+                continue
+            agreement = fusion.experts[name]
+            segs[name] = write_segmentation(
+                datasets, run.mask,
+                AlgorithmInfo(name, run.version or "unknown",
+                              {"mask_from": run.mask_from or "model", "dice_vs_fused": str(agreement.dice)}),
+                fingerprint, role=f"expert-{name}", series_number=EXPERT_SERIES_NUMBER + index,
+                series_description=f"OncoFlow SEG expert {name}",
+            )
+        return segs
