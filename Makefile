@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: env up down status test bench demo-models lint
+.PHONY: env up down status test bench demo-models evaluate-panel lint
 
 env:
 	@scripts/bootstrap.sh
@@ -32,6 +32,10 @@ demo-models: env
 	$(PY) inference/training/train_demo_model.py --configuration 2d --seed 1 --out $(DEMO_REPO)/nnunet_demo_2d/1/nnunet
 	$(PY) inference/training/train_demo_model.py --seed 2 --work work-demo-model-seed2 \
 		--out $(DEMO_REPO)/nnunet_demo_3d_seed2/1/nnunet
+
+# Held-out phantom Dice of the demo experts alone and fused by each strategy -> bench/results/panel-accuracy.json
+evaluate-panel: env
+	$(PY) inference/training/evaluate_panel.py
 
 lint: env
 	$(PY) -m ruff check .

@@ -169,7 +169,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             errors.append(f"ONCOFLOW_FUSION_WEIGHTS gives no weight to panel models {unweighted}")
     elif fusion == "weighted":
         errors.append("ONCOFLOW_FUSION=weighted needs ONCOFLOW_FUSION_WEIGHTS (model=weight,...)")
-    concurrency = _int(env, "ONCOFLOW_PANEL_CONCURRENCY", 2, 1, 64, errors)
+    # default: up to 3 experts at once (measured best on 2 cores: one torch thread each), never more than the panel
+    concurrency = _int(env, "ONCOFLOW_PANEL_CONCURRENCY", max(1, min(3, len(panel))), 1, 64, errors)
     default_threads = max(1, (os.cpu_count() or 1) // max(concurrency, 1))
 
     raw_preference = env.get("ONCOFLOW_SERIES_PREFERENCE", "t1c,t1,flair")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ def test_defaults() -> None:
     assert s.panel == tuple(DEFAULT_PANEL.split(","))
     assert s.fusion == "majority" and s.fusion_weights is None and s.model_weights == {}
     assert s.model_repository == REPO_ROOT / "inference" / "model_repository"
-    assert s.torch_threads >= 1 and s.panel_concurrency == 2
+    assert s.torch_threads >= 1 and s.panel_concurrency == 3
+    single = settings(ONCOFLOW_PANEL="nnunet_demo")
+    assert single.panel_concurrency == 1 and single.torch_threads == max(1, os.cpu_count() or 1)
 
 
 def test_panel_weights_and_fusion() -> None:
