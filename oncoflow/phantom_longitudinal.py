@@ -42,12 +42,13 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.special import expit
 
+from .change_flags import VOLUME_CATEGORIES, ChangeThresholds, VolumeCategory
 from .phantom import _BASE_ORIENTATIONS, Anatomy, Phantom, _Brain, _load_brain, _rotation, _world_points
 from .volume import Volume
 
-Category = Literal["progression", "response", "stable", "minor"]
+Category = VolumeCategory
 Orientation = Literal["axial", "coronal", "sagittal", "oblique"]
-CATEGORIES: tuple[Category, ...] = ("progression", "response", "stable", "minor")
+CATEGORIES: tuple[Category, ...] = VOLUME_CATEGORIES
 ANATOMIES: tuple[Anatomy, ...] = ("colin27", "mni152")
 ORIENTATIONS: tuple[Orientation, ...] = ("axial", "coronal", "sagittal", "oblique")
 
@@ -57,34 +58,12 @@ _FACTOR_RANGES: dict[str, tuple[tuple[float, float], ...]] = {
     "progression": ((1.35, 2.5),),  # +35 % .. +150 %
     "response": ((0.4, 0.7),),  # -60 % .. -30 %
     "stable": ((0.97, 1.03),),  # -3 % .. +3 %
-    "minor": ((0.8, 0.92), (1.08, 1.2)),  # -20 % .. -8 % or +8 % .. +20 %
+    "minor change": ((0.8, 0.92), (1.08, 1.2)),  # -20 % .. -8 % or +8 % .. +20 %
 }
 _MIN_CUMULATIVE_FACTOR, _MAX_CUMULATIVE_FACTOR = 0.2, 3.0
 _ROOM_MARGIN_MM = 4.0  # lesion surface to brain surface, at the largest visit
 _SOFT = 0.08  # boundary softness in normalised units (as in make_phantom)
 _N_LOBES = 4
-
-
-@dataclass(frozen=True)
-class ChangeThresholds:
-    """OncoFlow's volume-change flags, in percent of the earlier volume.
-
-    progression: change > ``progression_percent``; response: change <= ``response_percent``;
-    stable: ``|change| <= stable_percent``; minor change otherwise.
-    """
-
-    progression_percent: float = 25.0
-    response_percent: float = -25.0
-    stable_percent: float = 5.0
-
-    def category(self, percent_change: float) -> Category:
-        if percent_change > self.progression_percent:
-            return "progression"
-        if percent_change <= self.response_percent:
-            return "response"
-        if abs(percent_change) <= self.stable_percent:
-            return "stable"
-        return "minor"
 
 
 @dataclass(frozen=True)
@@ -406,7 +385,7 @@ def make_longitudinal_case(
         volume_factors: true lesion volume of each visit relative to the drawn lesion (``n_time_points``
             values, or ``n_time_points - 1`` follow-up values with the baseline at 1.0).
         categories: without ``volume_factors``, the change category of each follow-up relative to the
-            previous visit (``"progression"``, ``"response"``, ``"stable"``, ``"minor"``); drawn if omitted.
+            previous visit (``"progression"``, ``"response"``, ``"stable"``, ``"minor change"``); drawn if omitted.
             Factors drawn per category: progression x1.35-2.5, response x0.4-0.7, stable x0.97-1.03,
             minor x0.8-0.92 or x1.08-1.2 (cumulative factor kept within 0.2-3.0).
         max_rotation_deg: largest head rotation between a follow-up and the baseline (degrees, random axis).

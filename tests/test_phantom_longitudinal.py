@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from oncoflow.change_flags import ChangeThresholds
 from oncoflow.phantom_dicom import StudyInfo
 from oncoflow.phantom_longitudinal import (
     CATEGORIES,
-    ChangeThresholds,
     LongitudinalCase,
     landmarks_mm,
     make_longitudinal_case,
@@ -95,17 +95,17 @@ def test_percent_change_matches_factors() -> None:
     assert case.true_percent_change(1, 2) == pytest.approx(-50.0)
     assert case.true_percent_change(0, 2) == pytest.approx(-20.0)
     assert [case.true_category(0, 1), case.true_category(1, 2), case.true_category(0, 2)] == [
-        "progression", "response", "minor"]
+        "progression", "response", "minor change"]
     follow_ups = make_longitudinal_case(5, 2, shape=SMALL, volume_factors=[1.03])
     assert follow_ups.true_percent_change(0, 1) == pytest.approx(3.0)
     assert follow_ups.true_category(0, 1) == "stable"
-    assert follow_ups.true_category(0, 1, ChangeThresholds(stable_percent=2.0)) == "minor"
+    assert follow_ups.true_category(0, 1, ChangeThresholds(stable_percent=2.0)) == "minor change"
 
 
 def test_thresholds() -> None:
     t = ChangeThresholds()
     assert [t.category(x) for x in (25.01, 25.0, -25.0, -24.9, 5.0, -5.0, 5.1, -5.1)] == [
-        "progression", "minor", "response", "minor", "stable", "stable", "minor", "minor"]
+        "progression", "minor change", "response", "minor change", "stable", "stable", "minor change", "minor change"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
