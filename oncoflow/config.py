@@ -12,11 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .change_flags import ChangeThresholds
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 SERIES_KINDS = ("t1c", "t1", "flair", "t2")
 FUSION_STRATEGIES = ("majority", "staple", "weighted", "confidence")
 DEFAULT_PANEL = "nnunet_demo,nnunet_demo_2d,nnunet_demo_3d_seed2,sam2,medgemma"
+BASELINE_RULES = ("previous", "nadir", "first")
+REGISTRATION_METHODS = ("elastix", "sitk")
 
 
 class ConfigError(ValueError):
@@ -44,6 +48,9 @@ class Settings:
     stable_age_s: int  # ONCOFLOW_STABLE_AGE_S: Orthanc StableAge
     worker_timeout_s: float  # ONCOFLOW_WORKER_TIMEOUT_S: one inference request
     job_max_attempts: int  # ONCOFLOW_JOB_MAX_ATTEMPTS: transient failures before a job fails
+    baseline_rule: str = "previous"  # ONCOFLOW_BASELINE: previous | nadir | first
+    registration_method: str = "elastix"  # ONCOFLOW_REGISTRATION: elastix (SimpleITK fallback) | sitk
+    change_thresholds: ChangeThresholds = field(default_factory=ChangeThresholds)  # ONCOFLOW_*_PERCENT, ...
     torch_threads: int = field(default=2)  # ONCOFLOW_TORCH_THREADS: per model call (default cores ÷ concurrency)
 
     @property
@@ -181,6 +188,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"ONCOFLOW_SERIES_PREFERENCE has unknown kinds {unknown}; choose from {', '.join(SERIES_KINDS)}"
         )
 
+    baseline_rule = env.get("ONCOFLOW_BASELINE", "previous").strip().lower()
+    if baseline_rule not in BASELINE_RULES:
+        errors.append(f"ONCOFLOW_BASELINE={baseline_rule!r} is not one of {', '.join(BASELINE_RULES)}")
+    registration_method = env.get("ONCOFLOW_REGISTRATION", "elastix").strip().lower()
+    if registration_method not in REGISTRATION_METHODS:
+        errors.append(f"ONCOFLOW_REGISTRATION={registration_method!r} is not one of {', '.join(REGISTRATION_METHODS)}")
+    defaults = ChangeThresholds()
+    thresholds = ChangeThresholds(
+        progression_percent=_float(env, "ONCOFLOW_PROGRESSION_PERCENT", defaults.progression_percent, 0.0, errors),
+        response_percent=-_float(env, "ONCOFLOW_RESPONSE_PERCENT", -defaults.response_percent, 0.0, errors),
+        stable_percent=_float(env, "ONCOFLOW_STABLE_PERCENT", defaults.stable_percent, 0.0, errors),
+        max_ci_to_change=_float(env, "ONCOFLOW_MAX_CI_TO_CHANGE", defaults.max_ci_to_change, 0.0, errors),
+        min_registration_ncc=_float(env, "ONCOFLOW_MIN_REGISTRATION_NCC", defaults.min_registration_ncc, -1.0, errors),
+    )
+    if thresholds.stable_percent >= min(thresholds.progression_percent, -thresholds.response_percent):
+        errors.append("ONCOFLOW_STABLE_PERCENT must be below the progression and response thresholds")
+
     settings = Settings(
         home=home,
         http_port=http_port,
@@ -199,6 +223,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stable_age_s=_int(env, "ONCOFLOW_STABLE_AGE_S", 3, 1, 3600, errors),
         worker_timeout_s=_float(env, "ONCOFLOW_WORKER_TIMEOUT_S", 300.0, 1.0, errors),
         job_max_attempts=_int(env, "ONCOFLOW_JOB_MAX_ATTEMPTS", 20, 1, 1000, errors),
+        baseline_rule=baseline_rule,
+        registration_method=registration_method,
+        change_thresholds=thresholds,
         torch_threads=_int(env, "ONCOFLOW_TORCH_THREADS", default_threads, 1, 256, errors),
     )
     if errors:

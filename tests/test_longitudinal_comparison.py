@@ -1,0 +1,89 @@
+"""A follow-up compared with its baseline on longitudinal phantoms, with the truth masks as the panel's masks.
+
+This isolates registration, warping, measurement and flagging from segmentation error:
+the % change must match the phantom's true change within the voxelisation error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from oncoflow_plugin.longitudinal_comparison import ComparisonError, TimePointData, affine_matrix, compare
+
+from oncoflow.change_flags import ChangeThresholds
+from oncoflow.phantom_longitudinal import LongitudinalCase, make_longitudinal_case
+
+
+def time_point(case: LongitudinalCase, i: int, expert_noise: tuple[float, ...] = (0.0,)) -> TimePointData:
+    visit = case.time_points[i]
+    mask = visit.phantom.tumour_mask
+    volume_cm3 = float(mask.sum()) * visit.phantom.volume.voxel_volume_mm3 / 1000
+    return TimePointData(
+        study_instance_uid=f"2.25.{case.seed}{i}", study_date=visit.study_date, volume=visit.phantom.volume,
+        fused_mask=mask, expert_volumes_cm3={f"e{k}": volume_cm3 * (1 + n) for k, n in enumerate(expert_noise)},
+    )
+
+
+@pytest.fixture(scope="module")
+def progression() -> LongitudinalCase:
+    return make_longitudinal_case(11, categories=["progression"], spacing_mm=(2.0, 2.0, 2.0))
+
+
+def test_change_matches_the_truth(progression: LongitudinalCase) -> None:
+    case = progression
+    result = compare(time_point(case, 0), time_point(case, 1), ChangeThresholds(), "sitk")
+    truth = case.true_percent_change(0, 1)
+    assert result.percent_change == pytest.approx(truth, abs=4.0)
+    assert result.flag == case.true_category(0, 1) == "progression"
+    assert result.registration_ncc_after > result.registration_ncc_before and result.registration_ncc_after > 0.8
+    assert result.dice > 0.6  # a grown lesion overlaps its baseline
+    days = (case.time_points[1].study_date - case.time_points[0].study_date).days
+    assert result.days_between == days
+    assert result.growth_rate_cm3_per_day == pytest.approx(result.delta_cm3 / days)
+    assert result.hd95_mm is not None and result.hd95_mm > 0
+    # the stored matrix takes the follow-up back to the baseline: compare with the phantom's known motion
+    motion = case.time_points[1].motion_to_baseline
+    point = np.array([*case.lesion.centre_mm, 1.0])
+    follow_up_point = np.linalg.inv(motion) @ point
+    assert np.linalg.norm(result.follow_up_to_baseline_lps @ follow_up_point - point) < 2.0
+    assert result.percent_change_ci95 is None  # one expert: no jackknife
+
+
+def test_expert_disagreement_flags_high_uncertainty(progression: LongitudinalCase) -> None:
+    case = progression
+    baseline = time_point(case, 0, expert_noise=(0.0, 0.0, 0.0))
+    follow_up = time_point(case, 1, expert_noise=(-0.4, 0.0, 0.6))
+    result = compare(baseline, follow_up, ChangeThresholds(), "sitk")
+    assert result.percent_change_ci95 is not None and result.flag == "high uncertainty"
+    assert "experts disagree" in result.flag_reason
+
+
+def test_poor_registration_resegments_and_flags(progression: LongitudinalCase) -> None:
+    case = progression
+    calls = []
+
+    def resegment(volume):
+        calls.append(volume.shape)
+        return np.zeros(volume.shape, np.uint8)
+
+    result = compare(time_point(case, 0), time_point(case, 1), ChangeThresholds(min_registration_ncc=0.999),
+                     "sitk", resegment)
+    assert calls == [case.time_points[0].phantom.volume.shape]  # on the baseline grid
+    assert result.resegmented and result.flag == "poor registration" and result.dice == 0.0
+
+
+def test_affine_matrix_matches_the_transform() -> None:
+    import SimpleITK as sitk
+
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix([1.0, 0.1, 0.0, 0.0, 0.9, 0.0, 0.05, 0.0, 1.1])
+    transform.SetCenter((10.0, -5.0, 3.0))
+    transform.SetTranslation((1.0, 2.0, -3.0))
+    point = (4.0, 7.0, -2.0)
+    assert affine_matrix(transform) @ np.array([*point, 1.0]) == pytest.approx([*transform.TransformPoint(point), 1.0])
+
+
+def test_a_mask_that_does_not_fit_its_volume_is_refused(progression: LongitudinalCase) -> None:
+    visit = progression.time_points[0]
+    with pytest.raises(ComparisonError, match="does not fit"):
+        TimePointData("1.2", visit.study_date, visit.phantom.volume, np.zeros((2, 2, 2), np.uint8), {})
