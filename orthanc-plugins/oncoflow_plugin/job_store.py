@@ -57,6 +57,17 @@ CREATE TABLE IF NOT EXISTS expert_evaluations (
     created_at REAL NOT NULL,
     PRIMARY KEY (study_instance_uid, expert)
 );
+CREATE TABLE IF NOT EXISTS timeline (
+    orthanc_study_id TEXT PRIMARY KEY,
+    patient_id TEXT,
+    study_instance_uid TEXT,
+    study_date TEXT,
+    baseline_study_instance_uid TEXT,
+    result_json TEXT,
+    error TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timeline_patient ON timeline(patient_id);
 CREATE TABLE IF NOT EXISTS refinements (
     study_instance_uid TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -353,6 +364,46 @@ class JobStore:
              "prompts": json.loads(r["prompts_json"]), "volume_cm3": r["volume_cm3"], "created_at": r["created_at"]}
             for r in rows
         ]
+
+    # -- patient timeline -----------------------------------------------------------------------
+
+    def save_time_point(
+        self, orthanc_study_id: str, patient_id: str | None, study_instance_uid: str | None, study_date: str | None,
+        baseline_study_instance_uid: str | None, result: dict[str, Any] | None, error: str | None,
+    ) -> None:
+        """Store (replace) a study's time point: its measurements and comparison, or the error that stopped it.
+
+        An error keeps the identity fields already stored for the study (``None`` leaves them).
+        """
+        with self._transaction() as db:
+            old = db.execute("SELECT * FROM timeline WHERE orthanc_study_id=?", (orthanc_study_id,)).fetchone()
+            keep = dict(old) if old else {}
+            db.execute(
+                "INSERT OR REPLACE INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (orthanc_study_id, patient_id or keep.get("patient_id"),
+                 study_instance_uid or keep.get("study_instance_uid"), study_date or keep.get("study_date"),
+                 baseline_study_instance_uid, json.dumps(result) if result is not None else None, error, time.time()),
+            )
+
+    def _time_point_row(self, row: sqlite3.Row) -> dict[str, Any]:
+        result = json.loads(row["result_json"]) if row["result_json"] else {}
+        return {"orthanc_study_id": row["orthanc_study_id"], "patient_id": row["patient_id"],
+                "study_instance_uid": row["study_instance_uid"], "study_date": row["study_date"],
+                "baseline_study_instance_uid": row["baseline_study_instance_uid"], "error": row["error"],
+                "updated_at": row["updated_at"], **result}
+
+    def time_point(self, orthanc_study_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM timeline WHERE orthanc_study_id=?", (orthanc_study_id,)).fetchone()
+        return self._time_point_row(row) if row else None
+
+    def timeline(self, patient_id: str) -> list[dict[str, Any]]:
+        """The patient's time points in date order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM timeline WHERE patient_id=? ORDER BY study_date, orthanc_study_id", (patient_id,)
+            ).fetchall()
+        return [self._time_point_row(r) for r in rows]
 
     # -- plugin state ----------------------------------------------------------------------------
 

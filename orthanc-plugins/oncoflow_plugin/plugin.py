@@ -8,6 +8,8 @@ Routes (JSON):
   and agreement, events), its job history and its refinements;
 * ``POST /oncoflow/studies/{StudyInstanceUID}/refine``: clicks in patient mm -> a
   refined SEG version by SAM2 (:mod:`.refinement`);
+* ``GET /oncoflow/patients/{PatientID}/timeline``: every time point of the patient with its
+  volumes, comparison with its baseline, flag, and its SEG and SR UIDs (:mod:`.patient_timeline`);
 * ``GET /oncoflow/panel``: the panel's experts as the worker reports them;
 * ``GET /oncoflow/model-stats``: mean Dice / IoU per expert across studies;
   ``GET /oncoflow/model-stats.png``: the same as a bar chart.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from typing import Any
 
 from oncoflow import __version__
@@ -27,6 +30,7 @@ from .job_runner import JobRunner
 from .job_store import JobStore
 from .model_stats_chart import render_model_stats_png
 from .orthanc_rest import OrthancRest
+from .patient_timeline import PatientTimeline
 from .refinement import RefineError, Refinement
 from .study_pipeline import StudyPipeline
 from .worker_client import WorkerClient, WorkerUnavailable
@@ -68,6 +72,7 @@ def register(orthanc: Any) -> None:
     store = JobStore(settings.job_db_path)
     worker = WorkerClient(settings.worker_url, settings.worker_timeout_s)
     pipeline = StudyPipeline(settings, rest, store, ExpertPanel(settings, worker))
+    pipeline.timeline = PatientTimeline(settings, rest, store, pipeline).update
     runner = JobRunner(store, pipeline, rest, settings.job_max_attempts)
     refinement = Refinement(rest, store, pipeline, worker)
 
@@ -103,6 +108,18 @@ def register(orthanc: Any) -> None:
         ]
         payload["refinements"] = store.refinements(study_uid)
         _answer_json(output, payload)
+
+    def timeline(output: Any, uri: str, **request: Any) -> None:
+        if request["method"] != "GET":
+            output.SendMethodNotAllowed("GET")
+            return
+        patient_id = urllib.parse.unquote(request["groups"][0])
+        points = store.timeline(patient_id)
+        if not points:
+            _answer_json(output, {"error": f"no OncoFlow time point for patient {patient_id}"}, 404)
+            return
+        _answer_json(output, {"patient_id": patient_id, "baseline_rule": settings.baseline_rule,
+                              "time_points": points})
 
     def refine(output: Any, uri: str, **request: Any) -> None:
         if request["method"] != "POST":
@@ -143,6 +160,7 @@ def register(orthanc: Any) -> None:
     orthanc.RegisterRestCallback("/oncoflow/health", health)
     orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})", study_status)
     orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/refine", refine)
+    orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/timeline", timeline)
     orthanc.RegisterRestCallback("/oncoflow/panel", panel)
     orthanc.RegisterRestCallback("/oncoflow/model-stats", model_stats)
     orthanc.RegisterRestCallback("/oncoflow/model-stats.png", model_stats)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from typing import Any
@@ -57,6 +57,8 @@ class StudyPipeline:
         self.rest = rest
         self.store = store
         self.panel = panel
+        # set by the plugin: the patient's timeline, updated before a job is marked done (study id, job) -> result
+        self.timeline: Callable[[str, Job], dict[str, Any]] | None = None
 
     @contextmanager
     def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
@@ -230,6 +232,14 @@ class StudyPipeline:
                 "findings": next((r.findings for r in panel.ran if r.findings), None),
             },
         )
+        if self.timeline is not None:
+            with self._timed(timings, "longitudinal"):
+                current = self.store.get(job.id)
+                assert current is not None
+                longitudinal = self.timeline(study_id, current)
+            if longitudinal.get("error"):
+                self.store.add_event(job.id, f"not compared with an earlier study: {longitudinal['error']}")
+            self.store.update(job.id, outputs={**current.outputs, "longitudinal": longitudinal})
         self.store.record_evaluations(job.id, study_uid, [
             {"expert": name, "dice": a.dice, "iou": a.iou, "volume_cm3": a.volume_cm3,
              "runtime_s": panel.runs[name].runtime_s}
