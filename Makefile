@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: env up down status test bench demo-models evaluate-panel lint
+.PHONY: env up down status test bench bench-longitudinal demo-models evaluate-panel lint
 
 env:
 	@scripts/bootstrap.sh
@@ -24,6 +24,11 @@ test: env
 
 bench: env
 	$(PY) bench/turnaround.py
+	$(PY) bench/registration_speed.py
+
+# 40 longitudinal phantom pairs: % change error, flag accuracy, registration target error (about 20 min)
+bench-longitudinal: env
+	$(PY) bench/longitudinal.py
 
 # The default panel's three demo nnU-Nets (about 10-15 min each on 2 cores; never in CI).
 DEMO_REPO := inference/model_repository

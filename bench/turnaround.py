@@ -8,7 +8,10 @@ Two stacks run one after the other, each on free ports with a temporary ONCOFLOW
 2. ``panel``: the default panel (three demo nnU-Nets ready; SAM2 and MedGemma skipped
    without weights). After the job, each ready expert is called alone on the worker with
    the same volume, so the panel's wall time is compared with the slowest expert alone
-   plus the fusion time, and with the sum of the experts' times.
+   plus the fusion time, and with the sum of the experts' times. Then a longitudinal
+   phantom's baseline and follow-up (same grid, head moved, lesion grown) are pushed: the
+   follow-up's turnaround (last C-STORE to SR stored) is compared with the sum of its
+   job's stages (select, volume build, panel, fusion, SEG encode, store, longitudinal).
 
 Stage timings come from the status route. Writes ``bench/results/turnaround-<UTC
 time>.json`` and ``bench/results/latest.json``.
@@ -63,8 +66,35 @@ def pure_predictor_seconds(voxels: np.ndarray, spacing_mm: tuple[float, float, f
     return time.perf_counter() - started
 
 
-def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str) -> dict[str, Any]:
-    """Start a stack with ``panel`` (None: the default), push the study, return the job and measurements."""
+def push_and_wait(settings: Any, study_dir: Path, study_uid: str) -> tuple[dict[str, Any], float, float]:
+    """C-STORE a study; returns its finished job, the push start and the end of the last C-STORE (epoch s)."""
+    from oncoflow.stack import http_get
+
+    push_started = time.time()
+    subprocess.run(
+        ["storescu", "-aec", settings.aet, "+sd", "+r", "-nh", "127.0.0.1", str(settings.dicom_port), str(study_dir)],
+        check=True, capture_output=True,
+    )
+    last_store = time.time()
+    url = f"{settings.orthanc_url}/oncoflow/studies/{study_uid}"
+    while True:
+        status, body = http_get(url)
+        job = json.loads(body) if status == 200 else None
+        if job and job["state"] in ("done", "failed"):
+            break
+        time.sleep(0.1)
+    if job["state"] != "done":
+        raise SystemExit(f"bench job failed: {job['error']}")
+    return job, push_started, last_store
+
+
+def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str,
+              visits: list[tuple[Path, str]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    """Start a stack with ``panel`` (None: the default), push the study, return the job and measurements.
+
+    ``visits``: a baseline and its follow-up (directory, StudyInstanceUID), pushed after the study;
+    the follow-up's turnaround includes registration, comparison and the SR.
+    """
     env = {
         "ONCOFLOW_HOME": str(home),
         "ONCOFLOW_HTTP_PORT": str(free_port()),
@@ -80,7 +110,6 @@ def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str) ->
     from oncoflow.config import load_settings
     from oncoflow.stack import (
         SERVICES,
-        http_get,
         service_pid,
         start_service,
         stop_service,
@@ -96,22 +125,19 @@ def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str) ->
             wait_healthy(settings, name, 300)
         for name in settings.panel:
             wait_model_settled(settings, name, 300)
-        push_started = time.time()
-        subprocess.run(
-            ["storescu", "-aec", settings.aet, "+sd", "+r", "-nh", "127.0.0.1", str(settings.dicom_port),
-             str(study_dir)],
-            check=True, capture_output=True,
-        )
-        last_store = time.time()
-        url = f"{settings.orthanc_url}/oncoflow/studies/{study_uid}"
-        while True:
-            status, body = http_get(url)
-            job = json.loads(body) if status == 200 else None
-            if job and job["state"] in ("done", "failed"):
-                break
-            time.sleep(0.1)
-        if job["state"] != "done":
-            raise SystemExit(f"bench job failed: {job['error']}")
+        job, push_started, last_store = push_and_wait(settings, study_dir, study_uid)
+        follow_up: dict[str, Any] = {}
+        for visit_dir, visit_uid in visits:
+            visit_job, _, visit_last_store = push_and_wait(settings, visit_dir, visit_uid)
+            stages = {k: v for k, v in visit_job["timings_s"].items() if k not in ("queue_wait", "model_inference")}
+            turnaround_s = visit_job["updated_at"] - visit_last_store
+            follow_up = {
+                "turnaround_s": round(turnaround_s, 3),
+                "stages_s": visit_job["timings_s"],
+                "sum_of_stages_s": round(sum(stages.values()), 3),
+                "ratio_turnaround_to_sum_of_stages": round(turnaround_s / sum(stages.values()), 3),
+                "comparison": (visit_job["outputs"].get("longitudinal") or {}).get("comparison"),
+            }
         alone_s = experts_alone_seconds(settings, study_dir, job["outputs"]["panel"]["ran"]) if panel is None else {}
         worker_rss_gib = peak_rss_gib(service_pid(settings, "worker") or 0)
         orthanc_rss_gib = peak_rss_gib(service_pid(settings, "orthanc") or 0)
@@ -129,6 +155,7 @@ def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str) ->
                     for n, e in job["outputs"]["experts"].items()},
         "fusion": job["outputs"]["fusion"],
         "experts_alone_s": alone_s,
+        "follow_up": follow_up,
         "worker_peak_rss_gib": round(worker_rss_gib, 3),
         "orthanc_peak_rss_gib": round(orthanc_rss_gib, 3),
     }
@@ -156,12 +183,22 @@ def main() -> int:
     started = time.perf_counter()
     phantom = make_phantom(SEED, shape=SHAPE)
     phantom_s = time.perf_counter() - started
+    from oncoflow.phantom_longitudinal import make_longitudinal_case, study_info_kwargs
+
+    case = make_longitudinal_case(SEED, shape=SHAPE, categories=["progression"])
+    visits = []
+    for index, visit in enumerate(case.time_points):
+        info = StudyInfo(**study_info_kwargs(case, index))
+        datasets = series_datasets(visit.phantom.volume, info, SeriesInfo(generate_uid()))
+        write_datasets(datasets, base / "visits" / str(index))
+        visits.append((base / "visits" / str(index), str(datasets[0].StudyInstanceUID)))
     runs: dict[str, dict[str, Any]] = {}
     for label, panel in (("single", "nnunet_demo"), ("panel", None)):
         study = StudyInfo(patient_id=f"BENCH-{label}", study_instance_uid=generate_uid())
         study_dir = base / label / "study"
         write_datasets(series_datasets(phantom.volume, study, SeriesInfo(generate_uid())), study_dir)
-        runs[label] = run_stack(base / label, panel, study_dir, study.study_instance_uid)
+        runs[label] = run_stack(base / label, panel, study_dir, study.study_instance_uid,
+                                visits if label == "panel" else [])
 
     from oncoflow.config import load_settings
 
@@ -199,6 +236,7 @@ def main() -> int:
             "single.ratio_turnaround_to_pure_inference": 1.5,
             "single.worker_peak_rss_gib": 2.0,
             "panel.ratio_panel_wall_to_slowest_alone_plus_fusion": 1.3,
+            "panel.follow_up.ratio_turnaround_to_sum_of_stages": 1.3,
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import logging
 import time
 from datetime import date, datetime
 from io import BytesIO
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -30,12 +30,30 @@ from .longitudinal_comparison import Comparison, ComparisonError, TimePointData,
 from .orthanc_rest import OrthancRest
 from .seg_writer import MANUFACTURER, derived_uid, read_segmentation_mask
 from .sr_writer import LesionAtTimePoint, LongitudinalChange, write_measurement_report
-from .study_pipeline import StudyPipeline
 from .volume_builder import InputError, SortedSeries
+
+if TYPE_CHECKING:
+    from .study_pipeline import StudyPipeline
 
 log = logging.getLogger("oncoflow.timeline")
 
 IDENTITY_TAGS = ("PatientName", "PatientBirthDate", "PatientSex")
+
+
+LoadedTimePoint = tuple[TimePointData, SortedSeries, Dataset]  # the comparison data, its series, its ensemble SEG
+
+
+def loaded_time_point(study_tags: dict[str, str], stack: SortedSeries, fused_mask: Any, seg: Dataset,
+                      outputs: dict[str, Any]) -> LoadedTimePoint:
+    """A time point from a study's tags, its input series, its fused mask and SEG, and its job outputs."""
+    experts = {
+        name: float(entry["volume_cm3"])
+        for name, entry in outputs.get("experts", {}).items()
+        if entry.get("status") == "ran" and entry.get("volume_cm3") is not None
+    }
+    data = TimePointData(str(study_tags["StudyInstanceUID"]), _study_date(study_tags), stack.volume, fused_mask,
+                         experts)
+    return data, stack, seg
 
 
 def _study_date(tags: dict[str, str]) -> date:
@@ -65,7 +83,7 @@ class PatientTimeline:
         instance = self._instance_id(sop_instance_uid)
         return None if instance is None else dcmread(BytesIO(self.rest.get_bytes(f"/instances/{instance}/file")))
 
-    def _time_point(self, study_id: str, job: Job) -> tuple[TimePointData, SortedSeries, Dataset]:
+    def _time_point(self, study_id: str, job: Job) -> LoadedTimePoint:
         """The study's input volume, its ensemble SEG's mask and its experts' volumes."""
         study = self.rest.get_json(f"/studies/{study_id}")
         uid = str(study["MainDicomTags"]["StudyInstanceUID"])
@@ -80,13 +98,7 @@ class PatientTimeline:
         if seg is None:
             raise ComparisonError(f"study {uid} has no ensemble SEG in the PACS (deleted?); it cannot be compared")
         mask = read_segmentation_mask(seg, [str(ds.SOPInstanceUID) for ds in stack.datasets])
-        experts = {
-            name: float(entry["volume_cm3"])
-            for name, entry in job.outputs.get("experts", {}).items()
-            if entry.get("status") == "ran" and entry.get("volume_cm3") is not None
-        }
-        data = TimePointData(uid, _study_date(study["MainDicomTags"]), stack.volume, mask, experts)
-        return data, stack, seg
+        return loaded_time_point(study["MainDicomTags"], stack, mask, seg, job.outputs)
 
     def _processed_studies(
         self, study_id: str, current: Job
@@ -126,10 +138,12 @@ class PatientTimeline:
             return min(range(index), key=lambda k: (volumes_cm3[k], -k))
         return index - 1
 
-    def update(self, study_id: str, current: Job) -> dict[str, Any]:
+    def update(self, study_id: str, current: Job, loaded: LoadedTimePoint | None = None) -> dict[str, Any]:
         """Recompute the patient's timeline from ``study_id`` (whose finishing job is ``current``) on.
 
-        Returns what happened to ``study_id``: its comparison and SR, or the error.
+        ``loaded``: the study's volume, fused mask and SEG as the pipeline already holds them
+        (saves reading them back from Orthanc). Returns what happened to ``study_id``: its
+        comparison and SR, or the error.
         """
         started = time.perf_counter()
         try:
@@ -145,9 +159,9 @@ class PatientTimeline:
                      "not compared with those studies")
             self.store.save_time_point(study_id, patient_id, None, None, None, None, error)
             return {"error": error, "comparison": None}
-        cache: dict[str, tuple[TimePointData, SortedSeries, Dataset]] = {}
+        cache: dict[str, LoadedTimePoint] = {} if loaded is None else {study_id: loaded}
 
-        def load(index: int) -> tuple[TimePointData, SortedSeries, Dataset]:
+        def load(index: int) -> LoadedTimePoint:
             orthanc_id, job = studies[index][2], studies[index][3]
             if orthanc_id not in cache:
                 cache[orthanc_id] = self._time_point(orthanc_id, job)

@@ -28,6 +28,7 @@ from oncoflow.config import Settings
 from .expert_panel import ExpertPanel, PanelResult
 from .job_store import Job, JobStore
 from .orthanc_rest import OrthancRest
+from .patient_timeline import loaded_time_point
 from .seg_writer import (
     ENSEMBLE_SERIES_NUMBER,
     EXPERT_SERIES_NUMBER,
@@ -58,7 +59,7 @@ class StudyPipeline:
         self.store = store
         self.panel = panel
         # set by the plugin: the patient's timeline, updated before a job is marked done (study id, job) -> result
-        self.timeline: Callable[[str, Job], dict[str, Any]] | None = None
+        self.timeline: Callable[[str, Job, Any], dict[str, Any]] | None = None
 
     @contextmanager
     def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
@@ -236,7 +237,12 @@ class StudyPipeline:
             with self._timed(timings, "longitudinal"):
                 current = self.store.get(job.id)
                 assert current is not None
-                longitudinal = self.timeline(study_id, current)
+                try:
+                    loaded = loaded_time_point(study["MainDicomTags"], stack, panel.fusion.mask, ensemble,
+                                               current.outputs)
+                except ValueError:  # e.g. no StudyDate: the timeline says why when it reads the study itself
+                    loaded = None
+                longitudinal = self.timeline(study_id, current, loaded)
             if longitudinal.get("error"):
                 self.store.add_event(job.id, f"not compared with an earlier study: {longitudinal['error']}")
             self.store.update(job.id, outputs={**current.outputs, "longitudinal": longitudinal})

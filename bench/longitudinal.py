@@ -1,0 +1,125 @@
+"""``make bench-longitudinal``: accuracy of the change measurement over 40 longitudinal phantom pairs.
+
+Each pair (``oncoflow.phantom_longitudinal.make_validation_set``: progression, response,
+stable and minor change over Colin27 and MNI152, head motion up to 10° and 15 mm, other
+orientation and spacing at follow-up) is compared twice with the plugin's own
+:func:`~oncoflow_plugin.longitudinal_comparison.compare` (itk-elastix):
+
+* ``truth``: the phantoms' truth masks stand in for the panel, which isolates
+  registration, warping, measurement and flagging;
+* ``panel``: the three demo nnU-Nets segment both visits and are fused by majority
+  vote, as in the PACS: the whole measurement chain, segmentation included.
+
+Reported per mode: absolute error of the % change against the true change (median,
+95th percentile), flag accuracy against the true category, and the registration
+target error at 20 brain landmarks of each pair. Writes
+``bench/results/longitudinal-<UTC>.json`` and ``bench/results/longitudinal-latest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+N_PAIRS = int(os.environ.get("ONCOFLOW_BENCH_PAIRS", "40"))
+
+
+def main() -> int:
+    from oncoflow_inference.experts.nnunet_expert import NnUNetExpert
+    from oncoflow_plugin.longitudinal_comparison import TimePointData, compare
+
+    from oncoflow.change_flags import ChangeThresholds
+    from oncoflow.config import REPO_ROOT
+    from oncoflow.fusion import majority_vote
+    from oncoflow.mask_metrics import volume_cm3
+    from oncoflow.phantom_longitudinal import landmarks_mm, make_validation_set
+
+    names = ("nnunet_demo", "nnunet_demo_2d", "nnunet_demo_3d_seed2")
+    experts = [NnUNetExpert(REPO_ROOT / "inference" / "model_repository" / n / "1" / "nnunet", name=n) for n in names]
+    for expert in experts:
+        expert.load()
+    thresholds = ChangeThresholds()
+    started = time.perf_counter()
+    cases = make_validation_set(N_PAIRS)
+    pairs: list[dict[str, Any]] = []
+    for case in cases:
+        truth_pct = case.true_percent_change(0, 1)
+        truth_flag = case.true_category(0, 1, thresholds)
+        row: dict[str, Any] = {"seed": case.seed, "anatomy": case.anatomy, "true_percent_change": round(truth_pct, 2),
+                               "true_category": truth_flag}
+        for mode in ("truth", "panel"):
+            points = []
+            for visit in case.time_points:
+                volume = visit.phantom.volume
+                if mode == "truth":
+                    mask = visit.phantom.tumour_mask
+                    expert_volumes = {"truth": volume_cm3(mask, volume.voxel_volume_mm3)}
+                else:
+                    masks = {e.name: e.predict(volume.voxels, volume.spacing_mm).mask for e in experts}
+                    mask = majority_vote(masks)
+                    expert_volumes = {n: volume_cm3(m, volume.voxel_volume_mm3) for n, m in masks.items()}
+                points.append(TimePointData(f"{case.seed}-{mode}", visit.study_date, volume, mask, expert_volumes))
+            result = compare(points[0], points[1], thresholds, "elastix")
+            error = None if result.percent_change is None else result.percent_change - truth_pct
+            row[mode] = {"percent_change": result.percent_change, "error_points": error, "flag": result.flag,
+                         "flag_correct": result.flag == truth_flag, "ncc_after": result.registration_ncc_after,
+                         "registration_s": result.registration_s, "method": result.registration_method,
+                         "ci95": result.percent_change_ci95}
+            if mode == "truth":
+                landmarks = landmarks_mm(case)
+                motion = case.time_points[1].motion_to_baseline
+                seen = (np.linalg.inv(motion) @ np.c_[landmarks, np.ones(len(landmarks))].T)
+                mapped = (result.follow_up_to_baseline_lps @ seen).T[:, :3]
+                tre = np.linalg.norm(mapped - landmarks, axis=1)
+                row["tre_mm"] = {"median": float(np.median(tre)), "max": float(tre.max())}
+        pairs.append(row)
+        print(json.dumps(row), flush=True)
+
+    def summary(mode: str) -> dict[str, Any]:
+        errors = np.abs([p[mode]["error_points"] for p in pairs if p[mode]["error_points"] is not None])
+        return {
+            "median_abs_error_points": round(float(np.median(errors)), 2),
+            "p95_abs_error_points": round(float(np.percentile(errors, 95)), 2),
+            "flag_accuracy": round(float(np.mean([p[mode]["flag_correct"] for p in pairs])), 3),
+            "review_flags": sum(p[mode]["flag"] in ("poor registration", "high uncertainty") for p in pairs),
+            "flag_accuracy_without_review_flags": round(float(np.mean(
+                [p[mode]["flag_correct"] for p in pairs if p[mode]["flag"] not in ("poor registration",
+                                                                                      "high uncertainty")] or [0])), 3),
+        }
+
+    tre_medians = [p["tre_mm"]["median"] for p in pairs]
+    result = {
+        "benchmark": "longitudinal",
+        "utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "n_pairs": len(pairs),
+        "truth_masks": summary("truth"),
+        "panel": summary("panel"),
+        "tre_mm": {"median_of_pair_medians": round(float(np.median(tre_medians)), 3),
+                   "worst_pair_median": round(float(np.max(tre_medians)), 3),
+                   "max": round(float(max(p["tre_mm"]["max"] for p in pairs)), 3)},
+        "registration_s_median": round(float(np.median([p["truth"]["registration_s"] for p in pairs])), 2),
+        "registration_method": pairs[0]["truth"]["method"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "goals": {"median_abs_error_points": 3.0, "p95_abs_error_points": 10.0, "flag_accuracy": 0.95,
+                  "tre_median_mm": 1.0},
+        "pairs": pairs,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps(result, indent=2)
+    (RESULTS / f"longitudinal-{stamp}.json").write_text(text + "\n")
+    (RESULTS / "longitudinal-latest.json").write_text(text + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "pairs"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
