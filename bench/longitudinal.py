@@ -48,6 +48,7 @@ def main() -> int:
         expert.load()
     thresholds = ChangeThresholds()
     started = time.perf_counter()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     cases = make_validation_set(N_PAIRS)
     pairs: list[dict[str, Any]] = []
     for case in cases:
@@ -82,6 +83,15 @@ def main() -> int:
                 row["tre_mm"] = {"median": float(np.median(tre)), "max": float(tre.max())}
         pairs.append(row)
         print(json.dumps(row), flush=True)
+        write(pairs, started, stamp)  # after every pair: a long run that is stopped keeps what it measured
+
+    result = write(pairs, started, stamp)
+    print(json.dumps({k: v for k, v in result.items() if k != "pairs"}, indent=2))
+    return 0
+
+
+def write(pairs: list[dict[str, Any]], started: float, stamp: str) -> dict[str, Any]:
+    """Summarise the pairs measured so far and write them to bench/results."""
 
     def summary(mode: str) -> dict[str, Any]:
         errors = np.abs([p[mode]["error_points"] for p in pairs if p[mode]["error_points"] is not None])
@@ -100,6 +110,7 @@ def main() -> int:
         "benchmark": "longitudinal",
         "utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "n_pairs": len(pairs),
+        "n_pairs_planned": N_PAIRS,
         "truth_masks": summary("truth"),
         "panel": summary("panel"),
         "tre_mm": {"median_of_pair_medians": round(float(np.median(tre_medians)), 3),
@@ -112,13 +123,12 @@ def main() -> int:
                   "tre_median_mm": 1.0},
         "pairs": pairs,
     }
+
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     text = json.dumps(result, indent=2)
     (RESULTS / f"longitudinal-{stamp}.json").write_text(text + "\n")
     (RESULTS / "longitudinal-latest.json").write_text(text + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "pairs"}, indent=2))
-    return 0
+    return result
 
 
 if __name__ == "__main__":
