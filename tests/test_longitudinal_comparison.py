@@ -87,3 +87,15 @@ def test_a_mask_that_does_not_fit_its_volume_is_refused(progression: Longitudina
     visit = progression.time_points[0]
     with pytest.raises(ComparisonError, match="does not fit"):
         TimePointData("1.2", visit.study_date, visit.phantom.volume, np.zeros((2, 2, 2), np.uint8), {})
+
+
+def test_a_follow_up_without_overlap_is_refused(progression: LongitudinalCase) -> None:
+    from oncoflow.volume import Volume
+
+    visit = progression.time_points[1]
+    volume = visit.phantom.volume
+    slab = Volume(volume.voxels[:4].copy(), volume.spacing_mm, volume.origin_mm, volume.row_direction,
+                  volume.column_direction, volume.slice_direction)  # four edge slices: hardly any head
+    follow_up = TimePointData("2.25.9", visit.study_date, slab, visit.phantom.tumour_mask[:4].copy(), {})
+    with pytest.raises(ComparisonError, match="overlap|registration of"):
+        compare(time_point(progression, 0), follow_up, ChangeThresholds(), "sitk")

@@ -36,6 +36,8 @@ from oncoflow.lesion_metrics import (
 from oncoflow.mask_metrics import dice
 from oncoflow.volume import Volume
 
+MIN_HEAD_OVERLAP = 0.5  # fraction of the baseline head the registered follow-up must cover to be compared
+
 
 class ComparisonError(ValueError):
     """The two time points cannot be compared (reason in the message)."""
@@ -127,6 +129,17 @@ def affine_matrix(transform: sitk.AffineTransform) -> npt.NDArray[np.float64]:
     return out
 
 
+def head_coverage(baseline: Volume, follow_up: Volume, transform: sitk.Transform) -> float:
+    """Fraction of the baseline's head voxels (> 10 % of the 99th percentile) inside the follow-up's field of view."""
+    from oncoflow_registration import resample_to
+
+    field = Volume(np.ones(follow_up.shape, np.float32), follow_up.spacing_mm, follow_up.origin_mm,
+                   follow_up.row_direction, follow_up.column_direction, follow_up.slice_direction)
+    inside = resample_to(baseline, field, transform, is_mask=True).astype(bool)
+    head = baseline.voxels > 0.1 * float(np.percentile(baseline.voxels, 99))
+    return float((inside & head).sum()) / max(int(head.sum()), 1)
+
+
 def compare(
     baseline: TimePointData,
     follow_up: TimePointData,
@@ -143,13 +156,19 @@ def compare(
         fixed = prepare_for_registration(baseline.volume)
         moving = prepare_for_registration(follow_up.volume)
         registration = register_affine(fixed, moving, registration_method)  # type: ignore[arg-type]
-    except RuntimeError as exc:  # ITK raises RuntimeError, e.g. when the images share no overlap
+    except (RuntimeError, ValueError) as exc:  # ITK raises RuntimeError, e.g. when too few samples overlap
         raise ComparisonError(f"registration of {follow_up.study_instance_uid} to {baseline.study_instance_uid} "
                               f"failed: {str(exc).strip().splitlines()[-1][:300]}") from exc
     registration_s = time.perf_counter() - started
     if not np.isfinite(registration.ncc_after):
         raise ComparisonError("registration left no overlap between the follow-up and the baseline")
 
+    covered = head_coverage(baseline.volume, follow_up.volume, registration.transform)
+    if covered < MIN_HEAD_OVERLAP:
+        raise ComparisonError(
+            f"after registration the follow-up {follow_up.study_instance_uid} covers {covered:.0%} of the baseline's "
+            f"head (< {MIN_HEAD_OVERLAP:.0%}): no usable overlap to compare"
+        )
     follow_up_mask = Volume(
         follow_up.fused_mask.astype(np.float32), follow_up.volume.spacing_mm, follow_up.volume.origin_mm,
         follow_up.volume.row_direction, follow_up.volume.column_direction, follow_up.volume.slice_direction,
