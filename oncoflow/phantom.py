@@ -110,19 +110,38 @@ def _grid(
         k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
         tilt = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
     row, col = (tilt @ np.asarray(v) for v in _BASE_ORIENTATIONS[base])
+    return _scanner_grid(rng, brain.brain_points_mm, row, col, shape, spacing_mm, (1.8, 3.2), (2.0, 4.0))
+
+
+def _scanner_grid(
+    rng: np.random.Generator,
+    brain_points: npt.NDArray[np.float64],
+    row: npt.NDArray[np.float64],
+    col: npt.NDArray[np.float64],
+    shape: tuple[int, int, int] | None,
+    spacing_mm: tuple[float, float, float] | None,
+    in_plane_range_mm: tuple[float, float],
+    slice_range_mm: tuple[float, float],
+) -> tuple[tuple[int, int, int], Volume]:
+    """A grid with row / column directions ``row``, ``col`` covering ``brain_points`` (LPS mm) plus a margin.
+
+    Unspecified spacing is drawn (in-plane from ``in_plane_range_mm``, then the slice distance from
+    ``slice_range_mm``), or covers the head with ``shape``; the head is placed off-centre by a few mm.
+    Returns the shape and an empty Volume carrying the geometry.
+    """
     normal = np.cross(row, col)
     axes = np.stack([normal, col, row])  # (slice, row, column) directions
 
-    centre = brain.brain_points_mm.mean(axis=0)
-    extent = brain.brain_points_mm - centre
+    centre = brain_points.mean(axis=0)
+    extent = brain_points - centre
     fov_mm = 2.0 * np.abs(extent @ axes.T).max(axis=0) + 50.0  # deep points -> add the eroded margin
 
     if spacing_mm is None:
         if shape is not None:
             spacing = fov_mm / np.asarray(shape)
         else:
-            in_plane = rng.uniform(1.8, 3.2)
-            spacing = np.array([rng.uniform(2.0, 4.0), in_plane, in_plane])
+            in_plane = rng.uniform(*in_plane_range_mm)
+            spacing = np.array([rng.uniform(*slice_range_mm), in_plane, in_plane])
     else:
         spacing = np.asarray(spacing_mm, dtype=np.float64)
     if shape is None:

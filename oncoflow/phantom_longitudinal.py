@@ -43,7 +43,16 @@ from scipy import ndimage
 from scipy.special import expit
 
 from .change_flags import VOLUME_CATEGORIES, ChangeThresholds, VolumeCategory
-from .phantom import _BASE_ORIENTATIONS, Anatomy, Phantom, _Brain, _load_brain, _rotation, _world_points
+from .phantom import (
+    _BASE_ORIENTATIONS,
+    Anatomy,
+    Phantom,
+    _Brain,
+    _load_brain,
+    _rotation,
+    _scanner_grid,
+    _world_points,
+)
 from .volume import Volume
 
 Category = VolumeCategory
@@ -271,30 +280,7 @@ def _visit_grid(
     else:
         raise ValueError(f"unknown orientation {orientation!r}; expected one of {ORIENTATIONS}")
     row, col = (tilt @ np.asarray(v) for v in _BASE_ORIENTATIONS[base])
-    normal = np.cross(row, col)
-    axes = np.stack([normal, col, row])  # (slice, row, column) directions
-
-    centre = brain_points.mean(axis=0)
-    fov_mm = 2.0 * np.abs((brain_points - centre) @ axes.T).max(axis=0) + 50.0  # deep points: add the margin
-    if spacing_mm is None:
-        if shape is not None:
-            spacing = fov_mm / np.asarray(shape)
-        else:
-            in_plane = rng.uniform(1.5, 2.5)
-            spacing = np.array([rng.uniform(2.0, 3.5), in_plane, in_plane])
-    else:
-        spacing = np.asarray(spacing_mm, dtype=np.float64)
-    if shape is None:
-        shape = tuple(int(n) for n in np.maximum(np.ceil(fov_mm / spacing), 8))  # type: ignore[assignment]
-    assert shape is not None
-    centre = centre + rng.normal(scale=4.0, size=3)  # the head is never perfectly centred
-    half = (np.asarray(shape) - 1) / 2.0 * spacing
-    origin = centre - (axes * half[:, None]).sum(axis=0)
-    volume = Volume(
-        np.zeros((1, 1, 1), np.float32), tuple(map(float, spacing)), tuple(map(float, origin)),  # type: ignore[arg-type]
-        tuple(map(float, row)), tuple(map(float, col)), tuple(map(float, normal)),  # type: ignore[arg-type]
-    )
-    return shape, volume
+    return _scanner_grid(rng, brain_points, row, col, shape, spacing_mm, (1.5, 2.5), (2.0, 3.5))
 
 
 @dataclass(frozen=True)
