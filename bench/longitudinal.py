@@ -70,8 +70,10 @@ def main() -> int:
                 points.append(TimePointData(f"{case.seed}-{mode}", visit.study_date, volume, mask, expert_volumes))
             result = compare(points[0], points[1], thresholds, "elastix")
             error = None if result.percent_change is None else result.percent_change - truth_pct
+            category = None if result.percent_change is None else thresholds.category(result.percent_change)
             row[mode] = {"percent_change": result.percent_change, "error_points": error, "flag": result.flag,
-                         "flag_correct": result.flag == truth_flag, "ncc_after": result.registration_ncc_after,
+                         "flag_correct": result.flag == truth_flag, "category_correct": category == truth_flag,
+                         "ncc_after": result.registration_ncc_after,
                          "registration_s": result.registration_s, "method": result.registration_method,
                          "ci95": result.percent_change_ci95}
             if mode == "truth":
@@ -99,6 +101,8 @@ def write(pairs: list[dict[str, Any]], started: float, stamp: str) -> dict[str, 
             "median_abs_error_points": round(float(np.median(errors)), 2),
             "p95_abs_error_points": round(float(np.percentile(errors, 95)), 2),
             "flag_accuracy": round(float(np.mean([p[mode]["flag_correct"] for p in pairs])), 3),
+            "category_accuracy_of_percent_change": round(float(np.mean(
+                [p[mode].get("category_correct", False) for p in pairs])), 3),
             "review_flags": sum(p[mode]["flag"] in ("poor registration", "high uncertainty") for p in pairs),
             "flag_accuracy_without_review_flags": round(float(np.mean(
                 [p[mode]["flag_correct"] for p in pairs if p[mode]["flag"] not in ("poor registration",
