@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import urllib.parse
 from typing import Any
 
@@ -59,6 +60,13 @@ def _answer_json(output: Any, payload: Any, status: int = 200) -> None:
         output.SendHttpStatus(status, body, len(body))
 
 
+def _warm_up_elastix() -> None:
+    from oncoflow_registration.affine_registration import elastix_available
+
+    available, reason = elastix_available()
+    logging.getLogger("oncoflow").info("itk-elastix %s", "ready" if available else f"not available: {reason}")
+
+
 def register(orthanc: Any) -> None:
     """Register OncoFlow's callbacks with the running Orthanc (called by the entry script)."""
     logger = logging.getLogger("oncoflow")
@@ -81,6 +89,8 @@ def register(orthanc: Any) -> None:
             runner.enqueue(resource_id, "stable-study")
         elif change_type == orthanc.ChangeType.ORTHANC_STARTED:
             runner.start()
+            if settings.registration_method == "elastix":  # the first `import itk` takes ~8 s: not in a job
+                threading.Thread(target=_warm_up_elastix, name="oncoflow-itk-import", daemon=True).start()
         elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
             runner.stop()
             store.close()
