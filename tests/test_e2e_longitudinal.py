@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
+from oncoflow_plugin.registration_writer import read_spatial_registration
 from oncoflow_plugin.sr_writer import read_measurement_report
 
 from oncoflow.phantom_dicom import StudyInfo
@@ -34,14 +36,18 @@ def push_visit(stack: Stack, tmp_path: Path, case: LongitudinalCase, index: int,
     return str(datasets[0].StudyInstanceUID)
 
 
-def oncoflow_srs(stack: Stack, study_uid: str) -> list[pydicom.Dataset]:
+def oncoflow_objects(stack: Stack, study_uid: str, modality: str) -> list[pydicom.Dataset]:
     _, series = stack.get(f"/studies/{stack.study_id(study_uid)}/series")
-    srs = []
+    found = []
     for s in series:
-        if s["MainDicomTags"].get("Modality") == "SR":
+        if s["MainDicomTags"].get("Modality") == modality:
             for instance in s["Instances"]:
-                srs.append(pydicom.dcmread(io.BytesIO(stack.get_bytes(f"/instances/{instance}/file"))))
-    return srs
+                found.append(pydicom.dcmread(io.BytesIO(stack.get_bytes(f"/instances/{instance}/file"))))
+    return found
+
+
+def oncoflow_srs(stack: Stack, study_uid: str) -> list[pydicom.Dataset]:
+    return oncoflow_objects(stack, study_uid, "SR")
 
 
 def test_follow_up_is_compared_measured_and_reported(stack: Stack, tmp_path: Path) -> None:
@@ -75,6 +81,11 @@ def test_follow_up_is_compared_measured_and_reported(stack: Stack, tmp_path: Pat
     assert [p["study_instance_uid"] for p in points] == [baseline_uid, follow_up_uid]
     assert points[1]["sr_sop_instance_uid"] == sr.SOPInstanceUID and points[1]["comparison"] == comparison
     assert points[0]["sr_sop_instance_uid"] == baseline_sr.SOPInstanceUID
+
+    (reg,) = oncoflow_objects(stack, follow_up_uid, "REG")  # the transform, as a Spatial Registration object
+    assert reg.SOPInstanceUID == points[1]["reg_sop_instance_uid"]
+    matrix = np.asarray(comparison["follow_up_to_baseline_lps"]).reshape(4, 4)
+    assert np.allclose(read_spatial_registration(reg), matrix, atol=1e-4)
 
 
 def test_baseline_arriving_after_its_follow_up(stack: Stack, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from oncoflow.config import Settings
 from .job_store import Job, JobStore
 from .longitudinal_comparison import Comparison, ComparisonError, TimePointData, compare
 from .orthanc_rest import OrthancRest
+from .registration_writer import write_spatial_registration
 from .seg_writer import MANUFACTURER, derived_uid, read_segmentation_mask
 from .sr_writer import LesionAtTimePoint, LongitudinalChange, write_measurement_report
 from .volume_builder import InputError, SortedSeries
@@ -193,7 +194,7 @@ class PatientTimeline:
         baseline_uid: str | None = None
         if index > 0:
             baseline_index = self._baseline_index(index, volumes)
-            baseline, _, _ = load(baseline_index)
+            baseline, baseline_stack, _ = load(baseline_index)
             baseline_uid = baseline.study_instance_uid
             comparison = compare(
                 baseline, current, self.settings.change_thresholds, self.settings.registration_method,
@@ -203,13 +204,22 @@ class PatientTimeline:
             if prior_row and prior_row.get("sr_sop_instance_uid"):
                 prior_sr = self._dataset(prior_row["sr_sop_instance_uid"])
         sr = self._write_sr(patient_id, current, stack, seg, job, comparison, prior_sr)
+        reg_uid = None
+        if comparison is not None:
+            reg = write_spatial_registration(
+                baseline_stack.datasets, stack.datasets, comparison.follow_up_to_baseline_lps,
+                comparison.registration_method, f"{job.fingerprint}|{comparison.baseline_uid}",
+            )
+            self._store_replacing(reg, "REG")
+            reg_uid = str(reg.SOPInstanceUID)
         self.store.save_time_point(
             orthanc_id, patient_id, current.study_instance_uid, current.study_date.isoformat(), baseline_uid,
             {"measurements": {"volume_cm3": round(current.measurements.volume_cm3, 3),
                               "longest_axial_diameter_mm": round(current.measurements.longest_axial_diameter_mm, 1),
                               "max_caliper_mm": round(current.measurements.max_caliper_mm, 1)},
              "comparison": None if comparison is None else comparison.as_json(),
-             "seg_sop_instance_uid": str(seg.SOPInstanceUID), "sr_sop_instance_uid": str(sr.SOPInstanceUID)},
+             "seg_sop_instance_uid": str(seg.SOPInstanceUID), "sr_sop_instance_uid": str(sr.SOPInstanceUID),
+             "reg_sop_instance_uid": reg_uid},
             None,
         )
         return {"sr_sop_instance_uid": str(sr.SOPInstanceUID), "baseline_study_instance_uid": baseline_uid,
@@ -252,13 +262,17 @@ class PatientTimeline:
         sr = write_measurement_report(
             stack.datasets, seg, lesion, change, list(panel.get("ran", [])), dict(panel.get("skipped", {})), key,
         )
-        buffer = BytesIO()
-        sr.save_as(buffer, enforce_file_format=True)
-        stored = self.rest.post_json("/instances", buffer.getvalue())
-        study_id = str(stored["ParentStudy"])
-        for series in self.rest.get_json(f"/studies/{study_id}/series"):
-            tags = series.get("MainDicomTags", {})
-            if (tags.get("Modality") == "SR" and tags.get("Manufacturer") == MANUFACTURER
-                    and series["ID"] != stored["ParentSeries"]):
-                self.rest.delete(f"/series/{series['ID']}")  # the earlier report of this time point
+        self._store_replacing(sr, "SR")
         return sr
+
+    def _store_replacing(self, dataset: Dataset, modality: str) -> str:
+        """Store ``dataset``, then delete the study's earlier OncoFlow series of ``modality``; returns its series ID."""
+        buffer = BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        stored = self.rest.post_json("/instances", buffer.getvalue())
+        for series in self.rest.get_json(f"/studies/{stored['ParentStudy']}/series"):
+            tags = series.get("MainDicomTags", {})
+            if (tags.get("Modality") == modality and tags.get("Manufacturer") == MANUFACTURER
+                    and series["ID"] != stored["ParentSeries"]):
+                self.rest.delete(f"/series/{series['ID']}")  # the earlier object of this time point
+        return str(stored["ParentSeries"])

@@ -37,7 +37,13 @@ from .seg_writer import (
     AlgorithmInfo,
     write_segmentation,
 )
-from .series_selection import Selection, SeriesCandidate, is_oncoflow_output, select_input_series
+from .series_selection import (
+    OUTPUT_MODALITIES,
+    Selection,
+    SeriesCandidate,
+    is_oncoflow_output,
+    select_input_series,
+)
 from .volume_builder import InputError, SortedSeries, build_volume, read_instance
 
 log = logging.getLogger("oncoflow.pipeline")
@@ -75,7 +81,7 @@ class StudyPipeline:
             tags = series.get("MainDicomTags", {})
             instances = series.get("Instances", [])
             first: dict[str, Any] = {}
-            if instances and tags.get("Modality") not in ("SEG", "SR", "DOC"):
+            if instances and tags.get("Modality") not in OUTPUT_MODALITIES:
                 first = self.rest.get_json(f"/instances/{instances[0]}/simplified-tags")
             candidates.append(
                 SeriesCandidate(
