@@ -39,16 +39,21 @@ def _matrix_item(matrix: npt.NDArray[np.float64], kind: str) -> Dataset:
     return item
 
 
-def _registration_item(images: Sequence[Dataset], matrix: npt.NDArray[np.float64], kind: str, comment: str) -> Dataset:
-    item = Dataset()
-    item.FrameOfReferenceUID = images[0].FrameOfReferenceUID
+def _instance_references(images: Sequence[Dataset]) -> DicomSequence:
+    """ReferencedSOPClassUID / ReferencedSOPInstanceUID items, one per image."""
     references = []
     for image in images:
         reference = Dataset()
         reference.ReferencedSOPClassUID = image.SOPClassUID
         reference.ReferencedSOPInstanceUID = image.SOPInstanceUID
         references.append(reference)
-    item.ReferencedImageSequence = DicomSequence(references)
+    return DicomSequence(references)
+
+
+def _registration_item(images: Sequence[Dataset], matrix: npt.NDArray[np.float64], kind: str, comment: str) -> Dataset:
+    item = Dataset()
+    item.FrameOfReferenceUID = images[0].FrameOfReferenceUID
+    item.ReferencedImageSequence = _instance_references(images)
     matrix_registration = Dataset()
     matrix_registration.FrameOfReferenceTransformationComment = comment[:64]  # LO
     matrix_registration.RegistrationTypeCodeSequence = DicomSequence([])
@@ -60,13 +65,7 @@ def _registration_item(images: Sequence[Dataset], matrix: npt.NDArray[np.float64
 def _series_reference(images: Sequence[Dataset]) -> Dataset:
     series = Dataset()
     series.SeriesInstanceUID = images[0].SeriesInstanceUID
-    instances = []
-    for image in images:
-        instance = Dataset()
-        instance.ReferencedSOPClassUID = image.SOPClassUID
-        instance.ReferencedSOPInstanceUID = image.SOPInstanceUID
-        instances.append(instance)
-    series.ReferencedInstanceSequence = DicomSequence(instances)
+    series.ReferencedInstanceSequence = _instance_references(images)
     return series
 
 
