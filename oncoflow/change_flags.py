@@ -3,8 +3,8 @@
 Flags, checked in this order (the first that applies wins), each with its reason text:
 
 1. ``poor registration``: the follow-up could not be aligned to the baseline well enough
-   (normalised cross-correlation after registration below ``min_registration_ncc``);
-   the overlap measures then come from re-segmenting the registered follow-up: review;
+   (normalised cross-correlation after registration below ``min_registration_ncc``): review
+   (the comparison then re-segments the registered follow-up and says so in the reason);
 2. ``high uncertainty``: the experts disagree about the change: the 95 % jackknife
    interval of the % change, as a half-width, exceeds ``max_ci_to_change`` (15 %) of
    ``|% change|``: review;
@@ -58,8 +58,7 @@ def change_flag(
     if registration_ncc is None or registration_ncc < thresholds.min_registration_ncc:
         shown = "none" if registration_ncc is None else f"{registration_ncc:.2f}"
         return "poor registration", (
-            f"registration NCC {shown} < {thresholds.min_registration_ncc:.2f}: the follow-up was re-segmented "
-            "on the baseline grid; review the alignment"
+            f"registration NCC {shown} < {thresholds.min_registration_ncc:.2f}: review the alignment"
         )
     if percent_change is None:
         return "progression", "no tumour at baseline, tumour at follow-up: new lesion"

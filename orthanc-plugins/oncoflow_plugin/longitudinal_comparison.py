@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import numpy as np
@@ -69,6 +69,7 @@ class TimePointData:
 class Comparison:
     baseline_uid: str
     follow_up_uid: str
+    baseline_date: date
     days_between: float
     baseline: LesionMeasurements
     follow_up: LesionMeasurements
@@ -133,8 +134,7 @@ def head_coverage(baseline: Volume, follow_up: Volume, transform: sitk.Transform
     """Fraction of the baseline's head voxels (> 10 % of the 99th percentile) inside the follow-up's field of view."""
     from oncoflow_registration import resample_to
 
-    field = Volume(np.ones(follow_up.shape, np.float32), follow_up.spacing_mm, follow_up.origin_mm,
-                   follow_up.row_direction, follow_up.column_direction, follow_up.slice_direction)
+    field = replace(follow_up, voxels=np.ones(follow_up.shape, np.float32))
     inside = resample_to(baseline, field, transform, is_mask=True).astype(bool)
     head = baseline.voxels > 0.1 * float(np.percentile(baseline.voxels, 99))
     return float((inside & head).sum()) / max(int(head.sum()), 1)
@@ -169,18 +169,12 @@ def compare(
             f"after registration the follow-up {follow_up.study_instance_uid} covers {covered:.0%} of the baseline's "
             f"head (< {MIN_HEAD_OVERLAP:.0%}): no usable overlap to compare"
         )
-    follow_up_mask = Volume(
-        follow_up.fused_mask.astype(np.float32), follow_up.volume.spacing_mm, follow_up.volume.origin_mm,
-        follow_up.volume.row_direction, follow_up.volume.column_direction, follow_up.volume.slice_direction,
-    )
+    follow_up_mask = replace(follow_up.volume, voxels=follow_up.fused_mask.astype(np.float32))
     warped = resample_to(baseline.volume, follow_up_mask, registration.transform, is_mask=True)
     resegmented = False
     if registration.ncc_after < thresholds.min_registration_ncc and resegment is not None:
         image = resample_to(baseline.volume, follow_up.volume, registration.transform, is_mask=False)
-        registered = Volume(image.astype(np.float32), baseline.volume.spacing_mm, baseline.volume.origin_mm,
-                            baseline.volume.row_direction, baseline.volume.column_direction,
-                            baseline.volume.slice_direction)
-        warped = resegment(registered)
+        warped = resegment(replace(baseline.volume, voxels=image.astype(np.float32)))
         resegmented = True
 
     a, b = baseline.measurements, follow_up.measurements
@@ -193,11 +187,12 @@ def compare(
     ci95 = None if percent_ci is None else (percent_ci.low, percent_ci.high)
     flag, reason = change_flag(percent, ci95, registration.ncc_after, thresholds)
     if resegmented:
-        reason += f" (follow-up re-segmented on the baseline grid; NCC {registration.ncc_after:.2f})"
+        reason += "; the follow-up was re-segmented on the baseline grid"
     to_baseline = np.linalg.inv(affine_matrix(registration.transform))
     return Comparison(
         baseline_uid=baseline.study_instance_uid,
         follow_up_uid=follow_up.study_instance_uid,
+        baseline_date=baseline.study_date,
         days_between=days,
         baseline=a,
         follow_up=b,

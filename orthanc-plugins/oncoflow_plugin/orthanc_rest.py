@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from io import BytesIO
 from typing import Any, Protocol
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 
 class OrthancModule(Protocol):
@@ -31,9 +35,23 @@ class OrthancRest:
     def delete(self, uri: str) -> None:
         self.orthanc.RestApiDelete(uri)
 
-    def lookup_study(self, study_instance_uid: str) -> str | None:
-        """Orthanc's ID of the study with this StudyInstanceUID, or ``None``."""
-        for match in self.post_json("/tools/lookup", study_instance_uid):
-            if match.get("Type") == "Study":
+    def store(self, dataset: Dataset) -> dict[str, Any]:
+        """Store a dataset as a DICOM file (Part 10); returns Orthanc's answer (``ID``, ``ParentSeries``, ...)."""
+        buffer = BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        return dict(self.post_json("/instances", buffer.getvalue()))
+
+    def _lookup(self, dicom_uid: str, level: str) -> str | None:
+        for match in self.post_json("/tools/lookup", dicom_uid):
+            if match.get("Type") == level:
                 return str(match["ID"])
         return None
+
+    def lookup_study(self, study_instance_uid: str) -> str | None:
+        """Orthanc's ID of the study with this StudyInstanceUID, or ``None``."""
+        return self._lookup(study_instance_uid, "Study")
+
+    def instance_dataset(self, sop_instance_uid: str) -> Dataset | None:
+        """The stored instance with this SOPInstanceUID, parsed, or ``None`` when Orthanc does not hold it."""
+        instance = self._lookup(sop_instance_uid, "Instance")
+        return None if instance is None else dcmread(BytesIO(self.get_bytes(f"/instances/{instance}/file")))

@@ -17,10 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from datetime import date, datetime
-from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from oncoflow.config import Settings
@@ -74,16 +72,6 @@ class PatientTimeline:
 
     # -- gathering -----------------------------------------------------------------------------
 
-    def _instance_id(self, sop_instance_uid: str) -> str | None:
-        for match in self.rest.post_json("/tools/lookup", sop_instance_uid):
-            if match.get("Type") == "Instance":
-                return str(match["ID"])
-        return None
-
-    def _dataset(self, sop_instance_uid: str) -> Dataset | None:
-        instance = self._instance_id(sop_instance_uid)
-        return None if instance is None else dcmread(BytesIO(self.rest.get_bytes(f"/instances/{instance}/file")))
-
     def _time_point(self, study_id: str, job: Job) -> LoadedTimePoint:
         """The study's input volume, its ensemble SEG's mask and its experts' volumes."""
         study = self.rest.get_json(f"/studies/{study_id}")
@@ -95,7 +83,7 @@ class PatientTimeline:
         except InputError as exc:
             raise ComparisonError(f"study {uid}: its input series cannot be read again: {exc}") from exc
         seg_uid = job.outputs.get("ensemble_seg_sop_instance_uid")
-        seg = self._dataset(seg_uid) if seg_uid else None
+        seg = self.rest.instance_dataset(seg_uid) if seg_uid else None
         if seg is None:
             raise ComparisonError(f"study {uid} has no ensemble SEG in the PACS (deleted?); it cannot be compared")
         mask = read_segmentation_mask(seg, [str(ds.SOPInstanceUID) for ds in stack.datasets])
@@ -202,7 +190,7 @@ class PatientTimeline:
             )
             prior_row = self.store.time_point(studies[baseline_index][2])
             if prior_row and prior_row.get("sr_sop_instance_uid"):
-                prior_sr = self._dataset(prior_row["sr_sop_instance_uid"])
+                prior_sr = self.rest.instance_dataset(prior_row["sr_sop_instance_uid"])
         sr = self._write_sr(patient_id, current, stack, seg, job, comparison, prior_sr)
         reg_uid = None
         if comparison is not None:
@@ -238,7 +226,7 @@ class PatientTimeline:
         if comparison is not None:
             change = LongitudinalChange(
                 prior_study_instance_uid=comparison.baseline_uid,
-                prior_study_date=date.fromordinal(current.study_date.toordinal() - int(comparison.days_between)),
+                prior_study_date=comparison.baseline_date,
                 prior_sr=prior_sr,
                 days_between=comparison.days_between,
                 volume_prior_cm3=comparison.baseline.volume_cm3,
@@ -267,9 +255,7 @@ class PatientTimeline:
 
     def _store_replacing(self, dataset: Dataset, modality: str) -> str:
         """Store ``dataset``, then delete the study's earlier OncoFlow series of ``modality``; returns its series ID."""
-        buffer = BytesIO()
-        dataset.save_as(buffer, enforce_file_format=True)
-        stored = self.rest.post_json("/instances", buffer.getvalue())
+        stored = self.rest.store(dataset)
         for series in self.rest.get_json(f"/studies/{stored['ParentStudy']}/series"):
             tags = series.get("MainDicomTags", {})
             if (tags.get("Modality") == modality and tags.get("Manufacturer") == MANUFACTURER

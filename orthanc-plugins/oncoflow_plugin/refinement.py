@@ -18,7 +18,6 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Any
 
 import highdicom as hd
@@ -95,12 +94,12 @@ class Refinement:
             models = self.worker.describe(self.pipeline.settings.panel)
         except WorkerUnavailable as exc:
             raise RefineError(503, str(exc)) from exc
-        promptable = [m for m in models.values() if m.role == "promptable" or "sam2" in m.name.lower()]
-        for model in promptable:
+        for model in models.values():
             if model.state == "READY" and model.role == "promptable":
                 return model.name
-        reasons = "; ".join(f"{m.name}: {m.reason}" for m in promptable) or "the panel has no promptable expert"
-        raise RefineError(503, f"no promptable expert (SAM2) is ready to refine ({reasons})")
+        # a model that is not ready does not say what it is for: name every one, with its reason
+        reasons = "; ".join(f"{m.name}: {m.reason}" for m in models.values() if m.state != "READY")
+        raise RefineError(503, f"no promptable expert (SAM2) is ready to refine ({reasons or 'none in the panel'})")
 
     def refine(self, study_instance_uid: str, body: bytes | str) -> dict[str, Any]:
         request = RefineRequest.parse(body)
@@ -156,9 +155,7 @@ class Refinement:
             series_description=f"{REFINED_DESCRIPTION_PREFIX} v{version} ({model})",
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
         )
-        buffer = BytesIO()
-        seg.save_as(buffer, enforce_file_format=True)
-        self.rest.post_json("/instances", buffer.getvalue())
+        self.rest.store(seg)
         refined_cm3 = round(volume_cm3(result.mask, volume.voxel_volume_mm3), 3)
         self.store.add_refinement(study_uid, version, str(seg.SOPInstanceUID), prompts, refined_cm3)
         return {
@@ -176,13 +173,9 @@ class Refinement:
         """The current ensemble SEG's mask on the input grid, or ``None`` when it is gone or does not fit."""
         if not sop_instance_uid:
             return None
-        matches = self.rest.post_json("/tools/lookup", sop_instance_uid)
-        instance = next((m["ID"] for m in matches if m.get("Type") == "Instance"), None)
-        if instance is None:
+        seg = self.rest.instance_dataset(sop_instance_uid)
+        if seg is None:
             return None
-        from pydicom import dcmread
-
-        seg = dcmread(BytesIO(self.rest.get_bytes(f"/instances/{instance}/file")))
         try:
             return read_segmentation_mask(seg, [str(ds.SOPInstanceUID) for ds in stack.datasets])
         except (ValueError, KeyError):

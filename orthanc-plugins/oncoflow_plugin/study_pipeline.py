@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from io import BytesIO
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -186,9 +185,7 @@ class StudyPipeline:
         with self._timed(timings, "store"):
             stored_series = {}
             for role, seg in segs.items():
-                buffer = BytesIO()
-                seg.save_as(buffer, enforce_file_format=True)
-                stored_series[role] = str(self.rest.post_json("/instances", buffer.getvalue())["ParentSeries"])
+                stored_series[role] = str(self.rest.store(seg)["ParentSeries"])
             replaced = [
                 s for s in existing
                 if s["ID"] not in stored_series.values()
