@@ -34,7 +34,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Literal
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -46,7 +45,7 @@ from oncoflow.prompts import PromptError
 
 from .binary_tensors import HEADER_LENGTH, InferRequest, TensorError, decode_request, encode_response
 from .expert_registry import ServedModel, build_models
-from .experts.base import Expert, ExpertInputError, ExpertNotReady, ExpertResult
+from .experts.base import ExpertInputError, ExpertNotReady
 from .segmentation_tensors import check_against_specs
 
 log = logging.getLogger("oncoflow.worker")
@@ -218,9 +217,6 @@ def create_app(settings: Settings, max_concurrent_inferences: int | None = None)
             if model.ready or not only_ready
         ]
 
-    def run_expert(expert: Expert, inputs: dict[str, np.ndarray], wanted: set[str]) -> ExpertResult:
-        return expert.infer(inputs, wanted, settings.max_voxels)
-
     @app.post("/v2/models/{name}/infer", responses=_ERRORS)
     @app.post("/v2/models/{name}/versions/{version}/infer", responses=_ERRORS)
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
@@ -255,7 +251,7 @@ def create_app(settings: Settings, max_concurrent_inferences: int | None = None)
         started = time.perf_counter()
         try:
             result = await asyncio.get_running_loop().run_in_executor(
-                pool, run_expert, expert, decoded.inputs, set(wanted)
+                pool, expert.infer, decoded.inputs, set(wanted), settings.max_voxels
             )
         except (TensorError, PromptError, ExpertInputError) as exc:
             raise KServeError(400, str(exc)) from exc

@@ -105,6 +105,7 @@ class ExpertPanel:
         started = time.perf_counter()
         info = self.describe()
         runs: dict[str, ExpertRun] = {}
+        ready: dict[str, ExpertRun] = {}
         for name in self.settings.panel:
             model = info[name]
             if model.state != "READY":
@@ -112,8 +113,7 @@ class ExpertPanel:
             elif model.role == "unknown":
                 runs[name] = ExpertRun(name, model.role, "skipped", "gives neither MASK nor BOXES")
             else:
-                runs[name] = ExpertRun(name, model.role, "skipped", "not run yet")
-        ready = {name: run for name, run in runs.items() if run.reason == "not run yet"}
+                runs[name] = ready[name] = ExpertRun(name, model.role, "skipped", "not run yet")
         if not ready:
             reasons = "; ".join(f"{n}: {r.reason}" for n, r in runs.items())
             raise ModelUnavailable(f"no expert of the panel is ready ({reasons})")

@@ -71,6 +71,11 @@ class Expert(ABC):
     def ready(self) -> bool:
         return self.not_ready_reason is None
 
+    def _require_ready(self) -> None:
+        """Raise :class:`ExpertNotReady`, with the reason, unless the model is loaded."""
+        if not self.ready:
+            raise ExpertNotReady(self.not_ready_reason or "not loaded")
+
     @property
     @abstractmethod
     def weights_location(self) -> Path:

@@ -39,7 +39,7 @@ import numpy.typing as npt
 from oncoflow.prompts import BOXES, SliceBox, boxes_to_tensor
 
 from ..segmentation_tensors import segmentation_inputs
-from .base import Expert, ExpertInputError, ExpertNotReady, ExpertOutput, ExpertResult
+from .base import Expert, ExpertInputError, ExpertOutput, ExpertResult
 from .box_answer_parser import first_sentence, parse_boxes
 
 log = logging.getLogger("oncoflow.worker.medgemma")
@@ -224,8 +224,7 @@ class MedGemmaExpert(Expert):
         ``spacing_mm`` is ``(slice, row, column)`` in millimetres. Raises :class:`ExpertNotReady`
         when the model is not loaded and :class:`ExpertInputError` for a volume that is not 3-D.
         """
-        if self._model is None or self._processor is None:
-            raise ExpertNotReady(self.not_ready_reason or "not loaded")
+        self._require_ready()
         if image.ndim != 3 or min(image.shape) < 1:
             raise ExpertInputError(f"expected a 3-D (slice, row, column) image, got shape {list(image.shape)}")
         import torch
@@ -261,8 +260,7 @@ class MedGemmaExpert(Expert):
         with_probability: bool = False,
     ) -> ExpertOutput:
         """Never a mask: raises :class:`ExpertNotReady` when not loaded, else :class:`ExpertInputError`."""
-        if self._model is None:
-            raise ExpertNotReady(self.not_ready_reason or "not loaded")
+        self._require_ready()
         raise ExpertInputError("MedGemma localises; its boxes become a mask through SAM2 box prompts or box filling")
 
     def infer(
@@ -273,8 +271,7 @@ class MedGemmaExpert(Expert):
         Raises :class:`~oncoflow_inference.binary_tensors.TensorError` for bad tensors and
         :class:`ExpertNotReady` when the model is not loaded.
         """
-        if self._model is None:
-            raise ExpertNotReady(self.not_ready_reason or "not loaded")
+        self._require_ready()
         image, spacing_mm = segmentation_inputs(inputs, max_voxels)
         found = self.localise(image, spacing_mm)
         produced: dict[str, np.ndarray] = {}

@@ -317,8 +317,7 @@ class Sam2Expert(Expert):
     ) -> ExpertOutput:
         """Never a mask without prompts: raises :class:`ExpertNotReady` when not loaded, else
         :class:`ExpertInputError` (use :meth:`segment` or ``infer`` with ``BOXES``/``POINTS``)."""
-        if self._predictor is None:
-            raise ExpertNotReady(self.not_ready_reason or "not loaded")
+        self._require_ready()
         raise ExpertInputError("SAM2 is promptable: send BOXES or POINTS")
 
     def infer(
@@ -330,8 +329,7 @@ class Sam2Expert(Expert):
         :class:`oncoflow.prompts.PromptError` for prompts that do not fit the volume,
         :class:`ExpertInputError` without prompts and :class:`ExpertNotReady` when not loaded.
         """
-        if self._predictor is None:
-            raise ExpertNotReady(self.not_ready_reason or "not loaded")
+        self._require_ready()
         unknown = sorted(set(inputs) - set(INPUTS))
         if unknown:
             raise TensorError(f"unexpected inputs {unknown}; SAM2 takes {list(INPUTS)}")
