@@ -3,7 +3,7 @@
 #  1. Debian packages (Orthanc, its Python and DICOMweb plugins, dcmtk, dicom3tools, anatomy templates).
 #     The packaged Orthanc service is never started: OncoFlow runs Orthanc as its own process.
 #  2. The heavy Python dependencies (torch, nnU-Net, highdicom, ...) in a virtualenv cached under
-#     ${ONCOFLOW_CACHE:-~/.cache/oncoflow}, keyed by the hash of requirements.lock, built with Debian's
+#     ${ONCOFLOW_CACHE:-~/.cache/oncoflow}, keyed by the hash of requirements.lock and requirements-nodeps.lock, built with Debian's
 #     python3.11: the interpreter that orthanc-python embeds.
 #  3. A light per-checkout .venv that sees the cached dependencies (a .pth file) and holds this
 #     checkout as an editable install, so several clones can share one dependency cache.
@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-apt_packages=(orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools mricron-data python3.11-venv)
+apt_packages=(orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools mricron-data python3.11-venv poppler-utils)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,7 +28,7 @@ if ((${#missing[@]})); then
 fi
 
 cache=${ONCOFLOW_CACHE:-$HOME/.cache/oncoflow}
-key=$(sha256sum requirements.lock | cut -c1-16)
+key=$(cat requirements.lock requirements-nodeps.lock | sha256sum | cut -c1-16)
 deps="$cache/deps-$key"
 if [ ! -f "$deps/.complete" ]; then
   echo "bootstrap: building the dependency cache $deps (first run: several minutes)"
@@ -36,6 +36,7 @@ if [ ! -f "$deps/.complete" ]; then
   /usr/bin/python3.11 -m venv "$deps"
   "$deps/bin/pip" install -q --upgrade pip
   "$deps/bin/pip" install -q -r requirements.lock
+  "$deps/bin/pip" install -q --no-deps -r requirements-nodeps.lock
   touch "$deps/.complete"
 fi
 
