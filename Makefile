@@ -25,6 +25,7 @@ test: env
 bench: env
 	$(PY) bench/turnaround.py
 	$(PY) bench/registration_speed.py
+	$(PY) bench/report_stage.py
 
 # 40 longitudinal phantom pairs: % change error, flag accuracy, registration target error (about 20 min)
 bench-longitudinal: env

@@ -27,14 +27,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_results import write_result
 from pydicom.uid import generate_uid
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SHAPE = (160, 256, 256)
 SEED = 424242
 
@@ -88,34 +90,23 @@ def push_and_wait(settings: Any, study_dir: Path, study_uid: str) -> tuple[dict[
     return job, push_started, last_store
 
 
-def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str,
-              visits: list[tuple[Path, str]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
-    """Start a stack with ``panel`` (None: the default), push the study, return the job and measurements.
-
-    ``visits``: a baseline and its follow-up (directory, StudyInstanceUID), pushed after the study;
-    the follow-up's turnaround includes registration, comparison and the SR.
-    """
-    env = {
+@contextmanager
+def bench_stack(home: Path, panel: str | None) -> Iterator[Any]:
+    """Orthanc + worker on free ports with ``home`` and ``panel`` (None: the default panel), every
+    expert settled; yields the settings and stops both afterwards."""
+    os.environ.update({
         "ONCOFLOW_HOME": str(home),
         "ONCOFLOW_HTTP_PORT": str(free_port()),
         "ONCOFLOW_DICOM_PORT": str(free_port()),
         "ONCOFLOW_WORKER_PORT": str(free_port()),
         "ONCOFLOW_STABLE_AGE_S": os.environ.get("ONCOFLOW_STABLE_AGE_S", "1"),
-    }
-    os.environ.update(env)
+    })
     if panel is None:
         os.environ.pop("ONCOFLOW_PANEL", None)
     else:
         os.environ["ONCOFLOW_PANEL"] = panel
     from oncoflow.config import load_settings
-    from oncoflow.stack import (
-        SERVICES,
-        service_pid,
-        start_service,
-        stop_service,
-        wait_healthy,
-        wait_model_settled,
-    )
+    from oncoflow.stack import SERVICES, start_service, stop_service, wait_healthy, wait_model_settled
 
     settings = load_settings()
     for name in SERVICES:
@@ -125,6 +116,22 @@ def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str,
             wait_healthy(settings, name, 300)
         for name in settings.panel:
             wait_model_settled(settings, name, 300)
+        yield settings
+    finally:
+        for name in reversed(SERVICES):
+            stop_service(settings, name)
+
+
+def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str,
+              visits: list[tuple[Path, str]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+    """Start a stack with ``panel`` (None: the default), push the study, return the job and measurements.
+
+    ``visits``: a baseline and its follow-up (directory, StudyInstanceUID), pushed after the study;
+    the follow-up's turnaround includes registration, comparison and the SR.
+    """
+    from oncoflow.stack import service_pid
+
+    with bench_stack(home, panel) as settings:
         job, push_started, last_store = push_and_wait(settings, study_dir, study_uid)
         follow_up: dict[str, Any] = {}
         for visit_dir, visit_uid in visits:
@@ -141,9 +148,6 @@ def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str,
         alone_s = experts_alone_seconds(settings, study_dir, job["outputs"]["panel"]["ran"]) if panel is None else {}
         worker_rss_gib = peak_rss_gib(service_pid(settings, "worker") or 0)
         orthanc_rss_gib = peak_rss_gib(service_pid(settings, "orthanc") or 0)
-    finally:
-        for name in reversed(SERVICES):
-            stop_service(settings, name)
     timings = job["timings_s"]
     return {
         "panel": list(settings.panel),
@@ -239,12 +243,7 @@ def main() -> int:
             "panel.follow_up.ratio_turnaround_to_sum_of_stages": 1.3,
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    text = json.dumps(result, indent=2)
-    (RESULTS / f"turnaround-{stamp}.json").write_text(text + "\n")
-    (RESULTS / "latest.json").write_text(text + "\n")
-    print(text)
+    print(write_result("turnaround", result, latest="latest.json"))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``oncoflow up | down | status | push DIR``: the embedded stack from the command line."""
+"""``oncoflow up | down | status | push DIR | verify-report PDF``: the embedded stack from the command line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
 from .orthanc_config import missing_orthanc_parts
-from .stack import SERVICES, StackError, start_service, status, stop_service, wait_healthy, wait_model_settled
+from .stack import (
+    SERVICES,
+    StackError,
+    ensure_report_signer,
+    start_service,
+    status,
+    stop_service,
+    wait_healthy,
+    wait_model_settled,
+)
 
 
 def cmd_up(settings: Settings, timeout_s: float) -> int:
@@ -18,6 +27,9 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     if missing:
         print(f"missing Orthanc parts: {', '.join(missing)} (run `make up`, which installs them)", file=sys.stderr)
         return 1
+    if ensure_report_signer(settings):
+        print(f"Created a development CA and report-signing certificate in {settings.signing_dir} "
+              "(for testing only: set ONCOFLOW_SIGNING_KEY/_CERT/_CHAIN to the site's own)")
     try:
         for name in SERVICES:
             start_service(settings, name)
@@ -35,7 +47,30 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     for name, (state, reason) in experts.items():
         print(f"    {name:22} {'ready' if state == 'READY' else f'NOT ready ({state}): {reason}'}")
     print(f"  Push a study   storescu -aec {settings.aet} localhost {settings.dicom_port} +sd +r <dir>")
+    print(f"  Notes upload   curl --data-binary @note.pdf -H 'Content-Type: application/pdf' -H "
+          f"'Content-Disposition: attachment; filename=\"note.pdf\"' "
+          f"{settings.orthanc_url}/oncoflow/patients/<PatientID>/documents")
+    print(f"  Reports        {settings.orthanc_url}/oncoflow/reports/<SOPInstanceUID>.pdf, signed by "
+          f"{settings.signing_paths[1]}")
     return 0
+
+
+def cmd_verify_report(settings: Settings, path: Path, trust: Path | None) -> int:
+    """Check a report's signature against the trust root (default: the configured chain's root)."""
+    from cryptography import x509
+
+    from .signed_pdf_check import check_signed_pdf
+
+    trust_path = trust or settings.signing_paths[2]
+    roots = x509.load_pem_x509_certificates(trust_path.read_bytes())
+    check = check_signed_pdf(path.read_bytes(), roots)
+    print(f"{path}: {'signature OK' if check.ok else 'signature NOT OK'}")
+    print(f"  signer {check.signer_subject}, signed {check.signing_time}, {check.sub_filter}")
+    print(f"  intact={check.intact} valid={check.valid} trusted={check.trusted} (trust root {trust_path}) "
+          f"covers whole file={check.covers_whole_file}")
+    for problem in check.problems:
+        print(f"  problem: {problem}")
+    return 0 if check.ok else 1
 
 
 def cmd_down(settings: Settings) -> int:
@@ -70,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show the services and their health")
     push = sub.add_parser("push", help="C-STORE every DICOM file under DIR to the stack")
     push.add_argument("directory", type=Path)
+    verify = sub.add_parser("verify-report", help="check a report PDF's signature (exit 1 if not OK)")
+    verify.add_argument("pdf", type=Path)
+    verify.add_argument("--trust", type=Path, help="PEM trust roots (default: the configured signing chain)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -82,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_down(settings)
     if args.command == "status":
         return cmd_status(settings)
+    if args.command == "verify-report":
+        return cmd_verify_report(settings, args.pdf, args.trust)
     return cmd_push(settings, args.directory)
 
 

@@ -23,6 +23,21 @@ BASELINE_RULES = ("previous", "nadir", "first")
 REGISTRATION_METHODS = ("elastix", "sitk")
 
 
+@dataclass(frozen=True)
+class LlmSettings:
+    """An ollama server that writes the report's clinical summary."""
+
+    host: str  # OLLAMA_HOST, e.g. http://127.0.0.1:11434
+    model: str  # ONCOFLOW_LLM_MODEL, e.g. llama3.1:8b
+    timeout_s: float = 60.0  # ONCOFLOW_LLM_TIMEOUT_S
+
+    @property
+    def is_local(self) -> bool:
+        """True when the server is on this machine (loopback); text sent elsewhere is de-identified first."""
+        host = self.host.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]").lower()
+        return host in ("localhost", "127.0.0.1", "::1")
+
+
 class ConfigError(ValueError):
     """Raised when the environment holds an invalid OncoFlow setting."""
 
@@ -52,6 +67,29 @@ class Settings:
     registration_method: str = "elastix"  # ONCOFLOW_REGISTRATION: elastix (SimpleITK fallback) | sitk
     change_thresholds: ChangeThresholds = field(default_factory=ChangeThresholds)  # ONCOFLOW_*_PERCENT, ...
     torch_threads: int = field(default=2)  # ONCOFLOW_TORCH_THREADS: per model call (default cores ÷ concurrency)
+    max_upload_bytes: int = 20 * 1024 * 1024  # ONCOFLOW_MAX_UPLOAD_BYTES: one clinical note (PDF or TXT)
+    llm: LlmSettings | None = None  # OLLAMA_HOST + ONCOFLOW_LLM_MODEL: the summary writer; None = deterministic
+    signing_key: Path | None = None  # ONCOFLOW_SIGNING_KEY: PEM private key (default <home>/signing/signer.key)
+    signing_cert: Path | None = None  # ONCOFLOW_SIGNING_CERT: PEM certificate (default <home>/signing/signer.pem)
+    signing_chain: Path | None = None  # ONCOFLOW_SIGNING_CHAIN: PEM issuer chain (default <home>/signing/ca.pem)
+    report_institution: str = "OncoFlow development site"  # ONCOFLOW_REPORT_INSTITUTION: report header, signature
+
+    @property
+    def rag_dir(self) -> Path:
+        """The patients' notes: chromadb's persistent store and the uploaded files' metadata."""
+        return self.home / "rag"
+
+    @property
+    def signing_dir(self) -> Path:
+        """Where ``make up`` creates the development CA and signing certificate when none is configured."""
+        return self.home / "signing"
+
+    @property
+    def signing_paths(self) -> tuple[Path, Path, Path]:
+        """(private key, certificate, issuer chain) used to sign reports."""
+        return (self.signing_key or self.signing_dir / "signer.key",
+                self.signing_cert or self.signing_dir / "signer.pem",
+                self.signing_chain or self.signing_dir / "ca.pem")
 
     @property
     def orthanc_storage_dir(self) -> Path:
@@ -205,6 +243,27 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if thresholds.stable_percent >= min(thresholds.progression_percent, -thresholds.response_percent):
         errors.append("ONCOFLOW_STABLE_PERCENT must be below the progression and response thresholds")
 
+    llm: LlmSettings | None = None
+    ollama_host = env.get("OLLAMA_HOST", "").strip()
+    llm_model = env.get("ONCOFLOW_LLM_MODEL", "").strip()
+    if ollama_host and llm_model:
+        if "://" not in ollama_host:
+            ollama_host = f"http://{ollama_host}"
+        llm = LlmSettings(ollama_host, llm_model, _float(env, "ONCOFLOW_LLM_TIMEOUT_S", 60.0, 1.0, errors))
+    elif llm_model:
+        errors.append("ONCOFLOW_LLM_MODEL is set but OLLAMA_HOST is not: set both, or neither for the "
+                      "deterministic summary")
+    signing = {name: Path(env[var]).expanduser().resolve() if env.get(var) else None
+               for name, var in (("key", "ONCOFLOW_SIGNING_KEY"), ("cert", "ONCOFLOW_SIGNING_CERT"),
+                                 ("chain", "ONCOFLOW_SIGNING_CHAIN"))}
+    given = [name for name, path in signing.items() if path is not None]
+    if given and len(given) != 3:
+        errors.append("ONCOFLOW_SIGNING_KEY, ONCOFLOW_SIGNING_CERT and ONCOFLOW_SIGNING_CHAIN go together: "
+                      f"only {', '.join(given)} set")
+    for name, path in signing.items():
+        if path is not None and not path.is_file():
+            errors.append(f"ONCOFLOW_SIGNING_{name.upper()}={path} is not a file")
+
     settings = Settings(
         home=home,
         http_port=http_port,
@@ -227,6 +286,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         registration_method=registration_method,
         change_thresholds=thresholds,
         torch_threads=_int(env, "ONCOFLOW_TORCH_THREADS", default_threads, 1, 256, errors),
+        max_upload_bytes=_int(env, "ONCOFLOW_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, 1024, 2**31 - 1, errors),
+        llm=llm,
+        signing_key=signing["key"],
+        signing_cert=signing["cert"],
+        signing_chain=signing["chain"],
+        report_institution=env.get("ONCOFLOW_REPORT_INSTITUTION", "OncoFlow development site").strip()
+        or "OncoFlow development site",
     )
     if errors:
         raise ConfigError("invalid OncoFlow configuration:\n  - " + "\n  - ".join(errors))

@@ -324,11 +324,27 @@ def jackknife_ci(
         raise ValueError(f"experts differ between time points: {sorted(values_a)} and {sorted(values_b)}")
     func = _STATISTICS[statistic] if isinstance(statistic, str) else statistic
     names = sorted(values_a)
-    n = len(names)
+    return _jackknife([float(values_a[n]) for n in names], [float(values_b[n]) for n in names], func)
+
+
+def volume_ci95(volumes_cm3: Mapping[str, float]) -> JackknifeCI | None:
+    """95 % leave-one-expert-out jackknife interval of the panel's mean volume (cm³) at one time point.
+
+    ``volumes_cm3``: expert name -> volume. ``None`` for fewer than two experts. The
+    estimate is the experts' mean volume, which need not equal the fused mask's volume.
+    """
+    values = [float(volumes_cm3[name]) for name in sorted(volumes_cm3)]
+    return _jackknife(values, values, lambda mean_a, mean_b: mean_b)
+
+
+def _jackknife(
+    values_a: list[float], values_b: list[float], func: Callable[[float, float], float | None]
+) -> JackknifeCI | None:
+    n = len(values_a)
     if n < 2:
         return None
-    a = np.array([float(values_a[name]) for name in names])
-    b = np.array([float(values_b[name]) for name in names])
+    a = np.array(values_a)
+    b = np.array(values_b)
     estimate = func(float(a.mean()), float(b.mean()))
     keep = ~np.eye(n, dtype=bool)
     replicates = [func(float(a[row].mean()), float(b[row].mean())) for row in keep]

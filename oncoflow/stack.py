@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .config import Settings
 from .orthanc_config import orthanc_configuration
+from .signing_certificates import ensure_development_signer
 
 SERVICES = ("orthanc", "worker")
 _CMDLINE_MARK = {"orthanc": "Orthanc", "worker": "oncoflow_inference"}
@@ -122,12 +123,21 @@ def _spawn(settings: Settings, name: str, argv: list[str]) -> int:
     return process.pid
 
 
+def ensure_report_signer(settings: Settings) -> bool:
+    """Create the development CA and report-signing certificate under ``$ONCOFLOW_HOME/signing``
+    when no signing key is configured and none exists yet; True when it created them."""
+    if settings.signing_key is not None:
+        return False  # configured: the site's own key and certificate
+    return ensure_development_signer(settings.signing_dir, settings.report_institution)
+
+
 def start_service(settings: Settings, name: str) -> int:
     """Start ``name`` unless it already runs; returns its PID (does not wait for health)."""
     pid = service_pid(settings, name)
     if pid is not None:
         return pid
     if name == "orthanc":
+        ensure_report_signer(settings)
         settings.orthanc_storage_dir.mkdir(parents=True, exist_ok=True)
         config_path = settings.run_dir / "orthanc.json"
         settings.run_dir.mkdir(parents=True, exist_ok=True)

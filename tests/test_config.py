@@ -52,3 +52,19 @@ def test_weighted_fusion_needs_a_weight_per_expert() -> None:
         settings(ONCOFLOW_FUSION="weighted")
     with pytest.raises(ConfigError, match=r"gives no weight to panel models \['b'\]"):
         settings(ONCOFLOW_PANEL="a,b", ONCOFLOW_FUSION="weighted", ONCOFLOW_FUSION_WEIGHTS="a=1")
+
+
+def test_llm_and_signing_settings() -> None:
+    settings = load_settings({"OLLAMA_HOST": "10.1.2.3:11434", "ONCOFLOW_LLM_MODEL": "llama3.1:8b"})
+    assert settings.llm is not None and settings.llm.host == "http://10.1.2.3:11434" and not settings.llm.is_local
+    assert load_settings({"OLLAMA_HOST": "http://localhost:11434", "ONCOFLOW_LLM_MODEL": "m"}).llm.is_local
+    assert load_settings({}).llm is None
+    key, cert, chain = load_settings({"ONCOFLOW_HOME": "/srv/of"}).signing_paths
+    assert (key, cert, chain) == (Path("/srv/of/signing/signer.key"), Path("/srv/of/signing/signer.pem"),
+                                  Path("/srv/of/signing/ca.pem"))
+    with pytest.raises(ConfigError) as error:
+        load_settings({"ONCOFLOW_LLM_MODEL": "m", "ONCOFLOW_SIGNING_KEY": "/nonexistent.key",
+                       "ONCOFLOW_MAX_UPLOAD_BYTES": "10"})
+    message = str(error.value)
+    assert "OLLAMA_HOST is not" in message and "go together" in message and "/nonexistent.key is not a file" in message
+    assert "ONCOFLOW_MAX_UPLOAD_BYTES=10 is outside" in message

@@ -19,6 +19,7 @@ from oncoflow.lesion_metrics import (
     measure_lesion,
     surface_distances_mm,
     volume_change,
+    volume_ci95,
 )
 from oncoflow.volume import Volume
 
@@ -310,3 +311,16 @@ def test_jackknife_undefined_cases():
         jackknife_ci(A, {"ada": 12.0, "bob": 13.0, "dan": 15.0})
     same = jackknife_ci(A, A)
     assert (same.estimate, same.standard_error, same.low, same.high) == pytest.approx((0, 0, 0, 0))
+
+
+def test_volume_ci95_is_the_jackknife_of_the_panel_mean() -> None:
+    volumes = {"a": 10.0, "b": 12.0, "c": 11.0}
+    ci = volume_ci95(volumes)
+    assert ci is not None and ci.estimate == pytest.approx(11.0) and ci.n_experts == 3
+    # leave-one-out means 11.5, 10.5, 11.0: jackknife SE = sqrt(2/3 * 0.5) = 0.5774; t(0.975, 2) = 4.303
+    assert ci.standard_error == pytest.approx(math.sqrt(2 / 3 * 0.5))
+    assert ci.low == pytest.approx(11.0 - stats.t.ppf(0.975, 2) * ci.standard_error)
+    assert ci.high == pytest.approx(11.0 + stats.t.ppf(0.975, 2) * ci.standard_error)
+    assert volume_ci95({"a": 10.0}) is None
+    same = volume_ci95({"a": 5.0, "b": 5.0})
+    assert same is not None and same.low == same.high == 5.0

@@ -385,6 +385,17 @@ class JobStore:
                  baseline_study_instance_uid, json.dumps(result) if result is not None else None, error, time.time()),
             )
 
+    def update_time_point(self, orthanc_study_id: str, **fields: Any) -> None:
+        """Merge ``fields`` into a stored time point's result (e.g. its report's UID)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT result_json FROM timeline WHERE orthanc_study_id=?",
+                             (orthanc_study_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no time point for study {orthanc_study_id}")
+            result = {**(json.loads(row[0]) if row[0] else {}), **fields}
+            db.execute("UPDATE timeline SET result_json=?, updated_at=? WHERE orthanc_study_id=?",
+                       (json.dumps(result), time.time(), orthanc_study_id))
+
     def _time_point_row(self, row: sqlite3.Row) -> dict[str, Any]:
         result = json.loads(row["result_json"]) if row["result_json"] else {}
         return {"orthanc_study_id": row["orthanc_study_id"], "patient_id": row["patient_id"],

@@ -41,6 +41,20 @@ class OrthancRest:
         dataset.save_as(buffer, enforce_file_format=True)
         return dict(self.post_json("/instances", buffer.getvalue()))
 
+    def store_replacing(self, dataset: Dataset) -> str:
+        """Store ``dataset``, then delete its study's other series of the same Modality and Manufacturer.
+
+        For the objects OncoFlow keeps one of per study (SR, REG, report): the new one replaces
+        the earlier. Returns the new object's Orthanc series ID.
+        """
+        stored = self.store(dataset)
+        for series in self.get_json(f"/studies/{stored['ParentStudy']}/series"):
+            tags = series.get("MainDicomTags", {})
+            if (tags.get("Modality") == dataset.Modality and tags.get("Manufacturer") == dataset.Manufacturer
+                    and series["ID"] != stored["ParentSeries"]):
+                self.delete(f"/series/{series['ID']}")
+        return str(stored["ParentSeries"])
+
     def _lookup(self, dicom_uid: str, level: str) -> str | None:
         for match in self.post_json("/tools/lookup", dicom_uid):
             if match.get("Type") == level:

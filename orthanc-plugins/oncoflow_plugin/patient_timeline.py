@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 from pydicom.dataset import Dataset
 
 from oncoflow.config import Settings
+from oncoflow.lesion_metrics import volume_ci95
 
+from .clinical_report import ClinicalReportWriter, ReportError, ReportInputs
 from .job_store import Job, JobStore
 from .longitudinal_comparison import Comparison, ComparisonError, TimePointData, compare
 from .orthanc_rest import OrthancRest
 from .registration_writer import write_spatial_registration
-from .seg_writer import MANUFACTURER, derived_uid, read_segmentation_mask
+from .seg_writer import derived_uid, read_segmentation_mask
 from .sr_writer import LesionAtTimePoint, LongitudinalChange, write_measurement_report
 from .volume_builder import InputError, SortedSeries
 
@@ -64,11 +66,13 @@ def _study_date(tags: dict[str, str]) -> date:
 
 
 class PatientTimeline:
-    def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, pipeline: StudyPipeline) -> None:
+    def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, pipeline: StudyPipeline,
+                 report: ClinicalReportWriter | None = None) -> None:
         self.settings = settings
         self.rest = rest
         self.store = store
         self.pipeline = pipeline
+        self.report = report  # makes each recomputed time point's signed PDF report
 
     # -- gathering -----------------------------------------------------------------------------
 
@@ -180,6 +184,7 @@ class PatientTimeline:
         comparison: Comparison | None = None
         prior_sr: Dataset | None = None
         baseline_uid: str | None = None
+        baseline: TimePointData | None = None
         if index > 0:
             baseline_index = self._baseline_index(index, volumes)
             baseline, baseline_stack, _ = load(baseline_index)
@@ -198,20 +203,68 @@ class PatientTimeline:
                 baseline_stack.datasets, stack.datasets, comparison.follow_up_to_baseline_lps,
                 comparison.registration_method, f"{job.fingerprint}|{comparison.baseline_uid}",
             )
-            self._store_replacing(reg, "REG")
+            self.rest.store_replacing(reg)
             reg_uid = str(reg.SOPInstanceUID)
-        self.store.save_time_point(
-            orthanc_id, patient_id, current.study_instance_uid, current.study_date.isoformat(), baseline_uid,
-            {"measurements": {"volume_cm3": round(current.measurements.volume_cm3, 3),
-                              "longest_axial_diameter_mm": round(current.measurements.longest_axial_diameter_mm, 1),
-                              "max_caliper_mm": round(current.measurements.max_caliper_mm, 1)},
-             "comparison": None if comparison is None else comparison.as_json(),
-             "seg_sop_instance_uid": str(seg.SOPInstanceUID), "sr_sop_instance_uid": str(sr.SOPInstanceUID),
-             "reg_sop_instance_uid": reg_uid},
-            None,
-        )
-        return {"sr_sop_instance_uid": str(sr.SOPInstanceUID), "baseline_study_instance_uid": baseline_uid,
-                "comparison": None if comparison is None else comparison.as_json()}
+        volume_ci = volume_ci95(current.expert_volumes_cm3)
+        measurements = {
+            "volume_cm3": round(current.measurements.volume_cm3, 3),
+            "volume_ci95_cm3": None if volume_ci is None else [round(volume_ci.low, 3), round(volume_ci.high, 3)],
+            "experts_mean_volume_cm3": None if volume_ci is None else round(volume_ci.estimate, 3),
+            "longest_axial_diameter_mm": round(current.measurements.longest_axial_diameter_mm, 1),
+            "max_caliper_mm": round(current.measurements.max_caliper_mm, 1),
+        }
+        row: dict[str, Any] = {
+            "measurements": measurements, "comparison": None if comparison is None else comparison.as_json(),
+            "seg_sop_instance_uid": str(seg.SOPInstanceUID), "sr_sop_instance_uid": str(sr.SOPInstanceUID),
+            "reg_sop_instance_uid": reg_uid, "report_sop_instance_uid": None, "report_error": None,
+        }
+        # saved before the report: the report reads the timeline, this time point included
+        self.store.save_time_point(orthanc_id, patient_id, current.study_instance_uid,
+                                   current.study_date.isoformat(), baseline_uid, row, None)
+        outcome = {"sr_sop_instance_uid": str(sr.SOPInstanceUID), "baseline_study_instance_uid": baseline_uid,
+                   "comparison": None if comparison is None else comparison.as_json()}
+        if self.report is not None:
+            try:
+                outcome["report"] = self.report.write(ReportInputs(patient_id, orthanc_id, job, current,
+                                                                   stack.datasets[0], seg, sr, baseline))
+            except (ReportError, OSError, ValueError, RuntimeError) as exc:
+                log.warning("report of study %s not made: %s", current.study_instance_uid, exc)
+                outcome["report"] = {"error": f"report not made: {exc}"}
+            self.store.update_time_point(orthanc_id, report_sop_instance_uid=outcome["report"].get(
+                "report_sop_instance_uid"), report_error=outcome["report"].get("error"))
+        return outcome
+
+    def report_again(self, study_id: str) -> dict[str, Any]:
+        """Make the study's report again from its stored time point (e.g. after new notes were uploaded).
+
+        Raises :class:`ReportError` when the study has no compared time point to report on.
+        """
+        if self.report is None:
+            raise ReportError("reports are not enabled")
+        job = self.store.latest_done(study_id)
+        row = self.store.time_point(study_id)
+        if job is None or row is None or row.get("error") or not row.get("sr_sop_instance_uid"):
+            raise ReportError("the study has no finished OncoFlow time point"
+                              + (f" ({row['error']})" if row and row.get("error") else ""))
+        try:
+            current, stack, seg = self._time_point(study_id, job)
+            baseline = None
+            if row.get("baseline_study_instance_uid"):
+                baseline_id = self.rest.lookup_study(row["baseline_study_instance_uid"])
+                baseline_job = self.store.latest_done(baseline_id) if baseline_id else None
+                if baseline_id is None or baseline_job is None:
+                    raise ReportError("the baseline study is no longer processed in the PACS")
+                baseline = self._time_point(baseline_id, baseline_job)[0]
+        except ComparisonError as exc:
+            raise ReportError(str(exc)) from exc
+        sr = self.rest.instance_dataset(row["sr_sop_instance_uid"])
+        if sr is None:
+            raise ReportError("the study's SR is no longer in the PACS")
+        outcome = self.report.write(ReportInputs(str(row["patient_id"]), study_id, job, current, stack.datasets[0],
+                                                 seg, sr, baseline))
+        self.store.update_time_point(study_id, report_sop_instance_uid=outcome["report_sop_instance_uid"],
+                                     report_error=None)
+        return outcome
 
     def _write_sr(self, patient_id: str, current: TimePointData, stack: SortedSeries, seg: Dataset, job: Job,
                   comparison: Comparison | None, prior_sr: Dataset | None) -> Dataset:
@@ -250,15 +303,5 @@ class PatientTimeline:
         sr = write_measurement_report(
             stack.datasets, seg, lesion, change, list(panel.get("ran", [])), dict(panel.get("skipped", {})), key,
         )
-        self._store_replacing(sr, "SR")
+        self.rest.store_replacing(sr)
         return sr
-
-    def _store_replacing(self, dataset: Dataset, modality: str) -> str:
-        """Store ``dataset``, then delete the study's earlier OncoFlow series of ``modality``; returns its series ID."""
-        stored = self.rest.store(dataset)
-        for series in self.rest.get_json(f"/studies/{stored['ParentStudy']}/series"):
-            tags = series.get("MainDicomTags", {})
-            if (tags.get("Modality") == modality and tags.get("Manufacturer") == MANUFACTURER
-                    and series["ID"] != stored["ParentSeries"]):
-                self.rest.delete(f"/series/{series['ID']}")  # the earlier object of this time point
-        return str(stored["ParentSeries"])

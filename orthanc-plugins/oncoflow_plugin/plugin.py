@@ -10,6 +10,11 @@ Routes (JSON):
   refined SEG version by SAM2 (:mod:`.refinement`);
 * ``GET /oncoflow/patients/{PatientID}/timeline``: every time point of the patient with its
   volumes, comparison with its baseline, flag, and its SEG and SR UIDs (:mod:`.patient_timeline`);
+* ``POST /oncoflow/patients/{PatientID}/documents``: upload a clinical note (PDF or TXT, raw
+  body, its name in Content-Disposition); ``GET``: the patient's documents; ``DELETE``: erase them and their vectors;
+  ``GET .../documents/search?q=TEXT&k=N``: the passages retrieved for a query (:mod:`.clinical_notes_routes`);
+* ``GET /oncoflow/reports/{SOPInstanceUID}.pdf``: a stored report's signed PDF;
+  ``POST /oncoflow/studies/{StudyInstanceUID}/report``: make the study's report again (new notes);
 * ``GET /oncoflow/panel``: the panel's experts as the worker reports them;
 * ``GET /oncoflow/model-stats``: mean Dice / IoU per expert across studies;
   ``GET /oncoflow/model-stats.png``: the same as a bar chart.
@@ -17,7 +22,6 @@ Routes (JSON):
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import urllib.parse
@@ -26,10 +30,15 @@ from typing import Any
 from oncoflow import __version__
 from oncoflow.config import load_settings
 
+from .clinical_notes_routes import ClinicalNotesRoutes
+from .clinical_report import ClinicalReportWriter, ReportError
+from .encapsulated_pdf_writer import NotAnEncapsulatedPdf, read_encapsulated_pdf
 from .expert_panel import ExpertPanel
+from .http_answers import answer_json
 from .job_runner import JobRunner
 from .job_store import JobStore
 from .model_stats_chart import render_model_stats_png
+from .notes_service import NotesService
 from .orthanc_rest import OrthancRest
 from .patient_timeline import PatientTimeline
 from .refinement import RefineError, Refinement
@@ -52,19 +61,19 @@ class _OrthancLogHandler(logging.Handler):
             self.orthanc.LogInfo(message)
 
 
-def _answer_json(output: Any, payload: Any, status: int = 200) -> None:
-    body = json.dumps(payload, indent=1)
-    if status == 200:
-        output.AnswerBuffer(body, "application/json")
-    else:
-        output.SendHttpStatus(status, body, len(body))
-
-
 def _warm_up_elastix() -> None:
     from oncoflow_registration.affine_registration import elastix_available
 
     available, reason = elastix_available()
     logging.getLogger("oncoflow").info("itk-elastix %s", "ready" if available else f"not available: {reason}")
+
+
+def _warm_up_notes(notes: NotesService) -> None:
+    try:
+        notes.load()
+        logging.getLogger("oncoflow").info("clinical notes store ready")
+    except Exception as exc:  # noqa: BLE001 (a warm-up: the first real use reports the same error)
+        logging.getLogger("oncoflow").warning("clinical notes store not ready: %s", exc)
 
 
 def register(orthanc: Any) -> None:
@@ -80,7 +89,11 @@ def register(orthanc: Any) -> None:
     store = JobStore(settings.job_db_path)
     worker = WorkerClient(settings.worker_url, settings.worker_timeout_s)
     pipeline = StudyPipeline(settings, rest, store, ExpertPanel(settings, worker))
-    pipeline.timeline = PatientTimeline(settings, rest, store, pipeline).update
+    notes = NotesService(settings.rag_dir)
+    reports = ClinicalReportWriter(settings, rest, store, notes)
+    patient_timeline = PatientTimeline(settings, rest, store, pipeline, reports)
+    pipeline.timeline = patient_timeline.update
+    notes_routes = ClinicalNotesRoutes(settings, rest, notes)
     runner = JobRunner(store, pipeline, rest, settings.job_max_attempts)
     refinement = Refinement(rest, store, pipeline, worker)
 
@@ -91,15 +104,18 @@ def register(orthanc: Any) -> None:
             runner.start()
             if settings.registration_method == "elastix":  # the first `import itk` takes ~8 s: not in a job
                 threading.Thread(target=_warm_up_elastix, name="oncoflow-itk-import", daemon=True).start()
+            # the notes store loads its embedding model (seconds): before the first upload or report needs it
+            threading.Thread(target=_warm_up_notes, args=(notes,), name="oncoflow-notes-load", daemon=True).start()
         elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
             runner.stop()
             store.close()
+            notes.close()
 
     def health(output: Any, uri: str, **request: Any) -> None:
         if request["method"] != "GET":
             output.SendMethodNotAllowed("GET")
             return
-        _answer_json(output, {"status": "ok", "version": __version__, "jobs": store.counts()})
+        answer_json(output, {"status": "ok", "version": __version__, "jobs": store.counts()})
 
     def study_status(output: Any, uri: str, **request: Any) -> None:
         if request["method"] != "GET":
@@ -109,7 +125,7 @@ def register(orthanc: Any) -> None:
         study_id = rest.lookup_study(study_uid)
         job = store.latest(study_id) if study_id else None
         if job is None:
-            _answer_json(output, {"error": f"no OncoFlow job for study {study_uid}"}, 404)
+            answer_json(output, {"error": f"no OncoFlow job for study {study_uid}"}, 404)
             return
         payload = job.as_json()
         payload["history"] = [
@@ -117,7 +133,7 @@ def register(orthanc: Any) -> None:
             for j in store.history(study_id)
         ]
         payload["refinements"] = store.refinements(study_uid)
-        _answer_json(output, payload)
+        answer_json(output, payload)
 
     def timeline(output: Any, uri: str, **request: Any) -> None:
         if request["method"] != "GET":
@@ -126,9 +142,9 @@ def register(orthanc: Any) -> None:
         patient_id = urllib.parse.unquote(request["groups"][0])
         points = store.timeline(patient_id)
         if not points:
-            _answer_json(output, {"error": f"no OncoFlow time point for patient {patient_id}"}, 404)
+            answer_json(output, {"error": f"no OncoFlow time point for patient {patient_id}"}, 404)
             return
-        _answer_json(output, {"patient_id": patient_id, "baseline_rule": settings.baseline_rule,
+        answer_json(output, {"patient_id": patient_id, "baseline_rule": settings.baseline_rule,
                               "time_points": points})
 
     def refine(output: Any, uri: str, **request: Any) -> None:
@@ -136,9 +152,40 @@ def register(orthanc: Any) -> None:
             output.SendMethodNotAllowed("POST")
             return
         try:
-            _answer_json(output, refinement.refine(request["groups"][0], request.get("body", b"")))
+            answer_json(output, refinement.refine(request["groups"][0], request.get("body", b"")))
         except RefineError as exc:
-            _answer_json(output, {"error": exc.message}, exc.status)
+            answer_json(output, {"error": exc.message}, exc.status)
+
+    def report_pdf(output: Any, uri: str, **request: Any) -> None:
+        if request["method"] != "GET":
+            output.SendMethodNotAllowed("GET")
+            return
+        sop_instance_uid = request["groups"][0]
+        dataset = rest.instance_dataset(sop_instance_uid)
+        try:
+            pdf = None if dataset is None else read_encapsulated_pdf(dataset)
+        except NotAnEncapsulatedPdf as exc:
+            answer_json(output, {"error": str(exc)}, 404)
+            return
+        if pdf is None:
+            answer_json(output, {"error": f"no instance {sop_instance_uid}"}, 404)
+            return
+        output.SetHttpHeader("Content-Disposition", f'inline; filename="oncoflow-report-{sop_instance_uid}.pdf"')
+        output.AnswerBuffer(pdf, "application/pdf")
+
+    def report_again(output: Any, uri: str, **request: Any) -> None:
+        if request["method"] != "POST":
+            output.SendMethodNotAllowed("POST")
+            return
+        study_uid = request["groups"][0]
+        study_id = rest.lookup_study(study_uid)
+        if study_id is None:
+            answer_json(output, {"error": f"no study {study_uid}"}, 404)
+            return
+        try:
+            answer_json(output, patient_timeline.report_again(study_id))
+        except ReportError as exc:
+            answer_json(output, {"error": str(exc)}, 409)
 
     def panel(output: Any, uri: str, **request: Any) -> None:
         if request["method"] != "GET":
@@ -147,9 +194,9 @@ def register(orthanc: Any) -> None:
         try:
             models = worker.describe(settings.panel)
         except WorkerUnavailable as exc:
-            _answer_json(output, {"error": str(exc)}, 503)
+            answer_json(output, {"error": str(exc)}, 503)
             return
-        _answer_json(output, {
+        answer_json(output, {
             "fusion": settings.fusion,
             "fusion_weights": settings.fusion_weights,
             "experts": [{"name": m.name, "state": m.state, "role": m.role, "reason": m.reason}
@@ -164,13 +211,17 @@ def register(orthanc: Any) -> None:
         if uri.endswith(".png"):
             output.AnswerBuffer(render_model_stats_png(stats), "image/png")
         else:
-            _answer_json(output, {"experts": stats})
+            answer_json(output, {"experts": stats})
 
     orthanc.RegisterOnChangeCallback(on_change)
     orthanc.RegisterRestCallback("/oncoflow/health", health)
     orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})", study_status)
     orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/refine", refine)
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/timeline", timeline)
+    orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/report", report_again)
+    orthanc.RegisterRestCallback("/oncoflow/reports/([0-9.]{1,64})\\.pdf", report_pdf)
+    orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents", notes_routes.documents)
+    orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents/search", notes_routes.search)
     orthanc.RegisterRestCallback("/oncoflow/panel", panel)
     orthanc.RegisterRestCallback("/oncoflow/model-stats", model_stats)
     orthanc.RegisterRestCallback("/oncoflow/model-stats.png", model_stats)

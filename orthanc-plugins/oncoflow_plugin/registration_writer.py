@@ -20,12 +20,13 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, SpatialRegistrationStorage
+from pydicom.uid import SpatialRegistrationStorage
 
 from oncoflow import __version__
 
+from .derived_object import copy_patient_and_study, instance_references, new_instance
 from .seg_writer import MANUFACTURER, derived_uid
 
 REG_SERIES_NUMBER = 9020
@@ -39,21 +40,10 @@ def _matrix_item(matrix: npt.NDArray[np.float64], kind: str) -> Dataset:
     return item
 
 
-def _instance_references(images: Sequence[Dataset]) -> DicomSequence:
-    """ReferencedSOPClassUID / ReferencedSOPInstanceUID items, one per image."""
-    references = []
-    for image in images:
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = image.SOPClassUID
-        reference.ReferencedSOPInstanceUID = image.SOPInstanceUID
-        references.append(reference)
-    return DicomSequence(references)
-
-
 def _registration_item(images: Sequence[Dataset], matrix: npt.NDArray[np.float64], kind: str, comment: str) -> Dataset:
     item = Dataset()
     item.FrameOfReferenceUID = images[0].FrameOfReferenceUID
-    item.ReferencedImageSequence = _instance_references(images)
+    item.ReferencedImageSequence = instance_references(images)
     matrix_registration = Dataset()
     matrix_registration.FrameOfReferenceTransformationComment = comment[:64]  # LO
     matrix_registration.RegistrationTypeCodeSequence = DicomSequence([])
@@ -65,7 +55,7 @@ def _registration_item(images: Sequence[Dataset], matrix: npt.NDArray[np.float64
 def _series_reference(images: Sequence[Dataset]) -> Dataset:
     series = Dataset()
     series.SeriesInstanceUID = images[0].SeriesInstanceUID
-    series.ReferencedInstanceSequence = _instance_references(images)
+    series.ReferencedInstanceSequence = instance_references(images)
     return series
 
 
@@ -81,17 +71,8 @@ def write_spatial_registration(
         raise ValueError(f"the transform must be 4x4, got {follow_up_to_baseline_lps.shape}")
     first = follow_up_images[0]
     now = datetime.now()
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = SpatialRegistrationStorage
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = SpatialRegistrationStorage
-    ds.SOPInstanceUID = derived_uid("reg-instance", fingerprint)
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
-                    "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription"):
-        setattr(ds, keyword, first.get(keyword, ""))
+    ds = new_instance(SpatialRegistrationStorage, derived_uid("reg-instance", fingerprint))
+    copy_patient_and_study(first, ds)
     ds.Modality = "REG"
     ds.SeriesInstanceUID = derived_uid("reg-series", fingerprint)
     ds.SeriesNumber = REG_SERIES_NUMBER

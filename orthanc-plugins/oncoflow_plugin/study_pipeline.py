@@ -248,6 +248,11 @@ class StudyPipeline:
                 longitudinal = self.timeline(study_id, current, loaded)
             if longitudinal.get("error"):
                 self.store.add_event(job.id, f"not compared with an earlier study: {longitudinal['error']}")
+            report = longitudinal.get("report") or {}
+            if report.get("error"):
+                self.store.add_event(job.id, report["error"])
+            if report.get("report_s") is not None:
+                timings["report"] = report["report_s"]  # part of "longitudinal"
             self.store.update(job.id, outputs={**current.outputs, "longitudinal": longitudinal})
         self.store.record_evaluations(job.id, study_uid, [
             {"expert": name, "dice": a.dice, "iou": a.iou, "volume_cm3": a.volume_cm3,

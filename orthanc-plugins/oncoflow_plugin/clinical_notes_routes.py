@@ -1,0 +1,100 @@
+"""REST routes for a patient's clinical notes (the RAG store of :mod:`oncoflow_rag`).
+
+* ``POST /oncoflow/patients/{PatientID}/documents``: the raw PDF or TXT as the body, its type in
+  ``Content-Type`` (application/pdf or text/plain) and its name in ``Content-Disposition:
+  attachment; filename="note.pdf"`` (or ``filename*=UTF-8''...``; Orthanc gives plugins no
+  query arguments on POST). 200 with the stored document; 4xx with the reason, and nothing
+  stored, for a bad upload (:mod:`oncoflow_rag.document_upload`).
+* ``GET`` the same route: the patient's documents. ``DELETE``: erase them and their vectors.
+* ``GET .../documents/search?q=TEXT&k=N``: the passages the summary would draw on.
+
+The patient must exist in the PACS (404 otherwise), so notes never pile up for unknown IDs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import urllib.parse
+from typing import Any
+
+from oncoflow_rag.document_upload import DocumentRejected, read_upload
+
+from oncoflow.config import Settings
+
+from .http_answers import answer_json
+from .notes_service import NotesService
+from .orthanc_rest import OrthancRest
+
+log = logging.getLogger("oncoflow.notes")
+_FILENAME_IN_DISPOSITION = re.compile(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', re.IGNORECASE)
+MAX_SEARCH_PASSAGES = 20
+
+
+def upload_filename(headers: dict[str, str]) -> str:
+    """The uploaded file's name from Content-Disposition, as sent ("" without one; checked by read_upload)."""
+    match = _FILENAME_IN_DISPOSITION.search(headers.get("content-disposition", ""))
+    return urllib.parse.unquote(match.group(1)) if match else ""
+
+
+class ClinicalNotesRoutes:
+    def __init__(self, settings: Settings, rest: OrthancRest, notes: NotesService) -> None:
+        self.settings = settings
+        self.rest = rest
+        self.notes = notes
+
+    def _patient_exists(self, patient_id: str) -> bool:
+        if not patient_id or len(patient_id) > 64 or any(c in patient_id for c in "*?\\") \
+                or not patient_id.isprintable():
+            return False
+        query = {"Level": "Patient", "Query": {"PatientID": patient_id}}
+        return bool(self.rest.post_json("/tools/find", json.dumps(query)))
+
+    def documents(self, output: Any, uri: str, **request: Any) -> None:
+        patient_id = urllib.parse.unquote(request["groups"][0])
+        method = request["method"]
+        if method not in ("GET", "POST", "DELETE"):
+            output.SendMethodNotAllowed("GET,POST,DELETE")
+            return
+        if not self._patient_exists(patient_id):
+            answer_json(output, {"error": "no such patient in the PACS"}, 404)
+            return
+        if method == "GET":
+            answer_json(output, {"documents": [dataclasses.asdict(d) for d in self.notes.documents(patient_id)]})
+        elif method == "DELETE":
+            erased = self.notes.erase(patient_id)
+            log.info("clinical notes erased: %d documents", erased)
+            answer_json(output, {"erased_documents": erased})
+        else:
+            body = request.get("body", b"")
+            try:
+                headers = request.get("headers", {})
+                document = read_upload(upload_filename(headers), bytes(body), headers.get("content-type"),
+                                       self.settings.max_upload_bytes)
+            except DocumentRejected as exc:
+                answer_json(output, {"error": exc.message}, exc.status)
+                return
+            stored = self.notes.add(patient_id, document)
+            answer_json(output, {"document": dataclasses.asdict(stored)})
+
+    def search(self, output: Any, uri: str, **request: Any) -> None:
+        if request["method"] != "GET":
+            output.SendMethodNotAllowed("GET")
+            return
+        patient_id = urllib.parse.unquote(request["groups"][0])
+        query = str(request.get("get", {}).get("q", "")).strip()
+        try:
+            k = int(request.get("get", {}).get("k", "5"))
+        except ValueError:
+            k = 0
+        if not query or not 1 <= k <= MAX_SEARCH_PASSAGES:
+            answer_json(output, {"error": f"give q=TEXT and k=1..{MAX_SEARCH_PASSAGES}"}, 400)
+            return
+        if not self._patient_exists(patient_id):
+            answer_json(output, {"error": "no such patient in the PACS"}, 404)
+            return
+        passages = self.notes.search(patient_id, query, k)
+        answer_json(output, {"passages": [dataclasses.asdict(p) for p in passages]})
+

@@ -1,0 +1,202 @@
+"""Lay out the clinical report as PDF (reportlab): what the referring clinician reads.
+
+Page 1: patient (pseudonym, age, sex), the time points, the clinical summary, the volume
+table (baseline, follow-up, delta, % change, 95 % CI) and the change flag with its reason.
+Page 2: overlays through the lesion (baseline beside follow-up) and the volume over time.
+Page 3: the panel (each expert's volume, Dice against the ensemble, version), the
+agreement, the notes cited, the algorithm versions, and the signature block.
+
+Every number shown comes from :class:`ReportContent`; nothing is computed here but
+formatting. The PDF is unsigned: :mod:`.pdf_signature` signs it afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from io import BytesIO
+from xml.sax.saxutils import escape
+
+from oncoflow_rag.clinical_findings import ClinicalFindings
+from oncoflow_rag.clinical_summary import ClinicalSummary
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+REPORT_TITLE = "OncoFlow MRI brain tumour follow-up report"
+FLAG_COLOURS = {"progression": "#c53030", "response": "#2f855a", "stable": "#2b6cb0", "minor change": "#2b6cb0"}
+
+
+@dataclass(frozen=True)
+class ExpertRow:
+    name: str
+    status: str  # ran | skipped | failed
+    volume_cm3: float | None
+    dice_vs_ensemble: float | None  # the expert's agreement with the fused mask
+    iou_vs_ensemble: float | None
+    version: str | None
+    note: str | None  # why it did not run, or where its mask came from
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    institution: str
+    patient_pseudonym: str
+    patient_age: str | None  # e.g. "54 years"
+    patient_sex: str | None  # "female" | "male" | "other"
+    study_instance_uid: str
+    findings: ClinicalFindings
+    summary: ClinicalSummary
+    experts: tuple[ExpertRow, ...]
+    fusion_strategy: str
+    registration: str | None  # e.g. "elastix rigid+affine, NCC 0.41 -> 0.93"
+    overlay_png: bytes
+    volume_plot_png: bytes
+    software: tuple[tuple[str, str], ...]  # (component, version)
+    signer_name: str
+    signed_at: datetime
+
+
+def _f(value: float | None, digits: int, signed: bool = False, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}{unit}" if signed else f"{value:.{digits}f}{unit}"
+
+
+def _range(bounds: tuple[float, float] | None, digits: int, signed: bool = False, unit: str = "") -> str:
+    if bounds is None:
+        return "n/a"
+    return f"{_f(bounds[0], digits, signed, unit)} to {_f(bounds[1], digits, signed, unit)}"
+
+
+def _table(rows: Sequence[Sequence[str]], widths: Sequence[float], header: bool = True) -> Table:
+    table = Table([list(r) for r in rows], colWidths=list(widths), hAlign="LEFT")
+    style = [("FONTSIZE", (0, 0), (-1, -1), 8.5), ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+             ("VALIGN", (0, 0), (-1, -1), "TOP")]
+    if header:
+        style += [("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#edf2f7")),
+                  ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold")]
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def _image(png: bytes, width_mm: float) -> Image:
+    from reportlab.lib.utils import ImageReader
+
+    reader = ImageReader(BytesIO(png))
+    pixel_width, pixel_height = reader.getSize()
+    width = width_mm * mm
+    return Image(BytesIO(png), width=width, height=width * pixel_height / pixel_width)
+
+
+def render_report_pdf(content: ReportContent) -> bytes:
+    """The unsigned report as PDF bytes (A4)."""
+    styles = getSampleStyleSheet()
+    body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9.5, leading=12.5)
+    small = ParagraphStyle("small", parent=body, fontSize=8, leading=10, textColor=colors.HexColor("#4a5568"))
+    h2 = styles["Heading2"]
+    findings = content.findings
+    change = findings.change
+    story: list[object] = [
+        Paragraph(escape(REPORT_TITLE), styles["Title"]),
+        Paragraph(escape(content.institution), small),
+        Spacer(1, 4 * mm),
+    ]
+    patient_rows = [
+        ["Patient (pseudonym)", content.patient_pseudonym],
+        ["Age at this study", content.patient_age or "not recorded"],
+        ["Sex", content.patient_sex or "not recorded"],
+        ["Study", content.study_instance_uid],
+    ]
+    for index, point in enumerate(findings.time_points):
+        role = "this study" if index == len(findings.time_points) - 1 else f"time point {index + 1}"
+        if change is not None and point.study_date == change.baseline_date:
+            role += " (baseline)"
+        patient_rows.append([f"MRI {point.study_date.isoformat()}", role])
+    story += [_table(patient_rows, [45 * mm, 120 * mm], header=False), Spacer(1, 4 * mm)]
+
+    source = (f"written by {content.summary.model} from the findings and notes, numbers checked"
+              if content.summary.source == "llm" else "built from the computed findings and the patient's notes")
+    story += [Paragraph("Clinical summary", h2), Paragraph(escape(content.summary.text), body),
+              Paragraph(escape(f"Summary {source}."), small)]
+    if content.summary.note:
+        story.append(Paragraph(escape(f"Note: {content.summary.note}"), small))
+
+    story.append(Paragraph("Tumour volume", h2))
+    if change is None:
+        only = findings.time_points[-1]
+        story.append(_table([
+            ["Study date", "Volume (cm³)", "95% CI, panel mean (cm³)", "Longest axial diameter (mm)"],
+            [only.study_date.isoformat(), _f(only.volume_cm3, 2), _range(only.volume_ci95_cm3, 2),
+             _f(only.longest_axial_diameter_mm, 1)],
+        ], [30 * mm, 30 * mm, 50 * mm, 50 * mm]))
+        story.append(Paragraph("No earlier study of this patient: no change is measured.", small))
+    else:
+        ci = change.percent_change_ci95
+        story.append(_table([
+            ["", f"A: baseline {change.baseline_date.isoformat()}", f"B: follow-up {change.follow_up_date.isoformat()}",
+             "Delta B-A", "% change", "95% CI of % change"],
+            ["Volume (cm³)", _f(change.volume_baseline_cm3, 2), _f(change.volume_follow_up_cm3, 2),
+             _f(change.delta_cm3, 2, signed=True), _f(change.percent_change, 1, signed=True, unit="%"),
+             _range(ci, 1, signed=True, unit="%")],
+        ], [24 * mm, 36 * mm, 36 * mm, 22 * mm, 20 * mm, 32 * mm]))
+        story.append(Spacer(1, 2 * mm))
+        story.append(_table([
+            ["Interval", "Dice (registered)", "HD95", "Growth rate", "Registration"],
+            [f"{change.days_between} days", _f(change.dice, 3), _f(change.hd95_mm, 1, unit=" mm"),
+             _f(change.growth_rate_cm3_per_day, 4, signed=True, unit=" cm³/day"), content.registration or "n/a"],
+        ], [22 * mm, 28 * mm, 22 * mm, 34 * mm, 64 * mm]))
+        colour = FLAG_COLOURS.get(change.flag, "#b7791f")
+        story += [Spacer(1, 3 * mm), Paragraph(
+            f'<font color="{colour}"><b>Flag: {escape(change.flag)}</b></font> — {escape(change.flag_reason)}', body)]
+
+    story += [PageBreak(), Paragraph("Segmentation overlays", h2),
+              Paragraph("Fused (ensemble) mask in red, each time point cut through its own lesion centre; "
+                        "radiological convention (R = patient's right, A = anterior).", small),
+              _image(content.overlay_png, 100 if len(findings.time_points) > 1 else 60),
+              Paragraph("Volume over time", h2), _image(content.volume_plot_png, 150)]
+
+    story += [PageBreak(), Paragraph("Panel of experts", h2)]
+    rows = [["Expert", "Status", "Volume\n(cm³)", "Dice vs\nensemble", "IoU vs\nensemble", "Version", "Note"]]
+    for expert in content.experts:
+        rows.append([Paragraph(escape(expert.name), small), expert.status, _f(expert.volume_cm3, 2),
+                     _f(expert.dice_vs_ensemble, 3), _f(expert.iou_vs_ensemble, 3),
+                     Paragraph(escape(expert.version or ""), small), Paragraph(escape(expert.note or ""), small)])
+    story.append(_table(rows, [34 * mm, 13 * mm, 16 * mm, 16 * mm, 16 * mm, 34 * mm, 51 * mm]))
+    agreement = ("n/a" if findings.agreement_score is None
+                 else f"{findings.agreement_score:.3f} ({findings.agreement_flag})")
+    story.append(Paragraph(escape(f"Fusion: {content.fusion_strategy}; agreement (mean pairwise Dice): {agreement}; "
+                                  f"experts that ran: {', '.join(findings.experts_ran) or 'none'}."), body))
+    if content.summary.passages:
+        story.append(Paragraph("Notes cited", h2))
+        for passage in content.summary.passages:
+            story.append(Paragraph(escape(f"[{passage.filename}, part {passage.chunk_index + 1}] {passage.text}"),
+                                   small))
+    story += [Paragraph("Software", h2),
+              _table([["Component", "Version"], *[[c, v] for c, v in content.software]], [60 * mm, 60 * mm])]
+    story += [Paragraph("Signature", h2), Paragraph(escape(
+        f"Electronically signed by {content.signer_name} for {content.institution} on "
+        f"{content.signed_at.strftime('%Y-%m-%d %H:%M UTC')}. The signature (PAdES, CMS, SHA-256) covers this "
+        "whole document: any change after signing makes it fail verification."), body),
+        Spacer(1, 3 * mm),
+        Paragraph("Computed by OncoFlow, research software: volumes and flags support, and do not replace, the "
+                  "radiologist's reading.", small)]
+
+    buffer = BytesIO()
+
+    def footer(canvas: object, document: object) -> None:
+        canvas.saveState()  # type: ignore[attr-defined]
+        canvas.setFont("Helvetica", 7)  # type: ignore[attr-defined]
+        canvas.drawString(15 * mm, 10 * mm, f"{REPORT_TITLE} · {content.patient_pseudonym} · "  # type: ignore[attr-defined]
+                          f"page {document.page}")  # type: ignore[attr-defined]
+        canvas.restoreState()  # type: ignore[attr-defined]
+
+    document = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm,
+                                 bottomMargin=18 * mm, title=REPORT_TITLE, author=content.institution,
+                                 subject=f"{content.patient_pseudonym}, study {content.study_instance_uid}",
+                                 creator="OncoFlow")
+    document.build(story, onFirstPage=footer, onLaterPages=footer)
+    return buffer.getvalue()
