@@ -280,3 +280,18 @@ def test_report_again_picks_up_new_notes(stack: Stack, reported_patient: dict[st
     (document,) = oncoflow_objects(stack, uids[1], "DOC")
     assert document.SOPInstanceUID == answer["report_sop_instance_uid"] and document.SOPInstanceUID not in old
     assert request(stack, "POST", "/oncoflow/studies/1.2.3/report", b"")[0] == 404
+
+
+def test_reanalyse_runs_the_whole_pipeline_again_without_duplicates(stack: Stack,
+                                                                    reported_patient: dict[str, Any]) -> None:
+    uid = reported_patient["uids"][1]
+    before = {modality: len(oncoflow_objects(stack, uid, modality)) for modality in ("SEG", "SR", "DOC")}
+    previous = stack.job(uid)
+    assert previous is not None
+    status, answer = request(stack, "POST", f"/oncoflow/studies/{uid}/reanalyse", b"")
+    assert status == 202 and answer["job_id"] > previous["job_id"], answer
+    job = stack.wait_job(uid, timeout_s=300, min_job_id=answer["job_id"])
+    assert job["state"] == "done" and job["trigger"] == "reanalyse", job
+    assert "inference" in job["timings_s"] and "longitudinal" in job["timings_s"]  # not discarded as unchanged
+    assert {modality: len(oncoflow_objects(stack, uid, modality)) for modality in ("SEG", "SR", "DOC")} == before
+    assert request(stack, "POST", "/oncoflow/studies/1.2.3/reanalyse", b"")[0] == 404

@@ -64,10 +64,14 @@ class JobRunner:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
-    def enqueue(self, orthanc_study_id: str, trigger: str) -> None:
-        """Called from Orthanc's change callback: one SQLite insert, then return."""
-        self.store.enqueue(orthanc_study_id, trigger)
+    def enqueue(self, orthanc_study_id: str, trigger: str) -> int | None:
+        """One SQLite insert, then return (called from Orthanc's change callback and the re-analyse route).
+
+        Returns the new job's id, or ``None`` when a job of the study is already queued.
+        """
+        job_id = self.store.enqueue(orthanc_study_id, trigger)
         self._wake.set()
+        return job_id
 
     def catch_up(self) -> int:
         """Queue studies changed since the stored ``/changes`` sequence number; returns how many.

@@ -15,6 +15,8 @@ Routes (JSON):
   ``GET .../documents/search?q=TEXT&k=N``: the passages retrieved for a query (:mod:`.clinical_notes_routes`);
 * ``GET /oncoflow/reports/{SOPInstanceUID}.pdf``: a stored report's signed PDF;
   ``POST /oncoflow/studies/{StudyInstanceUID}/report``: make the study's report again (new notes);
+* ``POST /oncoflow/studies/{StudyInstanceUID}/reanalyse``: queue the study again, run in full even
+  when its input is unchanged (202 with the job id; 409 when a job is already queued);
 * ``GET /oncoflow/panel``: the panel's experts as the worker reports them;
 * ``GET /oncoflow/model-stats``: mean Dice / IoU per expert across studies;
   ``GET /oncoflow/model-stats.png``: the same as a bar chart.
@@ -42,7 +44,7 @@ from .notes_service import NotesService
 from .orthanc_rest import OrthancRest
 from .patient_timeline import PatientTimeline
 from .refinement import RefineError, Refinement
-from .study_pipeline import StudyPipeline
+from .study_pipeline import REANALYSE_TRIGGER, StudyPipeline
 from .worker_client import WorkerClient, WorkerUnavailable
 
 
@@ -173,6 +175,21 @@ def register(orthanc: Any) -> None:
         output.SetHttpHeader("Content-Disposition", f'inline; filename="oncoflow-report-{sop_instance_uid}.pdf"')
         output.AnswerBuffer(pdf, "application/pdf")
 
+    def reanalyse(output: Any, uri: str, **request: Any) -> None:
+        if request["method"] != "POST":
+            output.SendMethodNotAllowed("POST")
+            return
+        study_uid = request["groups"][0]
+        study_id = rest.lookup_study(study_uid)
+        if study_id is None:
+            answer_json(output, {"error": f"no study {study_uid}"}, 404)
+            return
+        job_id = runner.enqueue(study_id, REANALYSE_TRIGGER)
+        if job_id is None:
+            answer_json(output, {"error": "a job of this study is already queued"}, 409)
+            return
+        answer_json(output, {"job_id": job_id, "state": "queued"}, 202)
+
     def report_again(output: Any, uri: str, **request: Any) -> None:
         if request["method"] != "POST":
             output.SendMethodNotAllowed("POST")
@@ -219,6 +236,7 @@ def register(orthanc: Any) -> None:
     orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/refine", refine)
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/timeline", timeline)
     orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/report", report_again)
+    orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/reanalyse", reanalyse)
     orthanc.RegisterRestCallback("/oncoflow/reports/([0-9.]{1,64})\\.pdf", report_pdf)
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents", notes_routes.documents)
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents/search", notes_routes.search)

@@ -45,6 +45,8 @@ from .series_selection import (
 )
 from .volume_builder import InputError, SortedSeries, build_volume, read_instance
 
+REANALYSE_TRIGGER = "reanalyse"  # a radiologist asked: run the whole pipeline even when the input is unchanged
+
 log = logging.getLogger("oncoflow.pipeline")
 
 
@@ -163,7 +165,7 @@ class StudyPipeline:
 
         previous = self.store.latest_done(study_id)
         existing = self.oncoflow_segs(study_id)
-        if previous and previous.fingerprint == fingerprint and any(
+        if previous and previous.fingerprint == fingerprint and job.trigger != REANALYSE_TRIGGER and any(
             s["ID"] == previous.outputs.get("seg_orthanc_series_id") for s in existing
         ):
             self.store.discard(job.id, previous.id, f"re-triggered ({job.trigger}); input unchanged, SEGs kept")
