@@ -57,3 +57,15 @@ def test_dciodvfy_reports_no_error_or_warning(source: list, tmp_path: Path) -> N
     for checked in (path, tmp_path / "mr.dcm"):
         report = subprocess.run(["dciodvfy", str(checked)], capture_output=True, text=True).stderr
         assert "Error" not in report and "Warning" not in report, report
+
+
+def test_segments_carry_their_display_colour(source: list) -> None:
+    from oncoflow_plugin.seg_writer import ENSEMBLE_RGB, REFINED_RGB
+
+    rows, columns = int(source[0].Rows), int(source[0].Columns)
+    mask = np.zeros((len(source), rows, columns), np.uint8)
+    mask[1, 2:4, 2:4] = 1
+    for rgb in (ENSEMBLE_RGB, REFINED_RGB):
+        seg = write_segmentation(source, mask, AlgorithmInfo("a", "1"), "fp", display_rgb=rgb)
+        lab = seg.SegmentSequence[0].RecommendedDisplayCIELabValue
+        assert hd.color.CIELabColor.from_dicom_value(lab).to_rgb() == pytest.approx(rgb, abs=2)

@@ -29,6 +29,7 @@ from .job_store import JobStore
 from .orthanc_rest import OrthancRest
 from .seg_writer import (
     REFINED_DESCRIPTION_PREFIX,
+    REFINED_RGB,
     REFINED_SERIES_NUMBER,
     AlgorithmInfo,
     read_segmentation_mask,
@@ -154,6 +155,7 @@ class Refinement:
             key, role=f"refined-{version}", series_number=REFINED_SERIES_NUMBER + version,
             series_description=f"{REFINED_DESCRIPTION_PREFIX} v{version} ({model})",
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+            display_rgb=REFINED_RGB,
         )
         self.rest.store(seg)
         refined_cm3 = round(volume_cm3(result.mask, volume.voxel_volume_mm3), 3)

@@ -33,6 +33,10 @@ ENSEMBLE_SERIES_NUMBER = 9001
 EXPERT_SERIES_NUMBER = 9002  # + the expert's index in the panel
 REFINED_SERIES_NUMBER = 9100  # + the refinement's version
 REFINED_DESCRIPTION_PREFIX = "OncoFlow SEG refined"
+# RecommendedDisplayCIELabValue (0062,000D), given here as sRGB: viewers (OHIF) draw each SEG in its colour
+ENSEMBLE_RGB = (230, 30, 30)  # red: the result the report and SR are about
+EXPERT_RGB = ((40, 120, 230), (40, 180, 80), (160, 60, 200), (230, 140, 20), (20, 180, 180))  # by panel index
+REFINED_RGB = (240, 220, 20)  # yellow: edited by a radiologist's clicks
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ def write_segmentation(
     series_description: str | None = None,
     segment_label: str = "Tumour",
     algorithm_type: hd.seg.SegmentAlgorithmTypeValues = hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+    display_rgb: tuple[int, int, int] = ENSEMBLE_RGB,
 ) -> Dataset:
     """Build the SEG for ``mask`` (shape ``(slices, rows, columns)``, in the order of ``source_datasets``).
 
@@ -81,6 +86,7 @@ def write_segmentation(
             version=algorithm.version[:64],  # AlgorithmVersion is LO
             parameters=algorithm.parameters or None,
         ),
+        display_color=hd.color.CIELabColor.from_rgb(*display_rgb),
     )
     seg = hd.seg.Segmentation(
         source_images=list(source_datasets),

@@ -30,6 +30,7 @@ from .orthanc_rest import OrthancRest
 from .patient_timeline import loaded_time_point
 from .seg_writer import (
     ENSEMBLE_SERIES_NUMBER,
+    EXPERT_RGB,
     EXPERT_SERIES_NUMBER,
     MANUFACTURER,
     REFINED_DESCRIPTION_PREFIX,
@@ -294,5 +295,6 @@ class StudyPipeline:
                               {"mask_from": run.mask_from or "model", "dice_vs_fused": str(agreement.dice)}),
                 fingerprint, role=f"expert-{name}", series_number=EXPERT_SERIES_NUMBER + index,
                 series_description=f"OncoFlow SEG expert {name}",
+                display_rgb=EXPERT_RGB[index % len(EXPERT_RGB)],
             )
         return segs
