@@ -42,6 +42,8 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     print(f"OncoFlow is up (home {settings.home})")
     print(f"  Orthanc        {settings.orthanc_url}/  (DICOM AET {settings.aet} on port {settings.dicom_port})")
     print(f"  DICOMweb       {settings.orthanc_url}/dicom-web/")
+    print(f"  Viewer (OHIF)  {settings.orthanc_url}/ohif/  "
+          "(OncoFlow review: /ohif/oncoflow-review?StudyInstanceUIDs=<follow-up>,<baseline>)")
     print(f"  Job status     {settings.orthanc_url}/oncoflow/studies/<StudyInstanceUID>")
     print(f"  Worker (KServe v2) {settings.worker_http_url}/v2  panel (fusion {settings.fusion}):")
     for name, (state, reason) in experts.items():

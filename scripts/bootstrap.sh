@@ -7,11 +7,13 @@
 #     python3.11: the interpreter that orthanc-python embeds.
 #  3. A light per-checkout .venv that sees the cached dependencies (a .pth file) and holds this
 #     checkout as an editable install, so several clones can share one dependency cache.
+#  4. The OHIF viewer (npm @ohif/app, re-rooted to /ohif/, in the same cache) and the browser tests' npm packages.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-apt_packages=(orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools mricron-data python3.11-venv poppler-utils)
+apt_packages=(orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools mricron-data python3.11-venv poppler-utils
+              chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,3 +54,15 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.deps 2>/dev/null)" != "$deps" ] 
 fi
 .venv/bin/python -c "import oncoflow, oncoflow_plugin, oncoflow_inference, torch, nnunetv2, highdicom" \
   || { echo "bootstrap: the environment is broken; remove .venv and $deps" >&2; exit 1; }
+
+# OHIF viewer (issue 6): @ohif/app re-rooted to /ohif/ in the cache (skipped when its marker is fresh), and
+# the browser tests' playwright-core (npm ci, skipped while node_modules matches the lock; no browser is
+# downloaded: the tests drive Debian's /usr/bin/chromium).
+command -v npm >/dev/null || { echo "bootstrap: npm (Node 20) is needed for the OHIF viewer" >&2; exit 1; }
+.venv/bin/python -m oncoflow.ohif_viewer prepare >/dev/null
+browser_tests=ohif-extension/browser-tests
+if [ ! -f "$browser_tests/node_modules/.package-lock.json" ] \
+   || [ "$browser_tests/package-lock.json" -nt "$browser_tests/node_modules/.package-lock.json" ]; then
+  echo "bootstrap: npm ci in $browser_tests"
+  (cd "$browser_tests" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi

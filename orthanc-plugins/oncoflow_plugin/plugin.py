@@ -17,6 +17,8 @@ Routes (JSON):
   ``POST /oncoflow/studies/{StudyInstanceUID}/report``: make the study's report again (new notes);
 * ``POST /oncoflow/studies/{StudyInstanceUID}/reanalyse``: queue the study again, run in full even
   when its input is unchanged (202 with the job id; 409 when a job is already queued);
+* ``GET /ohif/...``: the OHIF viewer with the OncoFlow extension and mode; ``GET
+  /oncoflow/dicom-web/...``: QIDO for it (:mod:`.viewer_routes`);
 * ``GET /oncoflow/panel``: the panel's experts as the worker reports them;
 * ``GET /oncoflow/model-stats``: mean Dice / IoU per expert across studies;
   ``GET /oncoflow/model-stats.png``: the same as a bar chart.
@@ -45,6 +47,7 @@ from .orthanc_rest import OrthancRest
 from .patient_timeline import PatientTimeline
 from .refinement import RefineError, Refinement
 from .study_pipeline import REANALYSE_TRIGGER, StudyPipeline
+from .viewer_routes import register_viewer_routes
 from .worker_client import WorkerClient, WorkerUnavailable
 
 
@@ -241,6 +244,7 @@ def register(orthanc: Any) -> None:
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents", notes_routes.documents)
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents/search", notes_routes.search)
     orthanc.RegisterRestCallback("/oncoflow/panel", panel)
+    register_viewer_routes(orthanc, settings, rest)  # /ohif/ (OHIF viewer) and /oncoflow/dicom-web/ (QIDO)
     orthanc.RegisterRestCallback("/oncoflow/model-stats", model_stats)
     orthanc.RegisterRestCallback("/oncoflow/model-stats.png", model_stats)
     logger.info("OncoFlow %s plugin registered (worker %s, panel %s, fusion %s)", __version__, settings.worker_url,

@@ -1,0 +1,71 @@
+/** @type {AppTypes.Config} */
+// OncoFlow's OHIF configuration, served at /ohif/app-config.js by the Orthanc plugin
+// (orthanc-plugins/oncoflow_plugin/viewer_routes.py) in place of the package's own.
+//
+// OHIF runs at /ohif/ on Orthanc's origin, so Orthanc's DICOMweb needs no CORS. Studies are
+// searched (QIDO-RS) through OncoFlow's proxy /oncoflow/dicom-web, which decodes the query and splits
+// OHIF's `includefield=00081030%2C00080060` (DICOMweb 1.7 reads query values still percent-encoded and
+// ignores that list: a study list without descriptions); images and metadata (WADO-RS) come straight
+// from Orthanc's /dicom-web.
+(function () {
+  const origin = window.location.origin;
+  // OHIF imports every string entry of `extensions` / `modes` with import(url), all at once: one module
+  // that fails to load (e.g. not built yet: the route answers 404) leaves a blank page. Any other entry is
+  // awaited as it is, so each OncoFlow module is given as a thenable that imports its URL when OHIF loads
+  // its modules, and resolves to null when that fails: OHIF then starts without it (a null mode is
+  // skipped, a null extension is logged and skipped) and the console names the missing module.
+  const optionalModule = (url) => ({
+    url,
+    then(resolve) {
+      import(url).then(
+        (module) => resolve(module.default),
+        (error) => {
+          console.error(`OncoFlow: ${url} not loaded (${error.message}); OHIF starts without it`);
+          resolve(null);
+        },
+      );
+    },
+  });
+  window.config = {
+    name: 'oncoflow',
+    routerBasename: '/ohif',
+    // The OncoFlow extension and mode (ohif-extension/, built into ohif-extension/dist/)
+    extensions: [optionalModule('/ohif/oncoflow/oncoflow-extension.mjs')],
+    modes: [optionalModule('/ohif/oncoflow/oncoflow-mode.mjs')],
+    customizationService: {},
+    showStudyList: true,
+    investigationalUseDialog: { option: 'never' },
+    maxNumberOfWebWorkers: 2,
+    showWarningMessageForCrossOrigin: false,
+    showCPUFallbackMessage: true,
+    showLoadingIndicator: true,
+    strictZSpacingForVolumeViewport: true,
+    groupEnabledModesFirst: true,
+    maxNumRequests: { interaction: 100, thumbnail: 10, prefetch: 10 },
+    showErrorDetails: 'always',
+    defaultDataSourceName: 'orthanc',
+    dataSources: [
+      {
+        namespace: '@ohif/extension-default.dataSourcesModule.dicomweb',
+        sourceName: 'orthanc',
+        configuration: {
+          friendlyName: 'OncoFlow Orthanc',
+          name: 'orthanc',
+          qidoRoot: `${origin}/oncoflow/dicom-web`,
+          wadoRoot: `${origin}/dicom-web`,
+          wadoUriRoot: `${origin}/wado`,
+          qidoSupportsIncludeField: true,
+          supportsReject: false,
+          dicomUploadEnabled: false,
+          imageRendering: 'wadors',
+          thumbnailRendering: 'wadors',
+          enableStudyLazyLoad: true,
+          supportsFuzzyMatching: false,
+          supportsWildcard: true,
+          omitQuotationForMultipartRequest: true,
+          bulkDataURI: { enabled: true },
+        },
+      },
+    ],
+  };
+})();

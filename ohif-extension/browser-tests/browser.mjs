@@ -1,0 +1,62 @@
+// Headless Chromium for OncoFlow's browser tests: Debian's /usr/bin/chromium driven by playwright-core
+// (no browser is ever downloaded), with the flags measured on these machines (docs: shared platform notes)
+// and a fresh user-data-dir per launch, removed on close, so no cache or service worker survives a run.
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+export const CHROMIUM_FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--enable-unsafe-swiftshader',
+  '--use-angle=swiftshader',
+];
+
+/**
+ * Launch headless Chromium with a fresh profile.
+ * @returns {Promise<{context: import('playwright-core').BrowserContext, page: import('playwright-core').Page,
+ *   console: string[], close: () => Promise<void>}>} the page's console and page errors are collected in `console`
+ */
+export async function launchBrowser({ viewport = { width: 1400, height: 900 } } = {}) {
+  const userDataDir = mkdtempSync(join(tmpdir(), 'oncoflow-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+    viewport,
+    serviceWorkers: 'block',
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const console = [];
+  page.on('console', (message) => console.push(`${message.type()}: ${message.text()}`));
+  page.on('pageerror', (error) => console.push(`pageerror: ${error.message}`));
+  const close = async () => {
+    await context.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  };
+  return { context, page, console, close };
+}
+
+/** The directory for screenshots and logs ($ARTIFACTS_DIR, default ./artifacts), created. */
+export function artifactsDir() {
+  const dir = process.env.ARTIFACTS_DIR || join(process.cwd(), 'artifacts');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** A required environment variable, or an error that names it. */
+export function requiredEnv(name) {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`set ${name} (see the header of the test file)`);
+  }
+  return value;
+}
