@@ -58,7 +58,8 @@ class SeriesInfo:
     modality: str = "MR"
 
 
-def _study_uid(study: StudyInfo) -> str:
+def study_instance_uid(study: StudyInfo) -> str:
+    """The study's StudyInstanceUID: the one given, else derived from PatientID and AccessionNumber."""
     return study.study_instance_uid or generate_uid(entropy_srcs=[study.patient_id, study.accession_number])
 
 
@@ -72,7 +73,7 @@ def series_datasets(
     """
     slope = rescale_slope or 1.0
     frame_of_reference = generate_uid(entropy_srcs=[series.series_instance_uid, "for"])
-    study_uid = _study_uid(study)
+    study_uid = study_instance_uid(study)
     datasets = []
     for index in range(volume.shape[0]):
         sop_uid = generate_uid(entropy_srcs=[series.series_instance_uid, str(index)])

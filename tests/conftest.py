@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from oncoflow.config import Settings, load_settings
-from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid, write_datasets
 from oncoflow.stack import SERVICES, http_get, start_service, stop_service, wait_healthy
 from oncoflow.volume import Volume
 
@@ -159,7 +159,9 @@ def unique_study(name: str) -> StudyInfo:
 
 
 def write_series(directory: Path, volume: Volume, study: StudyInfo, **series: Any) -> list[Dataset]:
-    info = SeriesInfo(series_instance_uid=generate_uid(entropy_srcs=[study.study_instance_uid, str(series)]),
+    # keyed by the study's effective UID: two visits written without an explicit StudyInstanceUID must not
+    # share a SeriesInstanceUID (a WADO-RS server then cannot tell their series apart)
+    info = SeriesInfo(series_instance_uid=generate_uid(entropy_srcs=[study_instance_uid(study), str(series)]),
                       **series)
     datasets = series_datasets(volume, study, info)
     write_datasets(datasets, directory)
