@@ -20,12 +20,14 @@ status:
 
 test: env
 	$(PY) -m ruff check .
+	cd ohif-extension && npm run --silent typecheck && npm test --silent
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: env
 	$(PY) bench/turnaround.py
 	$(PY) bench/registration_speed.py
 	$(PY) bench/report_stage.py
+	$(PY) bench/viewer_speed.py
 
 # 40 longitudinal phantom pairs: % change error, flag accuracy, registration target error (about 20 min)
 bench-longitudinal: env

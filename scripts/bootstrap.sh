@@ -66,3 +66,16 @@ if [ ! -f "$browser_tests/node_modules/.package-lock.json" ] \
   echo "bootstrap: npm ci in $browser_tests"
   (cd "$browser_tests" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The OncoFlow OHIF extension and mode (TypeScript): npm ci when node_modules does not match the lock,
+# npm run build when dist/ is missing or older than any source file.
+extension=ohif-extension
+if [ ! -f "$extension/node_modules/.package-lock.json" ] \
+   || [ "$extension/package-lock.json" -nt "$extension/node_modules/.package-lock.json" ]; then
+  echo "bootstrap: npm ci in $extension"
+  (cd "$extension" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+built="$extension/dist/oncoflow-mode.mjs"
+if [ ! -f "$built" ] || [ -n "$(find "$extension/src" "$extension/package.json" -newer "$built" -print -quit)" ]; then
+  echo "bootstrap: building the OncoFlow OHIF extension"
+  (cd "$extension" && npm run --silent build)
+fi

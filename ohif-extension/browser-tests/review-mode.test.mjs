@@ -1,0 +1,131 @@
+// The OncoFlow review mode on a running stack: follow-up beside baseline, the OncoFlow panel, the SEG overlay.
+//
+// Environment:
+//   ONCOFLOW_URL        Orthanc's base URL (required)
+//   FOLLOW_UP_UID       the follow-up's StudyInstanceUID (required)
+//   BASELINE_UID        its baseline's StudyInstanceUID (required)
+//   EXPECT_SR           JSON of the follow-up SR's values, read back from the PACS by the caller (required):
+//                       {"volume_prior_cm3", "volume_cm3", "percent_change", "flag"}
+//   ARTIFACTS_DIR       where screenshots, console log and timing go (default ./artifacts)
+//   REVIEW_TIMEOUT_MS   how long to wait for each stage (default 90000)
+//
+// Writes review-timing.json: {first_image_ms, panel_filled_ms} from navigation (what `make bench` reports).
+// Run: node --test review-mode.test.mjs
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { artifactsDir, launchBrowser, requiredEnv } from './browser.mjs';
+
+/** Resolves once a cornerstone canvas shows a non-black pixel: the first image is on screen. */
+async function waitForFirstImage(page, timeoutMs) {
+  await page.waitForFunction(() => {
+    for (const canvas of document.querySelectorAll('canvas.cornerstone-canvas, .viewport-element canvas')) {
+      if (!canvas.width || !canvas.height) continue;
+      const context = canvas.getContext('2d', { willReadFrequently: true });
+      if (!context) continue;
+      const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
+      for (let i = 0; i < data.length; i += 16) {
+        if (data[i] > 20 || data[i + 1] > 20 || data[i + 2] > 20) return true;
+      }
+    }
+    return false;
+  }, null, { timeout: timeoutMs, polling: 250 });
+}
+
+/** Pixels of a screenshot (PNG buffer) that are clearly red: the ensemble SEG's colour over grey anatomy. */
+async function countRedPixels(page, png) {
+  return page.evaluate(async (base64) => {
+    const image = new Image();
+    image.src = `data:image/png;base64,${base64}`;
+    await image.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = image.width;
+    canvas.height = image.height;
+    const context = canvas.getContext('2d');
+    context.drawImage(image, 0, 0);
+    const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
+    let red = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      if (data[i] > 150 && data[i] - data[i + 1] > 70 && data[i] - data[i + 2] > 70) red += 1;
+    }
+    return red;
+  }, png.toString('base64'));
+}
+
+test('the OncoFlow review mode shows the SR numbers, the flag and the SEG overlay', async () => {
+  const baseUrl = requiredEnv('ONCOFLOW_URL').replace(/\/$/, '');
+  const followUp = requiredEnv('FOLLOW_UP_UID');
+  const baseline = requiredEnv('BASELINE_UID');
+  const expected = JSON.parse(requiredEnv('EXPECT_SR'));
+  const timeoutMs = Number(process.env.REVIEW_TIMEOUT_MS || 90000);
+  const artifacts = artifactsDir();
+  const { page, console: consoleLines, close } = await launchBrowser({ viewport: { width: 1600, height: 1000 } });
+  const timing = {};
+  try {
+    const startedMs = Date.now();
+    const response = await page.goto(`${baseUrl}/ohif/oncoflow-review?StudyInstanceUIDs=${followUp},${baseline}`);
+    assert.equal(response.status(), 200);
+    try {
+      await waitForFirstImage(page, timeoutMs);
+      timing.first_image_ms = Date.now() - startedMs;
+      const flag = page.getByTestId('oncoflow-flag');
+      await flag.waitFor({ state: 'visible', timeout: timeoutMs });
+      await page.waitForFunction(() => {
+        const element = document.querySelector('[data-testid="oncoflow-flag"]');
+        return element && element.getAttribute('data-value');
+      }, null, { timeout: timeoutMs });
+      timing.panel_filled_ms = Date.now() - startedMs;
+    } finally {
+      await page.screenshot({ path: join(artifacts, 'review-mode.png') });
+      writeFileSync(join(artifacts, 'review-console.log'), consoleLines.join('\n') + '\n');
+      writeFileSync(join(artifacts, 'review-timing.json'), JSON.stringify(timing, null, 1) + '\n');
+    }
+    console.log(`first image ${timing.first_image_ms} ms, panel filled ${timing.panel_filled_ms} ms`);
+
+    // the panel shows the SR's numbers (data-value carries the route's raw value beside the formatted text)
+    const value = async (testId) => page.getByTestId(testId).first().getAttribute('data-value');
+    assert.equal(await value('oncoflow-flag'), expected.flag);
+    assert.ok(Math.abs(Number(await value('oncoflow-volume-baseline')) - expected.volume_prior_cm3) < 1e-3);
+    assert.ok(Math.abs(Number(await value('oncoflow-volume-follow-up')) - expected.volume_cm3) < 1e-3);
+    assert.ok(Math.abs(Number(await value('oncoflow-percent-change')) - expected.percent_change) < 0.01);
+    assert.ok((await page.getByTestId('oncoflow-flag').first().innerText()).includes(expected.flag));
+    assert.ok((await page.getByTestId('oncoflow-expert-row').count()) >= 1);
+    const reportLink = await page.getByTestId('oncoflow-report-link').first().getAttribute('href');
+    assert.match(reportLink, /\/oncoflow\/reports\/[0-9.]+\.pdf$/);
+    const pdf = await page.request.get(new URL(reportLink, baseUrl).toString());
+    assert.equal(pdf.status(), 200);
+    assert.ok((await pdf.body()).subarray(0, 5).toString() === '%PDF-');
+    await page.getByTestId('oncoflow-panel').first().screenshot({ path: join(artifacts, 'oncoflow-panel.png') });
+
+    // a radiologist's gesture: make the follow-up viewport (right) active, double-click the follow-up's
+    // ensemble SEG in the study browser (the current study's group comes first), accept OHIF's prompt
+    const viewports = page.locator('canvas.cornerstone-canvas');
+    await viewports.nth(1).click();
+    await page.getByText('OncoFlow SEG ensemble', { exact: false }).first().dblclick();
+    const yes = page.getByRole('button', { name: 'Yes' });
+    try {
+      await yes.first().waitFor({ state: 'visible', timeout: 15000 });
+      await yes.first().click();
+    } catch {
+      // no prompt: OHIF loaded the SEG directly
+    }
+    // the ensemble SEG (red) is drawn over the images: red pixels in screenshots of the viewports only
+    // (the panel's flag may be red too)
+    let red = 0;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      red = 0;
+      for (let i = 0; i < (await viewports.count()); i += 1) {
+        red += await countRedPixels(page, await viewports.nth(i).screenshot());
+      }
+      if (red > 40) break;
+      await page.waitForTimeout(1000);
+    }
+    await page.screenshot({ path: join(artifacts, 'review-mode-seg.png') });
+    assert.ok(red > 40, `red SEG pixels in the viewports: ${red}`);
+  } finally {
+    writeFileSync(join(artifacts, 'review-console.log'), consoleLines.join('\n') + '\n');
+    await close();
+  }
+});
