@@ -20,7 +20,17 @@ SERIES_KINDS = ("t1c", "t1", "flair", "t2")
 FUSION_STRATEGIES = ("majority", "staple", "weighted", "confidence")
 DEFAULT_PANEL = "nnunet_demo,nnunet_demo_2d,nnunet_demo_3d_seed2,sam2,medgemma"
 BASELINE_RULES = ("previous", "nadir", "first")
+DEFAULT_ALLOWED_AETS = "ONCOFLOWCLI,STORESCU"  # `oncoflow push` and dcmtk's storescu default: development only
 REGISTRATION_METHODS = ("elastix", "sitk")
+
+
+@dataclass(frozen=True)
+class DicomPeer:
+    """A remote DICOM node allowed to talk to Orthanc (C-STORE in; C-FIND / C-MOVE / C-ECHO)."""
+
+    aet: str  # its calling AE title
+    host: str = "127.0.0.1"  # where C-MOVE sends to it
+    port: int = 104
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,10 @@ class Settings:
     signing_cert: Path | None = None  # ONCOFLOW_SIGNING_CERT: PEM certificate (default <home>/signing/signer.pem)
     signing_chain: Path | None = None  # ONCOFLOW_SIGNING_CHAIN: PEM issuer chain (default <home>/signing/ca.pem)
     report_institution: str = "OncoFlow development site"  # ONCOFLOW_REPORT_INSTITUTION: report header, signature
+    # ONCOFLOW_ALLOWED_AETS: "AET[@host[:port]],...": the only DICOM peers Orthanc accepts associations from
+    allowed_peers: tuple[DicomPeer, ...] = ()
+    # ONCOFLOW_DICOM_TLS_CERT / _KEY / _TRUSTED (PEM): DICOM TLS on the DICOM port (all three, or none)
+    dicom_tls: tuple[Path, Path, Path] | None = None
 
     @property
     def rag_dir(self) -> Path:
@@ -160,6 +174,31 @@ def parse_model_weights(env: Mapping[str, str], errors: list[str]) -> dict[str, 
     return {k: Path(v).expanduser().resolve() for k, v in _pairs(env, "ONCOFLOW_MODEL_WEIGHTS", errors).items()}
 
 
+def _valid_aet(aet: str) -> bool:
+    return 1 <= len(aet) <= 16 and aet.isascii() and aet.isprintable() and aet.strip() == aet and "\\" not in aet
+
+
+def parse_dicom_peers(raw: str, errors: list[str]) -> tuple[DicomPeer, ...]:
+    """``ONCOFLOW_ALLOWED_AETS``: ``AET[@host[:port]]`` entries separated by commas."""
+    peers: list[DicomPeer] = []
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        aet, _, address = item.partition("@")
+        host, _, port_text = address.partition(":")
+        try:
+            port = int(port_text) if port_text else 104
+        except ValueError:
+            port = 0
+        if not _valid_aet(aet) or not 1 <= port <= 65535 or (address and not host):
+            errors.append(f"ONCOFLOW_ALLOWED_AETS entry {item!r} must be AET[@host[:port]] (AET: 1-16 ASCII)")
+            continue
+        peers.append(DicomPeer(aet, host or "127.0.0.1", port))
+    if len({p.aet for p in peers}) != len(peers):
+        errors.append("ONCOFLOW_ALLOWED_AETS names an AE title twice")
+    return tuple(peers)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``).
 
@@ -178,7 +217,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
 
     aet = env.get("ONCOFLOW_AET", "ONCOFLOW")
-    if not (1 <= len(aet) <= 16 and aet.isascii() and aet.strip() == aet and "\\" not in aet):
+    if not _valid_aet(aet):
         errors.append(f"ONCOFLOW_AET={aet!r} is not a valid AE title (1-16 ASCII characters)")
 
     worker_url = env.get("ONCOFLOW_WORKER_URL", f"127.0.0.1:{worker_port}")
@@ -264,6 +303,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if path is not None and not path.is_file():
             errors.append(f"ONCOFLOW_SIGNING_{name.upper()}={path} is not a file")
 
+    tls = [env.get(v, "").strip() for v in ("ONCOFLOW_DICOM_TLS_CERT", "ONCOFLOW_DICOM_TLS_KEY",
+                                             "ONCOFLOW_DICOM_TLS_TRUSTED")]
+    dicom_tls: tuple[Path, Path, Path] | None = None
+    if any(tls):
+        paths = [Path(t).expanduser().resolve() for t in tls if t]
+        missing = [p for p in paths if not p.is_file()]
+        if len(paths) != 3 or missing:
+            errors.append("ONCOFLOW_DICOM_TLS_CERT, _KEY and _TRUSTED must all name PEM files"
+                          + (f" (missing: {', '.join(map(str, missing))})" if missing else ""))
+        else:
+            dicom_tls = (paths[0], paths[1], paths[2])
+
     settings = Settings(
         home=home,
         http_port=http_port,
@@ -293,6 +344,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         signing_chain=signing["chain"],
         report_institution=env.get("ONCOFLOW_REPORT_INSTITUTION", "OncoFlow development site").strip()
         or "OncoFlow development site",
+        allowed_peers=parse_dicom_peers(env.get("ONCOFLOW_ALLOWED_AETS", DEFAULT_ALLOWED_AETS), errors),
+        dicom_tls=dicom_tls,
     )
     if errors:
         raise ConfigError("invalid OncoFlow configuration:\n  - " + "\n  - ".join(errors))

@@ -15,6 +15,19 @@ ENTRY_SCRIPT = REPO_ROOT / "orthanc-plugins" / "oncoflow_orthanc.py"
 
 def orthanc_configuration(settings: Settings) -> dict[str, Any]:
     """The configuration Orthanc is started with (``Orthanc <file>``)."""
+    return {**_base_configuration(settings), **_dicom_tls(settings)}
+
+
+def _dicom_tls(settings: Settings) -> dict[str, Any]:
+    """DICOM TLS (Orthanc >= 1.9) when configured: every association on the DICOM port must use TLS."""
+    if settings.dicom_tls is None:
+        return {}
+    certificate, private_key, trusted = settings.dicom_tls
+    return {"DicomTlsEnabled": True, "DicomTlsCertificate": str(certificate), "DicomTlsPrivateKey": str(private_key),
+            "DicomTlsTrustedCertificates": str(trusted), "DicomTlsRemoteCertificateRequired": True}
+
+
+def _base_configuration(settings: Settings) -> dict[str, Any]:
     return {
         "Name": f"OncoFlow {settings.aet}",
         "StorageDirectory": str(settings.orthanc_storage_dir),
@@ -23,6 +36,17 @@ def orthanc_configuration(settings: Settings) -> dict[str, Any]:
         "DicomPort": settings.dicom_port,
         "DicomAet": settings.aet,
         "DicomCheckCalledAet": True,
+        # DICOM ingress: only the configured peers may associate (C-STORE, C-FIND, C-MOVE); echo stays open
+        "DicomAlwaysAllowStore": False,
+        "DicomAlwaysAllowFind": False,
+        "DicomAlwaysAllowMove": False,
+        "DicomAlwaysAllowEcho": True,
+        "DicomCheckModalityHost": False,
+        "DicomModalities": {
+            peer.aet.lower(): {"AET": peer.aet, "Host": peer.host, "Port": peer.port, "AllowStore": True,
+                               "AllowFind": True, "AllowMove": True, "AllowEcho": True, "AllowGet": True}
+            for peer in settings.allowed_peers
+        },
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
         "RestApiWriteToFileSystemEnabled": False,

@@ -28,6 +28,9 @@ from oncoflow.volume import Volume
 RESERVED_PORTS = {8042, 4242, 8000}
 
 
+TEST_AET = "TESTSCU"  # the calling AE title of the tests' storescu: on the stack's allow-list
+
+
 def free_port() -> int:
     while True:
         with socket.socket() as s:
@@ -46,7 +49,7 @@ class Stack:
 
     def push(self, directory: Path) -> None:
         subprocess.run(
-            ["storescu", "-aet", "TESTSCU", "-aec", self.settings.aet, "+sd", "+r", "-nh",
+            ["storescu", "-aet", TEST_AET, "-aec", self.settings.aet, "+sd", "+r", "-nh",
              "127.0.0.1", str(self.settings.dicom_port), str(directory)],
             check=True, capture_output=True, timeout=120,
         )
@@ -122,6 +125,7 @@ def running_stack(home: Path, **extra_env: str) -> Iterator[Stack]:
         "ONCOFLOW_STABLE_AGE_S": "2",
         "ONCOFLOW_MAX_VOXELS": str(64 * 64 * 200),
         "ONCOFLOW_JOB_MAX_ATTEMPTS": "30",
+        "ONCOFLOW_ALLOWED_AETS": f"{TEST_AET},STORESCU",
         **extra_env,
     }
     saved = {k: os.environ.get(k) for k in (*env, "ONCOFLOW_PANEL", "ONCOFLOW_MODEL_WEIGHTS")}

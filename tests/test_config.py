@@ -68,3 +68,25 @@ def test_llm_and_signing_settings() -> None:
     message = str(error.value)
     assert "OLLAMA_HOST is not" in message and "go together" in message and "/nonexistent.key is not a file" in message
     assert "ONCOFLOW_MAX_UPLOAD_BYTES=10 is outside" in message
+
+
+def test_dicom_ingress_settings_reach_orthanc(tmp_path: Path) -> None:
+    from oncoflow.orthanc_config import orthanc_configuration
+
+    settings = load_settings({"ONCOFLOW_ALLOWED_AETS": "MRI_3T@10.1.1.7:11112,PACS2", "ONCOFLOW_HOME": str(tmp_path)})
+    config = orthanc_configuration(settings)
+    assert config["DicomAlwaysAllowStore"] is False and config["DicomCheckCalledAet"] is True
+    assert config["DicomModalities"]["mri_3t"] == {"AET": "MRI_3T", "Host": "10.1.1.7", "Port": 11112,
+                                                   "AllowStore": True, "AllowFind": True, "AllowMove": True,
+                                                   "AllowEcho": True, "AllowGet": True}
+    assert set(config["DicomModalities"]) == {"mri_3t", "pacs2"} and "DicomTlsEnabled" not in config
+    pem = [tmp_path / n for n in ("cert.pem", "key.pem", "ca.pem")]
+    for path in pem:
+        path.write_text("-----BEGIN-----\n")
+    tls = load_settings({"ONCOFLOW_DICOM_TLS_CERT": str(pem[0]), "ONCOFLOW_DICOM_TLS_KEY": str(pem[1]),
+                         "ONCOFLOW_DICOM_TLS_TRUSTED": str(pem[2])})
+    assert orthanc_configuration(tls)["DicomTlsPrivateKey"] == str(pem[1])
+    with pytest.raises(ConfigError, match="_TRUSTED must all name PEM files"):
+        load_settings({"ONCOFLOW_DICOM_TLS_CERT": str(pem[0])})
+    with pytest.raises(ConfigError, match="must be AET"):
+        load_settings({"ONCOFLOW_ALLOWED_AETS": "A_VERY_LONG_AE_TITLE_X"})
