@@ -1,4 +1,4 @@
-"""``oncoflow up | down | status | push DIR | verify-report PDF``: the embedded stack from the command line."""
+"""``oncoflow up | down | status | push DIR | verify-report PDF | audit verify``: the stack from the command line."""
 
 from __future__ import annotations
 
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show the services and their health")
     push = sub.add_parser("push", help="C-STORE every DICOM file under DIR to the stack")
     push.add_argument("directory", type=Path)
+    audit = sub.add_parser("audit", help="the audit log: verify its hash chain (exit 1 if broken) or export it")
+    audit.add_argument("action", choices=("verify", "export"))
+    audit.add_argument("-o", "--output", type=Path, help="export: write JSON lines to this file (default stdout)")
     verify = sub.add_parser("verify-report", help="check a report PDF's signature (exit 1 if not OK)")
     verify.add_argument("pdf", type=Path)
     verify.add_argument("--trust", type=Path, help="PEM trust roots (default: the configured signing chain)")
@@ -122,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_down(settings)
     if args.command == "status":
         return cmd_status(settings)
+    if args.command == "audit":
+        from .audit_log import main as audit_main
+
+        output = ["-o", str(args.output)] if args.output and args.action == "export" else []
+        return audit_main([args.action, str(settings.audit_db_path), *output])
     if args.command == "verify-report":
         return cmd_verify_report(settings, args.pdf, args.trust)
     return cmd_push(settings, args.directory)

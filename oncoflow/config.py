@@ -89,6 +89,16 @@ class Settings:
     dicom_tls: tuple[Path, Path, Path] | None = None
 
     @property
+    def audit_db_path(self) -> Path:
+        """The append-only, hash-chained audit log (:mod:`oncoflow.audit_log`)."""
+        return self.home / "oncoflow-audit.sqlite3"
+
+    @property
+    def pseudonym_key_path(self) -> Path:
+        """The installation's secret for patient pseudonyms and audit patient references."""
+        return self.home / "secrets" / "pseudonym.key"
+
+    @property
     def rag_dir(self) -> Path:
         """The patients' notes: chromadb's persistent store and the uploaded files' metadata."""
         return self.home / "rag"

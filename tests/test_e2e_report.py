@@ -295,3 +295,23 @@ def test_reanalyse_runs_the_whole_pipeline_again_without_duplicates(stack: Stack
     assert "inference" in job["timings_s"] and "longitudinal" in job["timings_s"]  # not discarded as unchanged
     assert {modality: len(oncoflow_objects(stack, uid, modality)) for modality in ("SEG", "SR", "DOC")} == before
     assert request(stack, "POST", "/oncoflow/studies/1.2.3/reanalyse", b"")[0] == 404
+
+
+def test_audit_log_records_the_activity_without_phi(stack: Stack, reported_patient: dict[str, Any]) -> None:
+    status, answer = request(stack, "GET", "/oncoflow/audit?limit=1000")
+    assert status == 200
+    records = answer["records"]
+    actions = {(r["action"], r["outcome"]) for r in records}
+    for expected in [("study.analyse", "success"), ("report.create", "success"), ("report.read", "success"),
+                     ("notes.upload", "success"), ("notes.upload", "refused"), ("report.read", "refused")]:
+        assert expected in actions, (expected, sorted(actions))
+    case = reported_patient["case"]
+    text = json.dumps(records)
+    assert case.patient_id not in text and "Phantom" not in text and "Longitudinal" not in text
+    uploads = [r for r in records if r["action"] == "notes.upload"]
+    assert all(r["resource_uid"].startswith("pt-") for r in uploads)
+    assert [r["id"] for r in records] == list(range(records[0]["id"], records[0]["id"] + len(records)))
+    verified = subprocess.run([sys.executable, "-m", "oncoflow.cli", "audit", "verify"], capture_output=True,
+                              text=True, env={**os.environ, **stack.env})
+    assert verified.returncode == 0 and "ok:" in verified.stdout, verified.stdout + verified.stderr
+    assert request(stack, "GET", "/oncoflow/audit?limit=0")[0] == 400

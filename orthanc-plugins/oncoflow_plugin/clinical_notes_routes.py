@@ -24,6 +24,7 @@ from oncoflow_rag.document_upload import DocumentRejected, read_upload
 
 from oncoflow.config import Settings
 
+from .access_audit import AccessAudit
 from .http_answers import answer_json
 from .notes_service import NotesService
 from .orthanc_rest import OrthancRest
@@ -40,10 +41,12 @@ def upload_filename(headers: dict[str, str]) -> str:
 
 
 class ClinicalNotesRoutes:
-    def __init__(self, settings: Settings, rest: OrthancRest, notes: NotesService) -> None:
+    def __init__(self, settings: Settings, rest: OrthancRest, notes: NotesService,
+                 audit: AccessAudit | None = None) -> None:
         self.settings = settings
         self.rest = rest
         self.notes = notes
+        self.audit = audit
 
     def _patient_exists(self, patient_id: str) -> bool:
         if not patient_id or len(patient_id) > 64 or any(c in patient_id for c in "*?\\") \
@@ -66,6 +69,7 @@ class ClinicalNotesRoutes:
         elif method == "DELETE":
             erased = self.notes.erase(patient_id)
             log.info("clinical notes erased: %d documents", erased)
+            self._audit("notes.erase", patient_id, "success", f"{erased} documents")
             answer_json(output, {"erased_documents": erased})
         else:
             body = request.get("body", b"")
@@ -75,9 +79,15 @@ class ClinicalNotesRoutes:
                                        self.settings.max_upload_bytes)
             except DocumentRejected as exc:
                 answer_json(output, {"error": exc.message}, exc.status)
+                self._audit("notes.upload", patient_id, "refused", f"{exc.status}")
                 return
             stored = self.notes.add(patient_id, document)
+            self._audit("notes.upload", patient_id, "success", f"document {stored.document_id}")
             answer_json(output, {"document": dataclasses.asdict(stored)})
+
+    def _audit(self, action: str, patient_id: str, outcome: str, detail: str) -> None:
+        if self.audit is not None:
+            self.audit.record(action, self.audit.patient(patient_id), outcome, detail)
 
     def search(self, output: Any, uri: str, **request: Any) -> None:
         if request["method"] != "GET":

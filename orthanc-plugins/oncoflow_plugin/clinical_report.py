@@ -28,6 +28,7 @@ from oncoflow.config import Settings
 from oncoflow.pseudonyms import patient_pseudonym, pseudonym_key
 from oncoflow.signing_certificates import SigningConfigError, load_signer
 
+from .access_audit import AccessAudit
 from .encapsulated_pdf_writer import write_encapsulated_pdf
 from .job_store import Job, JobStore
 from .longitudinal_comparison import TimePointData
@@ -100,11 +101,13 @@ def patient_identity(patient_id: str, image: Dataset) -> PatientIdentity:
 class ClinicalReportWriter:
     """Makes, signs and stores the report of one time point."""
 
-    def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, notes: NotesService) -> None:
+    def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, notes: NotesService,
+                 audit: AccessAudit | None = None) -> None:
         self.settings = settings
         self.rest = rest
         self.store = store
         self.notes = notes
+        self.audit = audit  # each report made: report.create by the system
 
     def _passages(self, patient_id: str) -> tuple[list[Passage], str]:
         """The notes retrieved for the summary and a key that changes when the patient's documents change."""
@@ -211,7 +214,7 @@ class ClinicalReportWriter:
         content = ReportContent(
             institution=self.settings.report_institution,
             patient_pseudonym=patient_pseudonym(inputs.patient_id,
-                                                pseudonym_key(self.settings.home / "secrets" / "pseudonym.key")),
+                                                pseudonym_key(self.settings.pseudonym_key_path)),
             patient_age=patient_age(inputs.study_image, inputs.current.study_date),
             patient_sex=SEX_NAMES.get(str(inputs.study_image.get("PatientSex", ""))),
             study_instance_uid=inputs.current.study_instance_uid,
@@ -244,6 +247,9 @@ class ClinicalReportWriter:
         document = write_encapsulated_pdf(signed, inputs.study_image, [inputs.seg, inputs.sr], REPORT_TITLE,
                                           fingerprint, signed_at)
         self.rest.store_replacing(document)
+        if self.audit is not None:
+            self.audit.record("report.create", str(document.SOPInstanceUID), "success",
+                              f"{summary.source} summary, {len(summary.passages)} passages", "oncoflow", "system")
         timings["store"] = time.perf_counter() - mark
         log.info("report %s stored for study %s (%s summary)", document.SOPInstanceUID,
                  inputs.current.study_instance_uid, summary.source)

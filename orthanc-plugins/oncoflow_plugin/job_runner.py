@@ -17,6 +17,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from oncoflow.audit_log import AuditLog
+
 from .job_store import Job, JobStore
 from .orthanc_rest import OrthancRest
 from .study_pipeline import StudyPipeline
@@ -46,8 +48,10 @@ def _change_epoch_s(change: dict[str, Any]) -> float:
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, pipeline: StudyPipeline, rest: OrthancRest, max_attempts: int) -> None:
+    def __init__(self, store: JobStore, pipeline: StudyPipeline, rest: OrthancRest, max_attempts: int,
+                 audit: AuditLog | None = None) -> None:
         self.store = store
+        self.audit = audit  # each finished analysis: job-<id>, success or failed
         self.pipeline = pipeline
         self.rest = rest
         self.max_attempts = max_attempts
@@ -131,14 +135,24 @@ class JobRunner:
     def _run_one(self, job: Job) -> None:
         try:
             self.pipeline.run(job)
+            if self.store.get(job.id) is not None:  # None: a redundant trigger, discarded (nothing analysed)
+                self._audit(job, "success", job.trigger)
         except (InputError, ModelUnavailable) as exc:
             log.warning("study %s failed: %s", job.orthanc_study_id, exc)
             self.store.finish(job.id, "failed", str(exc))
+            self._audit(job, "failed", f"{job.trigger}: {type(exc).__name__}")
         except WorkerUnavailable as exc:
             if job.attempts >= self.max_attempts:
                 self.store.finish(job.id, "failed", f"gave up after {job.attempts} attempts: {exc}")
+                self._audit(job, "failed", f"{job.trigger}: worker unavailable")
             else:
                 self.store.retry_later(job.id, min(2.0 ** (job.attempts - 1), MAX_BACKOFF_S), str(exc))
         except Exception as exc:
             log.exception("internal error on study %s", job.orthanc_study_id)
             self.store.finish(job.id, "failed", f"internal error: {type(exc).__name__}: {exc}")
+            self._audit(job, "failed", f"{job.trigger}: internal error")
+
+    def _audit(self, job: Job, outcome: str, detail: str) -> None:
+        """One PHI-free record per finished analysis (the job id, never the study's identity)."""
+        if self.audit is not None:
+            self.audit.append("oncoflow", "system", "study.analyse", f"job-{job.id}", outcome, detail[:200])

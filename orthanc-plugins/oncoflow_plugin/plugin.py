@@ -20,6 +20,7 @@ Routes (JSON):
 * ``GET /ohif/...``: the OHIF viewer with the OncoFlow extension and mode; ``GET
   /oncoflow/dicom-web/...``: QIDO for it (:mod:`.viewer_routes`);
 * ``GET /oncoflow/panel``: the panel's experts as the worker reports them;
+* ``GET /oncoflow/audit?since_id=&limit=&action=``: the PHI-free, hash-chained audit log (:mod:`.access_audit`);
 * ``GET /oncoflow/model-stats``: mean Dice / IoU per expert across studies;
   ``GET /oncoflow/model-stats.png``: the same as a bar chart.
 """
@@ -32,8 +33,11 @@ import urllib.parse
 from typing import Any
 
 from oncoflow import __version__
+from oncoflow.audit_log import AuditLog
 from oncoflow.config import load_settings
+from oncoflow.pseudonyms import pseudonym_key
 
+from .access_audit import AccessAudit, outcome_of
 from .clinical_notes_routes import ClinicalNotesRoutes
 from .clinical_report import ClinicalReportWriter, ReportError
 from .encapsulated_pdf_writer import NotAnEncapsulatedPdf, read_encapsulated_pdf
@@ -95,11 +99,13 @@ def register(orthanc: Any) -> None:
     worker = WorkerClient(settings.worker_url, settings.worker_timeout_s)
     pipeline = StudyPipeline(settings, rest, store, ExpertPanel(settings, worker))
     notes = NotesService(settings.rag_dir)
-    reports = ClinicalReportWriter(settings, rest, store, notes)
+    audit_log = AuditLog(settings.audit_db_path)
+    audit = AccessAudit(audit_log, pseudonym_key(settings.pseudonym_key_path))
+    reports = ClinicalReportWriter(settings, rest, store, notes, audit)
     patient_timeline = PatientTimeline(settings, rest, store, pipeline, reports)
     pipeline.timeline = patient_timeline.update
-    notes_routes = ClinicalNotesRoutes(settings, rest, notes)
-    runner = JobRunner(store, pipeline, rest, settings.job_max_attempts)
+    notes_routes = ClinicalNotesRoutes(settings, rest, notes, audit)
+    runner = JobRunner(store, pipeline, rest, settings.job_max_attempts, audit_log)
     refinement = Refinement(rest, store, pipeline, worker)
 
     def on_change(change_type: int, level: int, resource_id: str) -> None:
@@ -115,6 +121,7 @@ def register(orthanc: Any) -> None:
             runner.stop()
             store.close()
             notes.close()
+            audit_log.close()
 
     def health(output: Any, uri: str, **request: Any) -> None:
         if request["method"] != "GET":
@@ -158,8 +165,10 @@ def register(orthanc: Any) -> None:
             return
         try:
             answer_json(output, refinement.refine(request["groups"][0], request.get("body", b"")))
+            audit.record("study.analyse", request["groups"][0], "success", "refine")
         except RefineError as exc:
             answer_json(output, {"error": exc.message}, exc.status)
+            audit.record("study.analyse", request["groups"][0], outcome_of(exc.status), f"refine: {exc.status}")
 
     def report_pdf(output: Any, uri: str, **request: Any) -> None:
         if request["method"] != "GET":
@@ -174,7 +183,9 @@ def register(orthanc: Any) -> None:
             return
         if pdf is None:
             answer_json(output, {"error": f"no instance {sop_instance_uid}"}, 404)
+            audit.record("report.read", sop_instance_uid, "refused", "404 no such report")
             return
+        audit.record("report.read", sop_instance_uid, "success")
         output.SetHttpHeader("Content-Disposition", f'inline; filename="oncoflow-report-{sop_instance_uid}.pdf"')
         output.AnswerBuffer(pdf, "application/pdf")
 
@@ -190,7 +201,9 @@ def register(orthanc: Any) -> None:
         job_id = runner.enqueue(study_id, REANALYSE_TRIGGER)
         if job_id is None:
             answer_json(output, {"error": "a job of this study is already queued"}, 409)
+            audit.record("study.analyse", study_uid, "refused", "reanalyse: 409 already queued")
             return
+        audit.record("study.analyse", study_uid, "success", f"reanalyse queued as job-{job_id}")
         answer_json(output, {"job_id": job_id, "state": "queued"}, 202)
 
     def report_again(output: Any, uri: str, **request: Any) -> None:
@@ -244,6 +257,7 @@ def register(orthanc: Any) -> None:
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents", notes_routes.documents)
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents/search", notes_routes.search)
     orthanc.RegisterRestCallback("/oncoflow/panel", panel)
+    orthanc.RegisterRestCallback("/oncoflow/audit", audit.route)
     register_viewer_routes(orthanc, settings, rest)  # /ohif/ (OHIF viewer) and /oncoflow/dicom-web/ (QIDO)
     orthanc.RegisterRestCallback("/oncoflow/model-stats", model_stats)
     orthanc.RegisterRestCallback("/oncoflow/model-stats.png", model_stats)

@@ -1,0 +1,70 @@
+"""What the plugin writes to the audit log (:mod:`oncoflow.audit_log`), and how.
+
+Every OncoFlow route that reads results, starts work, makes a report or touches clinical notes
+records one PHI-free event: a DICOM UID or a ``job-<id>`` for studies, jobs and reports, and an
+HMAC token (``pt-...``) for a patient, never a PatientID or a name. Until OncoFlow's login
+(Keycloak) is in place every HTTP caller is ``anonymous``; analyses are the ``oncoflow`` system
+actor. Auditing never breaks the request it describes: a resource that fails the log's PHI guard
+is replaced by ``None`` and the event is still written.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from oncoflow.audit_log import AuditLog, AuditRecord, patient_reference
+
+from .http_answers import answer_json
+
+log = logging.getLogger("oncoflow.audit")
+MAX_RECORDS_PER_PAGE = 1000
+
+
+def outcome_of(status: int) -> str:
+    """ATNA-style outcome of an HTTP status: success (2xx/3xx), refused (4xx), failed (5xx)."""
+    return "success" if status < 400 else "refused" if status < 500 else "failed"
+
+
+class AccessAudit:
+    def __init__(self, audit: AuditLog, pseudonym_key: bytes) -> None:
+        self.audit = audit
+        self._key = pseudonym_key
+
+    def patient(self, patient_id: str) -> str:
+        """The patient's audit token (stable, keyed, not the PatientID)."""
+        return patient_reference(patient_id, self._key)
+
+    def record(self, action: str, resource_uid: str | None, outcome: str, detail: str | None = None,
+               actor: str = "anonymous", role: str = "anonymous") -> AuditRecord | None:
+        try:
+            return self.audit.append(actor, role, action, resource_uid, outcome, detail)
+        except ValueError:
+            try:
+                return self.audit.append(actor, role, action, None, outcome, "resource withheld (not an audit-safe id)")
+            except ValueError as exc:  # a programming error in the action/role/outcome names
+                log.error("audit record refused: %s", exc)
+                return None
+
+    def route(self, output: Any, uri: str, **request: Any) -> None:
+        """``GET /oncoflow/audit?since_id=N&limit=M&action=A``: records oldest first (admins, once login exists)."""
+        if request["method"] != "GET":
+            output.SendMethodNotAllowed("GET")
+            return
+        arguments = request.get("get", {})
+        try:
+            since_id = int(arguments.get("since_id", "0"))
+            limit = int(arguments.get("limit", "100"))
+            if since_id < 0 or not 1 <= limit <= MAX_RECORDS_PER_PAGE:
+                raise ValueError
+        except ValueError:
+            answer_json(output, {"error": f"since_id >= 0 and limit 1..{MAX_RECORDS_PER_PAGE} (integers)"}, 400)
+            return
+        action = arguments.get("action") or None
+        try:
+            records = self.audit.records(since_id=since_id, limit=limit, action=action)
+        except ValueError as exc:
+            answer_json(output, {"error": str(exc)}, 400)
+            return
+        self.record("audit.read", None, "success", f"{len(records)} records since {since_id}")
+        answer_json(output, {"records": [r.as_dict() for r in records]})
