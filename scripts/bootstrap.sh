@@ -8,12 +8,13 @@
 #  3. A light per-checkout .venv that sees the cached dependencies (a .pth file) and holds this
 #     checkout as an editable install, so several clones can share one dependency cache.
 #  4. The OHIF viewer (npm @ohif/app, re-rooted to /ohif/, in the same cache) and the browser tests' npm packages.
+#  5. Keycloak's server (Maven Central), unpacked and built in the same cache.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 apt_packages=(orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools mricron-data python3.11-venv poppler-utils
-              chromium)
+              chromium openjdk-17-jre-headless maven)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -79,3 +80,7 @@ if [ ! -f "$built" ] || [ -n "$(find "$extension/src" "$extension/package.json" 
   echo "bootstrap: building the OncoFlow OHIF extension"
   (cd "$extension" && npm run --silent build)
 fi
+
+# Keycloak (issue 7): keycloak-quarkus-dist from Maven Central (checksums strict), unpacked and built once in
+# the cache; quick when present.
+.venv/bin/python -m oncoflow.keycloak_server fetch >/dev/null
