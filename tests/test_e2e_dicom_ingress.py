@@ -1,7 +1,8 @@
 """DICOM ingress: only the AE titles on ONCOFLOW_ALLOWED_AETS may store, and only to OncoFlow's own AE title.
 
 storescu from an unknown calling AE title, or to a wrong called AE title, is refused (Orthanc logs
-"DICOM authorization rejected ... not listed in DicomModalities"): nothing is stored, no job is made, and Orthanc keeps serving. The allowed one stores as usual.
+"DICOM authorization rejected ... not listed in DicomModalities"): nothing is stored, no job is
+made, and Orthanc keeps serving. The allowed one stores as usual.
 """
 
 from __future__ import annotations
