@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from oncoflow_plugin.volume_builder import InputError, build_volume
+from oncoflow_plugin.volume_builder import InputError, build_volume, check_headers
 from pydicom.uid import generate_uid
 
 from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
@@ -109,3 +109,12 @@ def test_corrupt_pixel_data_is_refused() -> None:
     series[4].PixelData = series[4].PixelData[:100]
     message = refused(series)
     assert "corrupt pixel data" in message and series[4].SOPInstanceUID in message
+
+
+def test_instances_without_image_size_are_refused_clearly() -> None:
+    volume = Volume(np.zeros((4, 8, 8), np.float32), (3.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0),
+                    (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    datasets = series_datasets(volume, StudyInfo(), SeriesInfo(generate_uid()))
+    del datasets[2].Rows
+    with pytest.raises(InputError, match="without Rows: not an image series"):
+        check_headers(datasets, 10_000)

@@ -51,6 +51,7 @@ from .orthanc_rest import OrthancRest
 from .patient_timeline import PatientTimeline
 from .refinement import RefineError, Refinement
 from .study_pipeline import REANALYSE_TRIGGER, StudyPipeline
+from .upload_guard import register_upload_guard
 from .viewer_routes import register_viewer_routes
 from .worker_client import WorkerClient, WorkerUnavailable
 
@@ -101,6 +102,7 @@ def register(orthanc: Any) -> None:
     notes = NotesService(settings.rag_dir)
     audit_log = AuditLog(settings.audit_db_path)
     audit = AccessAudit(audit_log, pseudonym_key(settings.pseudonym_key_path))
+    register_upload_guard(orthanc, audit)  # polyglot / deeply nested uploads: discarded and audited
     reports = ClinicalReportWriter(settings, rest, store, notes, audit)
     patient_timeline = PatientTimeline(settings, rest, store, pipeline, reports)
     pipeline.timeline = patient_timeline.update

@@ -45,7 +45,7 @@ def check_headers(datasets: Sequence[Dataset], max_voxels: int) -> None:
     """Refuse series that are not a single-frame grayscale MR 3-D stack of bounded size.
 
     Raises:
-        InputError: non-MR modality, too few slices, RGB, multi-frame, mixed sizes or an
+        InputError: non-MR modality, too few slices, RGB, multi-frame, no image size, mixed sizes or an
             oversized volume (rows x columns x slices > ``max_voxels``).
     """
     if not datasets:
@@ -70,6 +70,9 @@ def check_headers(datasets: Sequence[Dataset], max_voxels: int) -> None:
             raise InputError(
                 f"multi-frame instance with {ds.NumberOfFrames} frames: enhanced/4-D MR objects are not supported"
             )
+    missing = sorted({k for ds in datasets for k in ("Rows", "Columns") if k not in ds})
+    if missing:
+        raise InputError(f"instances without {', '.join(missing)}: not an image series")
     sizes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
     if len(sizes) > 1:
         raise InputError(f"mixed image sizes in one series: {sorted(sizes)}")

@@ -1,0 +1,110 @@
+"""Unit tests of the upload guard (:mod:`oncoflow_plugin.upload_guard`) on the hostile corpus."""
+
+from __future__ import annotations
+
+import time
+from enum import IntEnum
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from oncoflow_plugin.upload_guard import (
+    MAX_SEQUENCE_DEPTH,
+    refusal_reason,
+    register_upload_guard,
+    sequence_depth,
+)
+
+from .conftest import unique_study
+from .hostile_dicom_corpus import HostileCase, _before_pixels, _deep_sequence, _encode, clean_slice, hostile_cases
+
+CASES = hostile_cases(clean_slice(unique_study("guard-unit")))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_corpus_verdicts(case: HostileCase) -> None:
+    reason = refusal_reason(case.data)
+    if case.guard_reason is None:
+        assert reason is None, reason
+    else:
+        assert reason is not None and case.guard_reason in reason, reason
+        assert reason.isascii() and reason.isprintable() and len(reason) <= 200
+
+
+def test_every_polyglot_but_tiff_is_refused() -> None:
+    polyglots = [c for c in CASES if c.kind == "polyglot"]
+    assert len(polyglots) >= 6
+    for case in polyglots:
+        assert (refusal_reason(case.data) is None) == (case.name == "preamble-tiff-allowed"), case.name
+
+
+def test_depth_limit_is_exact() -> None:
+    clean = clean_slice(unique_study("guard-depth"))
+    for levels in (1, MAX_SEQUENCE_DEPTH - 1, MAX_SEQUENCE_DEPTH, MAX_SEQUENCE_DEPTH + 1, 47):
+        data = _before_pixels(_encode(clean, "1.2.3"), _deep_sequence(levels))
+        assert sequence_depth(data) == min(levels, MAX_SEQUENCE_DEPTH + 1)
+        assert (refusal_reason(data) is None) == (levels <= MAX_SEQUENCE_DEPTH)
+
+
+def test_cost_per_instance_is_microseconds() -> None:
+    """Recorded, with a bound generous enough for a loaded CI machine (measured: about 1 us)."""
+    clean = next(c for c in CASES if c.name == "clean").data
+    for data in (clean, next(c for c in CASES if c.name == "polyglot-mz").data):
+        start = time.perf_counter()
+        for _ in range(2000):
+            refusal_reason(data)
+        per_call_us = (time.perf_counter() - start) / 2000 * 1e6
+        print(f"refusal_reason: {per_call_us:.2f} us per call on {len(data)} bytes")
+        assert per_call_us < 50
+
+
+class _Action(IntEnum):
+    KEEP_AS_IS = 1
+    MODIFY = 2
+    DISCARD = 3
+
+
+class _FakeOrthanc:
+    ReceivedInstanceAction = _Action
+    InstanceOrigin = SimpleNamespace(UNKNOWN=1, DICOM_PROTOCOL=2, REST_API=3, PLUGIN=4, LUA=5, WEB_DAV=6)
+
+    def __init__(self) -> None:
+        self.callback: Any = None
+
+    def RegisterReceivedInstanceCallback(self, callback: Any) -> None:  # noqa: N802 (Orthanc's name)
+        self.callback = callback
+
+
+class _FakeAudit:
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, ...]] = []
+
+    def record(self, action: str, resource_uid: str | None, outcome: str, detail: str | None = None,
+               actor: str = "anonymous", role: str = "anonymous") -> None:
+        self.records.append((action, resource_uid, outcome, detail, actor, role))
+
+
+def test_registered_callback_discards_and_audits() -> None:
+    orthanc, audit = _FakeOrthanc(), _FakeAudit()
+    register_upload_guard(orthanc, audit)  # type: ignore[arg-type]
+    clean = next(c for c in CASES if c.name == "clean").data
+    mz = next(c for c in CASES if c.name == "polyglot-mz").data
+    assert orthanc.callback(clean, 3) == (_Action.KEEP_AS_IS, None)
+    assert orthanc.callback(mz, 3) == (_Action.DISCARD, None)
+    assert orthanc.callback(b"", 2) == (_Action.DISCARD, None)
+    assert [(r[0], r[2], r[4], r[5]) for r in audit.records] == [
+        ("dicom.store.refused", "refused", "rest", "modality"), ("dicom.store.refused", "refused", "dicom", "modality")]
+    assert "MZ" in audit.records[0][3]
+
+
+def test_callback_fails_closed_and_survives_a_broken_audit() -> None:
+    class BrokenAudit(_FakeAudit):
+        def record(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("audit down")
+
+    orthanc = _FakeOrthanc()
+    register_upload_guard(orthanc, BrokenAudit())  # type: ignore[arg-type]
+    assert orthanc.callback(b"MZ" + bytes(126) + b"DICM", 3) == (_Action.DISCARD, None)
+    assert orthanc.callback(None, 3) == (_Action.DISCARD, None)  # not bytes: the guard fails closed
+    register_upload_guard(orthanc, None)
+    assert orthanc.callback(b"", 99) == (_Action.DISCARD, None)  # unknown origin, no audit
