@@ -15,7 +15,7 @@ from typing import Any
 
 from oncoflow.audit_log import AuditLog, AuditRecord, patient_reference
 
-from .http_answers import answer_json
+from .http_answers import answer_json, only
 
 log = logging.getLogger("oncoflow.audit")
 MAX_RECORDS_PER_PAGE = 1000
@@ -46,11 +46,9 @@ class AccessAudit:
                 log.error("audit record refused: %s", exc)
                 return None
 
+    @only("GET")
     def route(self, output: Any, uri: str, **request: Any) -> None:
         """``GET /oncoflow/audit?since_id=N&limit=M&action=A``: records oldest first (admins, once login exists)."""
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         arguments = request.get("get", {})
         try:
             since_id = int(arguments.get("since_id", "0"))

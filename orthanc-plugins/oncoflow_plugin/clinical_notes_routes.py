@@ -25,7 +25,7 @@ from oncoflow_rag.document_upload import DocumentRejected, read_upload
 from oncoflow.config import Settings
 
 from .access_audit import AccessAudit
-from .http_answers import answer_json
+from .http_answers import answer_json, only
 from .notes_service import NotesService
 from .orthanc_rest import OrthancRest
 
@@ -89,10 +89,8 @@ class ClinicalNotesRoutes:
         if self.audit is not None:
             self.audit.record(action, self.audit.patient(patient_id), outcome, detail)
 
+    @only("GET")
     def search(self, output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         patient_id = urllib.parse.unquote(request["groups"][0])
         query = str(request.get("get", {}).get("q", "")).strip()
         try:

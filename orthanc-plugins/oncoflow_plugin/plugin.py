@@ -42,7 +42,7 @@ from .clinical_notes_routes import ClinicalNotesRoutes
 from .clinical_report import ClinicalReportWriter, ReportError
 from .encapsulated_pdf_writer import NotAnEncapsulatedPdf, read_encapsulated_pdf
 from .expert_panel import ExpertPanel
-from .http_answers import answer_json
+from .http_answers import answer_json, only
 from .job_runner import JobRunner
 from .job_store import JobStore
 from .model_stats_chart import render_model_stats_png
@@ -125,16 +125,12 @@ def register(orthanc: Any) -> None:
             notes.close()
             audit_log.close()
 
+    @only("GET")
     def health(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         answer_json(output, {"status": "ok", "version": __version__, "jobs": store.counts()})
 
+    @only("GET")
     def study_status(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         study_uid = request["groups"][0]
         study_id = rest.lookup_study(study_uid)
         job = store.latest(study_id) if study_id else None
@@ -149,10 +145,8 @@ def register(orthanc: Any) -> None:
         payload["refinements"] = store.refinements(study_uid)
         answer_json(output, payload)
 
+    @only("GET")
     def timeline(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         patient_id = urllib.parse.unquote(request["groups"][0])
         points = store.timeline(patient_id)
         if not points:
@@ -161,10 +155,8 @@ def register(orthanc: Any) -> None:
         answer_json(output, {"patient_id": patient_id, "baseline_rule": settings.baseline_rule,
                               "time_points": points})
 
+    @only("POST")
     def refine(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "POST":
-            output.SendMethodNotAllowed("POST")
-            return
         try:
             answer_json(output, refinement.refine(request["groups"][0], request.get("body", b"")))
             audit.record("study.analyse", request["groups"][0], "success", "refine")
@@ -172,10 +164,8 @@ def register(orthanc: Any) -> None:
             answer_json(output, {"error": exc.message}, exc.status)
             audit.record("study.analyse", request["groups"][0], outcome_of(exc.status), f"refine: {exc.status}")
 
+    @only("GET")
     def report_pdf(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         sop_instance_uid = request["groups"][0]
         dataset = rest.instance_dataset(sop_instance_uid)
         try:
@@ -191,10 +181,8 @@ def register(orthanc: Any) -> None:
         output.SetHttpHeader("Content-Disposition", f'inline; filename="oncoflow-report-{sop_instance_uid}.pdf"')
         output.AnswerBuffer(pdf, "application/pdf")
 
+    @only("POST")
     def reanalyse(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "POST":
-            output.SendMethodNotAllowed("POST")
-            return
         study_uid = request["groups"][0]
         study_id = rest.lookup_study(study_uid)
         if study_id is None:
@@ -208,10 +196,8 @@ def register(orthanc: Any) -> None:
         audit.record("study.analyse", study_uid, "success", f"reanalyse queued as job-{job_id}")
         answer_json(output, {"job_id": job_id, "state": "queued"}, 202)
 
+    @only("POST")
     def report_again(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "POST":
-            output.SendMethodNotAllowed("POST")
-            return
         study_uid = request["groups"][0]
         study_id = rest.lookup_study(study_uid)
         if study_id is None:
@@ -222,10 +208,8 @@ def register(orthanc: Any) -> None:
         except ReportError as exc:
             answer_json(output, {"error": str(exc)}, 409)
 
+    @only("GET")
     def panel(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         try:
             models = worker.describe(settings.panel)
         except WorkerUnavailable as exc:
@@ -238,10 +222,8 @@ def register(orthanc: Any) -> None:
                         for m in models.values()],
         })
 
+    @only("GET")
     def model_stats(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         stats = store.model_stats()
         if uri.endswith(".png"):
             output.AnswerBuffer(render_model_stats_png(stats), "image/png")

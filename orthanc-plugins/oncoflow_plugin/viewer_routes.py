@@ -35,6 +35,7 @@ from typing import Any
 from oncoflow.config import REPO_ROOT, Settings
 from oncoflow.ohif_viewer import BASE_PATH, default_cache_dir, fresh_dist_dir
 
+from .http_answers import only
 from .orthanc_rest import OrthancRest
 
 EXTENSION_DIR = REPO_ROOT / "ohif-extension"
@@ -267,22 +268,16 @@ def register_viewer_routes(orthanc: Any, settings: Settings, rest: OrthancRest) 
     files = ViewerFiles(dist_root)
     orthanc_get = orthanc.RestApiGetAfterPlugins  # DICOMweb's routes are a plugin's: not in plain RestApiGet
 
+    @only("GET")
     def viewer_root(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         send_answer(output, files.answer("", request.get("headers", {}).get("if-none-match")))
 
+    @only("GET")
     def viewer_file(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         send_answer(output, files.answer(request["groups"][0], request.get("headers", {}).get("if-none-match")))
 
+    @only("GET")
     def qido(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
-            return
         send_answer(output, forward_qido(orthanc_get, request["groups"][0], request.get("get", {})))
 
     orthanc.RegisterRestCallback(BASE_PATH.rstrip("/"), viewer_root)
