@@ -70,9 +70,13 @@ class _FakeOrthanc:
 
     def __init__(self) -> None:
         self.callback: Any = None
+        self.routes: dict[str, Any] = {}
 
     def RegisterReceivedInstanceCallback(self, callback: Any) -> None:  # noqa: N802 (Orthanc's name)
         self.callback = callback
+
+    def RegisterRestCallback(self, uri: str, callback: Any) -> None:  # noqa: N802 (Orthanc's name)
+        self.routes[uri] = callback
 
 
 class _FakeAudit:

@@ -55,9 +55,11 @@ from __future__ import annotations
 
 import logging
 import struct
+import urllib.parse
 from typing import Any
 
 from .access_audit import AccessAudit
+from .http_answers import answer_json
 
 log = logging.getLogger("oncoflow.upload_guard")
 
@@ -249,6 +251,7 @@ def register_upload_guard(orthanc: Any, audit: AccessAudit | None) -> None:
     """
     actions = orthanc.ReceivedInstanceAction
     origin_names = _origin_names(orthanc)
+    rest_origin = next((value for value, name in origin_names.items() if name == "REST_API"), -1)
 
     def on_received_instance(dicom: bytes, origin: int) -> tuple[Any, bytes | None]:
         try:
@@ -268,5 +271,27 @@ def register_upload_guard(orthanc: Any, audit: AccessAudit | None) -> None:
                 log.exception("audit of a refused upload failed")
         return actions.DISCARD, None
 
+    def instances(output: Any, uri: str, **request: Any) -> None:
+        """``/instances`` taken over: an upload is checked *before* Orthanc parses it (a file nested 48+
+        levels deep segfaults Orthanc 1.10.1's parser even when the callback above discards it), then
+        handed to Orthanc's own route; ``GET`` is passed through unchanged."""
+        if request["method"] == "GET":
+            query = urllib.parse.urlencode(request.get("get", {}))
+            output.AnswerBuffer(orthanc.RestApiGet("/instances" + (f"?{query}" if query else "")), "application/json")
+            return
+        if request["method"] != "POST":
+            output.SendMethodNotAllowed("GET,POST")
+            return
+        body = bytes(request.get("body", b""))
+        verdict = on_received_instance(body, rest_origin)[0]
+        if verdict != actions.KEEP_AS_IS:
+            answer_json(output, {"error": f"upload refused: {refusal_reason(body) or GUARD_ERROR_REASON}"}, 400)
+            return
+        try:
+            output.AnswerBuffer(orthanc.RestApiPost("/instances", body), "application/json")
+        except Exception as exc:  # noqa: BLE001 (Orthanc's own refusal: answered as Orthanc would, with 400)
+            answer_json(output, {"error": f"Orthanc refused the upload: {exc}"}, 400)
+
     orthanc.RegisterReceivedInstanceCallback(on_received_instance)
+    orthanc.RegisterRestCallback("/instances", instances)
     log.info("upload guard registered (preamble polyglots and non-Part-10 files are discarded)")
