@@ -49,6 +49,8 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     for name, (state, reason) in experts.items():
         print(f"    {name:22} {'ready' if state == 'READY' else f'NOT ready ({state}): {reason}'}")
     print(f"  Push a study   storescu -aec {settings.aet} localhost {settings.dicom_port} +sd +r <dir>")
+    print(f"  DICOM peers    {', '.join(p.aet for p in settings.allowed_peers) or 'none'} may store "
+          "(ONCOFLOW_ALLOWED_AETS; every other AE title is refused)")
     print(f"  Notes upload   curl --data-binary @note.pdf -H 'Content-Type: application/pdf' -H "
           f"'Content-Disposition: attachment; filename=\"note.pdf\"' "
           f"{settings.orthanc_url}/oncoflow/patients/<PatientID>/documents")
