@@ -181,12 +181,17 @@ def register(orthanc: Any) -> None:
         output.SetHttpHeader("Content-Disposition", f'inline; filename="oncoflow-report-{sop_instance_uid}.pdf"')
         output.AnswerBuffer(pdf, "application/pdf")
 
-    @only("POST")
-    def reanalyse(output: Any, uri: str, **request: Any) -> None:
-        study_uid = request["groups"][0]
+    def study_or_404(output: Any, study_uid: str) -> str | None:
+        """Orthanc's ID of the study, or ``None`` after answering 404."""
         study_id = rest.lookup_study(study_uid)
         if study_id is None:
             answer_json(output, {"error": f"no study {study_uid}"}, 404)
+        return study_id
+
+    @only("POST")
+    def reanalyse(output: Any, uri: str, **request: Any) -> None:
+        study_uid = request["groups"][0]
+        if (study_id := study_or_404(output, study_uid)) is None:
             return
         job_id = runner.enqueue(study_id, REANALYSE_TRIGGER)
         if job_id is None:
@@ -198,10 +203,7 @@ def register(orthanc: Any) -> None:
 
     @only("POST")
     def report_again(output: Any, uri: str, **request: Any) -> None:
-        study_uid = request["groups"][0]
-        study_id = rest.lookup_study(study_uid)
-        if study_id is None:
-            answer_json(output, {"error": f"no study {study_uid}"}, 404)
+        if (study_id := study_or_404(output, request["groups"][0])) is None:
             return
         try:
             answer_json(output, patient_timeline.report_again(study_id))
