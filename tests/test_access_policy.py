@@ -1,0 +1,57 @@
+"""The role table of the security issue, per role, on an assigned and an unassigned patient."""
+
+from __future__ import annotations
+
+import pytest
+
+from oncoflow.access_policy import Permission, RouteRule, is_allowed, route_rule
+
+STUDY = "1.2.826.0.1.3680043.8.498.1"
+ROUTES = {
+    "report": ("GET", f"/oncoflow/reports/{STUDY}.9.pdf"),
+    "status": ("GET", f"/oncoflow/studies/{STUDY}"),
+    "wado_rs": ("GET", f"/dicom-web/studies/{STUDY}/series"),
+    "timeline": ("GET", "/oncoflow/patients/PAT-A/timeline"),
+    "upload": ("POST", "/oncoflow/patients/PAT-A/documents"),
+    "refine": ("POST", f"/oncoflow/studies/{STUDY}/refine"),
+    "reanalyse": ("POST", f"/oncoflow/studies/{STUDY}/reanalyse"),
+    "audit": ("GET", "/oncoflow/audit"),
+    "assignments": ("PUT", "/oncoflow/assignments"),
+    "orthanc_admin": ("DELETE", "/studies/0f1e2d3c-4b5a6978-0f1e2d3c-4b5a6978-0f1e2d3c"),
+}
+# what each role may do, on a patient assigned to it
+MAY = {
+    "clinician": {"report"},
+    "doctor": {"report", "status", "wado_rs", "timeline", "upload"},
+    "radiologist": {"report", "status", "wado_rs", "timeline", "upload", "refine", "reanalyse"},
+    "admin": set(ROUTES),
+}
+
+
+@pytest.mark.parametrize("role", sorted(MAY))
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_role_table_on_assigned_and_unassigned_patients(role: str, route: str) -> None:
+    method, uri = ROUTES[route]
+    rule = route_rule(method, uri)
+    assert is_allowed({role}, {"PAT-A"}, rule, "PAT-A") == (route in MAY[role]), (role, route, rule)
+    # an unassigned patient: only the admin passes, and only where the admin may act at all
+    assert is_allowed({role}, {"PAT-A"}, rule, "PAT-B") == (role == "admin"), (role, route, rule)
+
+
+def test_rules_name_the_patient_reference_and_unknown_routes_are_admin_only() -> None:
+    assert route_rule("GET", f"/oncoflow/reports/{STUDY}.9.pdf") == RouteRule(
+        Permission.READ_REPORT, "sop_instance_uid", f"{STUDY}.9")
+    assert route_rule("GET", "/oncoflow/patients/PAT-A/timeline").value == "PAT-A"
+    assert route_rule("GET", "/wado", {"studyUID": STUDY}) == RouteRule(Permission.READ_RESULTS, "study_uid", STUDY)
+    assert route_rule("GET", "/tools/find").permission is Permission.ADMIN
+    assert route_rule("POST", "/instances").permission is Permission.ADMIN
+    assert route_rule("GET", "/ohif/app.bundle.js").permission is Permission.PUBLIC
+
+
+def test_no_token_no_access_and_the_worker_reads_every_patient() -> None:
+    rule = route_rule("GET", f"/oncoflow/studies/{STUDY}")
+    assert not is_allowed(set(), set(), rule, "PAT-A")
+    assert not is_allowed(set(), set(), route_rule("GET", "/oncoflow/health"), None)
+    assert is_allowed({"worker"}, set(), rule, "PAT-Z")
+    assert not is_allowed({"worker"}, set(), route_rule("POST", f"/oncoflow/studies/{STUDY}/refine"), "PAT-Z")
+    assert not is_allowed({"radiologist"}, {"PAT-A"}, rule, None)  # an unresolved patient never passes
