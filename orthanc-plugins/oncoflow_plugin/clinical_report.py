@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 
 from oncoflow import __version__
 from oncoflow.config import Settings
-from oncoflow.pseudonyms import patient_pseudonym, pseudonym_key
+from oncoflow.pseudonyms import patient_pseudonym
 from oncoflow.signing_certificates import SigningConfigError, load_signer
 
 from .access_audit import AccessAudit
@@ -69,16 +69,22 @@ def _date(raw: str) -> date:
     return date.fromisoformat(raw)
 
 
+def birth_date(image: Dataset) -> date | None:
+    """PatientBirthDate (0010,0030) as a date, or ``None`` when absent or not a DICOM date."""
+    try:
+        return datetime.strptime(str(image.get("PatientBirthDate", "") or "")[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
 def patient_age(image: Dataset, study_date: date) -> str | None:
     """Age at the study: PatientAge (0010,1010) as written, else from PatientBirthDate (0010,0030)."""
     raw = str(image.get("PatientAge", "") or "")
     units = {"Y": "years", "M": "months", "W": "weeks", "D": "days"}
     if len(raw) == 4 and raw[:3].isdigit() and raw[3] in units:
         return f"{int(raw[:3])} {units[raw[3]]}"
-    birth = str(image.get("PatientBirthDate", "") or "")
-    try:
-        born = datetime.strptime(birth[:8], "%Y%m%d").date()
-    except ValueError:
+    born = birth_date(image)
+    if born is None:
         return None
     years = study_date.year - born.year - ((study_date.month, study_date.day) < (born.month, born.day))
     return f"{years} years" if years >= 0 else None
@@ -88,13 +94,8 @@ def patient_identity(patient_id: str, image: Dataset) -> PatientIdentity:
     """What must not leave the PACS in the text given to an LLM: names, IDs, birth date."""
     name = str(image.get("PatientName", "") or "")
     parts = tuple(p for p in name.replace("^", " ").replace("=", " ").split() if len(p) >= 2)
-    birth = str(image.get("PatientBirthDate", "") or "")
-    try:
-        born: date | None = datetime.strptime(birth[:8], "%Y%m%d").date()
-    except ValueError:
-        born = None
     others = tuple(str(image.get(k, "")) for k in ("AccessionNumber", "OtherPatientIDs") if image.get(k))
-    return PatientIdentity(patient_id=patient_id, names=(name, *parts) if name else (), birth_date=born,
+    return PatientIdentity(patient_id=patient_id, names=(name, *parts) if name else (), birth_date=birth_date(image),
                            other_identifiers=others)
 
 
@@ -102,8 +103,9 @@ class ClinicalReportWriter:
     """Makes, signs and stores the report of one time point."""
 
     def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, notes: NotesService,
-                 audit: AccessAudit | None = None) -> None:
+                 pseudonym_key: bytes, audit: AccessAudit | None = None) -> None:
         self.settings = settings
+        self.pseudonym_key = pseudonym_key  # the installation's secret (oncoflow.pseudonyms)
         self.rest = rest
         self.store = store
         self.notes = notes
@@ -117,13 +119,18 @@ class ClinicalReportWriter:
 
     # -- findings from what the timeline stored --------------------------------------------------
 
-    def findings(self, inputs: ReportInputs) -> ClinicalFindings:
+    def _time_points(self, inputs: ReportInputs) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The patient's measured time points up to the report's study, and the report's own one."""
         rows = [r for r in self.store.timeline(inputs.patient_id)
                 if not r.get("error") and r.get("measurements") and r.get("study_date")
                 and _date(r["study_date"]) <= inputs.current.study_date]
         current = next((r for r in rows if r["orthanc_study_id"] == inputs.orthanc_study_id), None)
         if current is None:
             raise ReportError("the study's time point is not in the timeline")
+        return rows, current
+
+    def findings(self, inputs: ReportInputs, rows: list[dict[str, Any]], current: dict[str, Any]) -> ClinicalFindings:
+        """The report's numbers, as the timeline stored them (``rows``, ``current``: :meth:`_time_points`)."""
         points = tuple(
             TimePointFinding(
                 study_date=_date(r["study_date"]),
@@ -184,7 +191,8 @@ class ClinicalReportWriter:
             signer = load_signer(*self.settings.signing_paths)
         except SigningConfigError as exc:
             raise ReportError(f"report not made: the signing key is unusable: {exc}") from exc
-        findings = self.findings(inputs)
+        rows, current = self._time_points(inputs)
+        findings = self.findings(inputs, rows, current)
         timings: dict[str, float] = {}
         mark = time.perf_counter()
         passages, documents_key = self._passages(inputs.patient_id)
@@ -208,13 +216,11 @@ class ClinicalReportWriter:
         overlays = overlay_figure(images)
         timings["figures"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        row = self.store.time_point(inputs.orthanc_study_id) or {}
-        registration = (row.get("comparison") or {}).get("registration")
+        registration = (current.get("comparison") or {}).get("registration")
         signed_at = datetime.now(UTC).replace(microsecond=0)
         content = ReportContent(
             institution=self.settings.report_institution,
-            patient_pseudonym=patient_pseudonym(inputs.patient_id,
-                                                pseudonym_key(self.settings.pseudonym_key_path)),
+            patient_pseudonym=patient_pseudonym(inputs.patient_id, self.pseudonym_key),
             patient_age=patient_age(inputs.study_image, inputs.current.study_date),
             patient_sex=SEX_NAMES.get(str(inputs.study_image.get("PatientSex", ""))),
             study_instance_uid=inputs.current.study_instance_uid,

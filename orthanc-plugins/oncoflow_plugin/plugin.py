@@ -101,9 +101,10 @@ def register(orthanc: Any) -> None:
     pipeline = StudyPipeline(settings, rest, store, ExpertPanel(settings, worker))
     notes = NotesService(settings.rag_dir)
     audit_log = AuditLog(settings.audit_db_path)
-    audit = AccessAudit(audit_log, pseudonym_key(settings.pseudonym_key_path))
+    secret = pseudonym_key(settings.pseudonym_key_path)  # report pseudonyms and audit patient tokens
+    audit = AccessAudit(audit_log, secret)
     register_upload_guard(orthanc, audit)  # polyglot / deeply nested uploads: discarded and audited
-    reports = ClinicalReportWriter(settings, rest, store, notes, audit)
+    reports = ClinicalReportWriter(settings, rest, store, notes, secret, audit)
     patient_timeline = PatientTimeline(settings, rest, store, pipeline, reports)
     pipeline.timeline = patient_timeline.update
     notes_routes = ClinicalNotesRoutes(settings, rest, notes, audit)
