@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from io import BytesIO
 from typing import Any
+
+from .png_figure import new_figure, png_bytes
 
 
 def render_model_stats_png(stats: list[dict[str, Any]]) -> bytes:
     """A bar chart (PNG) of ``mean_dice`` per expert, with the number of studies on each bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure  # the object API: no pyplot global state in Orthanc's threads
-
-    figure = Figure(figsize=(6.4, 3.6), dpi=100)
+    figure = new_figure(6.4, 3.6)
     axes = figure.add_subplot()
     names = [str(s["expert"]) for s in stats]
     dices = [float(s["mean_dice"]) for s in stats]
@@ -26,6 +22,4 @@ def render_model_stats_png(stats: list[dict[str, Any]]) -> bytes:
     axes.set_title("OncoFlow experts across studies" if stats else "OncoFlow experts: no study evaluated yet")
     axes.tick_params(axis="x", labelrotation=20, labelsize=8)
     figure.tight_layout()
-    buffer = BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png_bytes(figure)

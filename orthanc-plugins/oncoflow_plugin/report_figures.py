@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from io import BytesIO
 from typing import Literal
 
 import numpy as np
@@ -22,6 +21,8 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from oncoflow.volume import Volume
+
+from .png_figure import new_figure, png_bytes
 
 View = Literal["axial", "coronal", "sagittal"]
 VIEWS: tuple[View, ...] = ("axial", "coronal", "sagittal")
@@ -32,6 +33,7 @@ _VIEW_AXES: dict[View, tuple[tuple[float, float, float], tuple[float, float, flo
     "sagittal": ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),  # anterior on the left
 }
 OVERLAY_RGB = (1.0, 0.15, 0.1)
+REPORT_DPI = 110  # pixels per inch of the PNGs the PDF embeds
 
 
 @dataclass(frozen=True)
@@ -95,21 +97,10 @@ def _window(image: npt.NDArray[np.float32]) -> tuple[float, float]:
     return float(low), float(max(high, low + 1e-6))
 
 
-def _png(figure: object) -> bytes:
-    buffer = BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)  # type: ignore[attr-defined]
-    return buffer.getvalue()
-
-
 def overlay_figure(time_points: Sequence[TimePointImage]) -> bytes:
     """A PNG grid: one row per view (axial, coronal, sagittal), one column per time point, mask in red."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
     columns = len(time_points)
-    figure = Figure(figsize=(3.0 * columns, 8.4))
+    figure = new_figure(3.0 * columns, 8.4)
     for column, point in enumerate(time_points):
         centre = lesion_centre_mm(point.volume, point.mask)
         for row, view in enumerate(VIEWS):
@@ -131,18 +122,13 @@ def overlay_figure(time_points: Sequence[TimePointImage]) -> bytes:
             if column == 0:
                 axes.set_ylabel(view, fontsize=9)
     figure.tight_layout()
-    return _png(figure)
+    return png_bytes(figure, REPORT_DPI)
 
 
 def volume_plot(points: Sequence[VolumePoint]) -> bytes:
     """A PNG of the fused tumour volume (cm³) against study date, with each time point's 95 % CI band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.dates as mdates
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.6, 2.8))
+    figure = new_figure(6.6, 2.8)
+    import matplotlib.dates as mdates  # after new_figure: the Agg backend is chosen
     axes = figure.add_subplot()
     dates = [p.study_date for p in points]
     volumes = [p.volume_cm3 for p in points]
@@ -163,4 +149,4 @@ def volume_plot(points: Sequence[VolumePoint]) -> bytes:
     axes.legend(fontsize=7, loc="upper left")
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    return _png(figure)
+    return png_bytes(figure, REPORT_DPI)
