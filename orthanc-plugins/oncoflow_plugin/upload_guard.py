@@ -253,14 +253,15 @@ def register_upload_guard(orthanc: Any, audit: AccessAudit | None) -> None:
     origin_names = _origin_names(orthanc)
     rest_origin = next((value for value, name in origin_names.items() if name == "REST_API"), -1)
 
-    def on_received_instance(dicom: bytes, origin: int) -> tuple[Any, bytes | None]:
+    def refuse(dicom: bytes, origin: int) -> str | None:
+        """The reason to refuse ``dicom`` (logged and audited), or ``None`` to accept it."""
         try:
             reason = refusal_reason(dicom)
         except Exception:  # noqa: BLE001 (an exception would make Orthanc store the file: fail closed)
             log.exception("upload guard failed on a received instance")
             reason = GUARD_ERROR_REASON
         if reason is None:
-            return actions.KEEP_AS_IS, None
+            return None
         actor = ORIGIN_ACTORS.get(origin_names.get(origin, "UNKNOWN"), "unknown")
         size = len(dicom) if isinstance(dicom, bytes | bytearray | memoryview) else -1
         log.warning("upload refused (%s, %d bytes): %s", actor, size, reason)
@@ -269,7 +270,10 @@ def register_upload_guard(orthanc: Any, audit: AccessAudit | None) -> None:
                 audit.record("dicom.store.refused", None, "refused", reason, actor=actor, role="modality")
             except Exception:  # noqa: BLE001 (auditing never decides whether a hostile file is stored)
                 log.exception("audit of a refused upload failed")
-        return actions.DISCARD, None
+        return reason
+
+    def on_received_instance(dicom: bytes, origin: int) -> tuple[Any, bytes | None]:
+        return (actions.KEEP_AS_IS if refuse(dicom, origin) is None else actions.DISCARD), None
 
     def instances(output: Any, uri: str, **request: Any) -> None:
         """``/instances`` taken over: an upload is checked *before* Orthanc parses it (a file nested 48+
@@ -283,9 +287,9 @@ def register_upload_guard(orthanc: Any, audit: AccessAudit | None) -> None:
             output.SendMethodNotAllowed("GET,POST")
             return
         body = bytes(request.get("body", b""))
-        verdict = on_received_instance(body, rest_origin)[0]
-        if verdict != actions.KEEP_AS_IS:
-            answer_json(output, {"error": f"upload refused: {refusal_reason(body) or GUARD_ERROR_REASON}"}, 400)
+        reason = refuse(body, rest_origin)
+        if reason is not None:
+            answer_json(output, {"error": f"upload refused: {reason}"}, 400)
             return
         try:
             output.AnswerBuffer(orthanc.RestApiPost("/instances", body), "application/json")
