@@ -20,7 +20,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from oncoflow.config import Settings, load_settings
+from oncoflow.config import REPO_ROOT, Settings, load_settings
 from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid, write_datasets
 from oncoflow.stack import SERVICES, http_get, start_service, stop_service, wait_healthy
 from oncoflow.volume import Volume
@@ -96,13 +96,17 @@ class Stack:
         start_service(self.settings, name)
         wait_healthy(self.settings, name, 120)
 
-    def study_id(self, study_uid: str) -> str:
-        """Orthanc's ID of the study (fails the test when Orthanc does not hold it)."""
+    def studies_with_uid(self, study_uid: str) -> list[str]:
+        """Orthanc's IDs of the studies with this StudyInstanceUID (``/tools/lookup``)."""
         request = urllib.request.Request(
             f"{self.settings.orthanc_url}/tools/lookup", data=study_uid.encode(), method="POST"
         )
         with urllib.request.urlopen(request, timeout=10) as response:
-            found = [m["ID"] for m in json.loads(response.read()) if m["Type"] == "Study"]
+            return [m["ID"] for m in json.loads(response.read()) if m["Type"] == "Study"]
+
+    def study_id(self, study_uid: str) -> str:
+        """Orthanc's ID of the study (fails the test when Orthanc does not hold it)."""
+        found = self.studies_with_uid(study_uid)
         assert len(found) == 1, f"Orthanc holds {len(found)} studies with UID {study_uid}"
         return found[0]
 
@@ -175,3 +179,19 @@ def write_series(directory: Path, volume: Volume, study: StudyInfo, **series: An
 def axial_volume(voxels: np.ndarray, spacing_mm: tuple[float, float, float] = (3.0, 2.0, 2.0)) -> Volume:
     return Volume(voxels.astype(np.float32), spacing_mm, (-64.0, -64.0, -40.0), (1.0, 0.0, 0.0),
                   (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+
+BROWSER_TESTS = REPO_ROOT / "ohif-extension" / "browser-tests"
+
+
+def run_browser_test(script: str, env: dict[str, str], artifacts: Path, timeout_s: float) -> None:
+    """Run ``ohif-extension/browser-tests/<script>`` (node --test, playwright-core on apt's chromium) with ``env``
+    added to the environment; fails the test unless its one test passed (artifacts named in the message)."""
+    if not Path("/usr/bin/chromium").exists() or shutil.which("node") is None:
+        pytest.fail("chromium (apt) and node are needed: make test installs them (scripts/bootstrap.sh)")
+    if not (BROWSER_TESTS / "node_modules" / "playwright-core").is_dir():
+        pytest.fail(f"playwright-core is not installed: run `npm ci` in {BROWSER_TESTS} (scripts/bootstrap.sh does)")
+    result = subprocess.run(["node", "--test", script], cwd=BROWSER_TESTS, env={**os.environ, **env,
+                            "ARTIFACTS_DIR": str(artifacts)}, capture_output=True, text=True, timeout=timeout_s)
+    assert result.returncode == 0, f"browser test failed (artifacts in {artifacts}):\n{result.stdout}\n{result.stderr}"
+    assert "# pass 1" in result.stdout and "# fail 0" in result.stdout, result.stdout

@@ -11,9 +11,6 @@ signed PDF, and that the red ensemble SEG is drawn in the viewports. Screenshots
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,18 +20,15 @@ from oncoflow.config import REPO_ROOT
 from oncoflow.ohif_viewer import ensure_ohif_dist
 from oncoflow.phantom_longitudinal import make_longitudinal_case
 
-from .conftest import Stack
+from .conftest import Stack, run_browser_test
 from .test_e2e_longitudinal import GRID, oncoflow_srs, push_visit
 
 pytestmark = pytest.mark.e2e
 
-BROWSER_TESTS = REPO_ROOT / "ohif-extension" / "browser-tests"
 EXTENSION_DIST = REPO_ROOT / "ohif-extension" / "dist"
 
 
 def test_review_mode_shows_the_sr_numbers_and_the_seg(stack: Stack, tmp_path: Path) -> None:
-    if not Path("/usr/bin/chromium").exists() or shutil.which("node") is None:
-        pytest.fail("chromium (apt) and node are needed: make test installs them (scripts/bootstrap.sh)")
     for module in ("oncoflow-extension.mjs", "oncoflow-mode.mjs"):
         assert (EXTENSION_DIST / module).is_file(), f"{module} is not built: scripts/bootstrap.sh builds it"
     ensure_ohif_dist()
@@ -47,14 +41,10 @@ def test_review_mode_shows_the_sr_numbers_and_the_seg(stack: Stack, tmp_path: Pa
     (sr,) = oncoflow_srs(stack, follow_up_uid)
     measured = read_measurement_report(sr)
     artifacts = stack.settings.home / "test-artifacts" / "review"
-    env = {**os.environ, "ONCOFLOW_URL": stack.settings.orthanc_url, "FOLLOW_UP_UID": follow_up_uid,
-           "BASELINE_UID": baseline_uid, "ARTIFACTS_DIR": str(artifacts),
-           "EXPECT_SR": json.dumps({k: measured[k] for k in ("volume_prior_cm3", "volume_cm3", "percent_change",
-                                                               "flag")})}
-    result = subprocess.run(["node", "--test", "review-mode.test.mjs"], cwd=BROWSER_TESTS, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"browser test failed (artifacts in {artifacts}):\n{result.stdout}\n{result.stderr}"
-    assert "# pass 1" in result.stdout and "# fail 0" in result.stdout, result.stdout
+    run_browser_test("review-mode.test.mjs", {
+        "ONCOFLOW_URL": stack.settings.orthanc_url, "FOLLOW_UP_UID": follow_up_uid, "BASELINE_UID": baseline_uid,
+        "EXPECT_SR": json.dumps({k: measured[k] for k in ("volume_prior_cm3", "volume_cm3", "percent_change", "flag")}),
+    }, artifacts, 300)
     assert (artifacts / "oncoflow-panel.png").stat().st_size > 5_000
     timing = json.loads((artifacts / "review-timing.json").read_text())
     assert timing["first_image_ms"] > 0 and timing["panel_filled_ms"] > 0

@@ -12,26 +12,19 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
-import os
 import re
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 from oncoflow_plugin.viewer_routes import APP_CONFIG_PATH, MODULES_DIR
 
-from oncoflow.config import REPO_ROOT
 from oncoflow.ohif_viewer import ensure_ohif_dist
 from oncoflow.phantom import make_phantom
 
-from .conftest import Stack, unique_study, write_series
+from .conftest import Stack, run_browser_test, unique_study, write_series
 
 pytestmark = pytest.mark.e2e
 
-BROWSER_TESTS = REPO_ROOT / "ohif-extension" / "browser-tests"
-CHROMIUM = Path("/usr/bin/chromium")
 STUDY_DATE = "20250314"
 BROWSER_TIMEOUT_S = 120
 
@@ -148,23 +141,15 @@ def test_qido_proxy_returns_what_dicomweb_drops(stack: Stack, pushed_study: dict
 
 
 def test_study_list_in_headless_chromium(stack: Stack, pushed_study: dict[str, str]) -> None:
-    if not CHROMIUM.exists() or shutil.which("node") is None:
-        pytest.fail("chromium (apt) and node are needed: make test installs them (scripts/bootstrap.sh)")
-    if not (BROWSER_TESTS / "node_modules" / "playwright-core").is_dir():
-        pytest.fail(f"playwright-core is not installed: run `npm ci` in {BROWSER_TESTS} (scripts/bootstrap.sh does)")
     artifacts = stack.settings.home / "test-artifacts" / "viewer"
-    env = {**os.environ,
-           "ONCOFLOW_URL": stack.settings.orthanc_url,
-           "EXPECT_PATIENT_ID": pushed_study["patient_id"],
-           "EXPECT_PATIENT_NAME": pushed_study["patient_name"],
-           "EXPECT_STUDY_DESCRIPTION": pushed_study["description"],
-           "EXPECT_STUDY_DATE": STUDY_DATE,
-           "EXPECT_MODALITY": "MR",
-           "ARTIFACTS_DIR": str(artifacts)}
-    result = subprocess.run(["node", "--test", "study-list.test.mjs"], cwd=BROWSER_TESTS, env=env,
-                            capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S)
-    assert result.returncode == 0, f"browser test failed (artifacts in {artifacts}):\n{result.stdout}\n{result.stderr}"
-    assert "# pass 1" in result.stdout and "# fail 0" in result.stdout, result.stdout
+    run_browser_test("study-list.test.mjs", {
+        "ONCOFLOW_URL": stack.settings.orthanc_url,
+        "EXPECT_PATIENT_ID": pushed_study["patient_id"],
+        "EXPECT_PATIENT_NAME": pushed_study["patient_name"],
+        "EXPECT_STUDY_DESCRIPTION": pushed_study["description"],
+        "EXPECT_STUDY_DATE": STUDY_DATE,
+        "EXPECT_MODALITY": "MR",
+    }, artifacts, BROWSER_TIMEOUT_S)
     assert (artifacts / "study-list.png").stat().st_size > 10_000
     timing = json.loads((artifacts / "study-list-timing.json").read_text())
     assert timing["study_list_visible_ms"] < 60_000
