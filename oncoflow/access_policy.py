@@ -14,9 +14,10 @@ admin       everything, plus assignments, the audit log and Orthanc's admin
 worker      the service account: read images and results of any patient
 =========== ===============================================================
 
-A route this module does not know is admin-only (fail closed). The viewer's static files are
-public (they hold no patient data); ``/oncoflow/health`` and the panel description only need a
-valid token.
+A route this module does not know is admin-only (fail closed): Orthanc's own listings (``/patients``,
+``/tools/find``, ``/dicom-web/studies`` without a UID), uploads over REST and Orthanc Explorer among them.
+The viewer's static files and ``/oncoflow/health`` are public (no patient data); the panel description
+only needs a valid token. An Orthanc resource is named ``<level>/<id>`` (``studies/5f2a...``).
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ _RULES: tuple[tuple[str, re.Pattern[str], Permission, PatientReference], ...] = 
     (method, re.compile(pattern), permission, reference)
     for method, pattern, permission, reference in (
         ("GET", r"/ohif(/.*)?", Permission.PUBLIC, "none"),
-        ("GET", r"/oncoflow/(health|panel)", Permission.AUTHENTICATED, "none"),
+        ("GET", r"/oncoflow/health", Permission.PUBLIC, "none"),  # liveness: version and job counts only
+        ("GET", r"/oncoflow/panel", Permission.AUTHENTICATED, "none"),
+        ("GET", r"/oncoflow/model-stats(?:\.png)?", Permission.READ_RESULTS, "none"),  # means over studies
         ("GET", rf"/oncoflow/reports/{_UID}\.pdf", Permission.READ_REPORT, "sop_instance_uid"),
         ("GET", rf"/oncoflow/studies/{_UID}", Permission.READ_RESULTS, "study_uid"),
         ("POST", rf"/oncoflow/studies/{_UID}/(?:refine|reanalyse|report)", Permission.ANALYSE, "study_uid"),
@@ -75,9 +78,17 @@ _RULES: tuple[tuple[str, re.Pattern[str], Permission, PatientReference], ...] = 
         ("POST", r"/oncoflow/patients/([^/]{1,200})/documents", Permission.UPLOAD_NOTES, "patient_id"),
         ("GET", r"/oncoflow/dicom-web/(?:studies|series|instances)", Permission.READ_RESULTS, "none"),  # filtered
         ("GET", rf"/(?:oncoflow/)?dicom-web/studies/{_UID}(?:/.*)?", Permission.READ_RESULTS, "study_uid"),
-        ("GET", rf"/(?:studies|series|instances|patients)/{_ID}(?:/.*)?", Permission.READ_RESULTS, "orthanc_id"),
+        ("GET", rf"/((?:studies|series|instances|patients)/{_ID})(?:/.*)?", Permission.READ_RESULTS, "orthanc_id"),
     )
 )
+
+
+ROLE_PRECEDENCE = ("admin", "radiologist", "doctor", "clinician", "worker")
+
+
+def primary_role(roles: Collection[str]) -> str:
+    """The caller's most powerful OncoFlow role (what the audit log records), or ``anonymous``."""
+    return next((role for role in ROLE_PRECEDENCE if role in roles), "anonymous")
 
 
 def route_rule(method: str, uri: str, query: dict[str, str] | None = None) -> RouteRule:

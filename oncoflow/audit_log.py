@@ -112,7 +112,8 @@ from typing import Any, TextIO
 GENESIS_HASH = "0" * 64
 """The ``previous_hash`` of record 1."""
 
-ROLES: frozenset[str] = frozenset({"admin", "radiologist", "doctor", "clinician", "modality", "system", "anonymous"})
+ROLES: frozenset[str] = frozenset({"admin", "radiologist", "doctor", "clinician", "worker", "modality", "system",
+                                   "anonymous"})
 OUTCOMES: tuple[str, ...] = ("success", "refused", "failed")
 ATNA_EVENT_OUTCOME: dict[str, int] = {"success": 0, "refused": 4, "failed": 8}
 """Our outcome words as ATNA / DICOM EventOutcomeIndicator codes (0 success, 4 minor, 8 serious failure)."""

@@ -14,8 +14,11 @@ from .stack import (
     SERVICES,
     StackError,
     ensure_report_signer,
+    set_up_login,
+    start_login_server,
     start_service,
     status,
+    stop_login_server,
     stop_service,
     wait_healthy,
     wait_model_settled,
@@ -30,11 +33,17 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     if ensure_report_signer(settings):
         print(f"Created a development CA and report-signing certificate in {settings.signing_dir} "
               "(for testing only: set ONCOFLOW_SIGNING_KEY/_CERT/_CHAIN to the site's own)")
+    if settings.auth is None:
+        print("WARNING: LOGIN IS OFF (ONCOFLOW_AUTH=off). Anyone who reaches port "
+              f"{settings.http_port} reads every patient's images, results and reports. Development only.",
+              file=sys.stderr)
     try:
+        start_login_server(settings)  # Keycloak starts in ~15 s: meanwhile Orthanc and the worker start
         for name in SERVICES:
             start_service(settings, name)
         for name in SERVICES:
             wait_healthy(settings, name, timeout_s)
+        passwords = set_up_login(settings, timeout_s)
     except StackError as exc:
         print(f"oncoflow up failed: {exc}", file=sys.stderr)
         return 1
@@ -51,12 +60,32 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     print(f"  Push a study   storescu -aec {settings.aet} localhost {settings.dicom_port} +sd +r <dir>")
     print(f"  DICOM peers    {', '.join(p.aet for p in settings.allowed_peers) or 'none'} may store "
           "(ONCOFLOW_ALLOWED_AETS; every other AE title is refused)")
-    print(f"  Notes upload   curl --data-binary @note.pdf -H 'Content-Type: application/pdf' -H "
+    bearer = "-H 'Authorization: Bearer <access token>' " if settings.auth else ""
+    print(f"  Notes upload   curl {bearer}--data-binary @note.pdf -H 'Content-Type: application/pdf' -H "
           f"'Content-Disposition: attachment; filename=\"note.pdf\"' "
           f"{settings.orthanc_url}/oncoflow/patients/<PatientID>/documents")
     print(f"  Reports        {settings.orthanc_url}/oncoflow/reports/<SOPInstanceUID>.pdf, signed by "
           f"{settings.signing_paths[1]}")
+    _print_login(settings, passwords)
     return 0
+
+
+def _print_login(settings: Settings, passwords: dict[str, str]) -> None:
+    if settings.auth is None:
+        print("  Login          OFF (ONCOFLOW_AUTH=off): every route is open. Development only.")
+        return
+    print(f"  Login          Keycloak realm {settings.auth.issuer} (every HTTP request needs a token for "
+          f"audience {settings.auth.audience}; the viewer logs in itself)")
+    if passwords:
+        from .keycloak_server import DEV_USERS_FILE, DEVELOPMENT_USERS, keycloak_home
+
+        print(f"  Development users (DEVELOPMENT ONLY; also in {keycloak_home(settings.home) / DEV_USERS_FILE}):")
+        for username, password in passwords.items():
+            spec = DEVELOPMENT_USERS.get(username, {})
+            patients = ", ".join(spec.get("assigned_patients", [])) or "every patient"
+            print(f"    {username:16} {password:22} roles {', '.join(spec.get('roles', []))}; patients: {patients}")
+        print(f"  Keycloak admin console {settings.auth.keycloak_url}/admin/ (user admin, password in "
+              f"{keycloak_home(settings.home) / 'admin-password'})")
 
 
 def cmd_verify_report(settings: Settings, path: Path, trust: Path | None) -> int:
@@ -80,6 +109,7 @@ def cmd_verify_report(settings: Settings, path: Path, trust: Path | None) -> int
 def cmd_down(settings: Settings) -> int:
     for name in reversed(SERVICES):
         print(f"{name}: {'stopped' if stop_service(settings, name) else 'was not running'}")
+    print(f"keycloak: {'stopped' if stop_login_server(settings) else 'was not running'}")
     return 0
 
 

@@ -48,6 +48,35 @@ class LlmSettings:
         return host in ("localhost", "127.0.0.1", "::1")
 
 
+@dataclass(frozen=True)
+class AuthSettings:
+    """Login through Keycloak (OpenID Connect): every HTTP request to Orthanc needs a valid access token.
+
+    ``ONCOFLOW_AUTH=on`` (the default) or ``off``. With no ``ONCOFLOW_OIDC_ISSUER`` the stack runs its own
+    Keycloak on ``127.0.0.1:ONCOFLOW_KEYCLOAK_PORT`` with the ``oncoflow`` realm (``keycloak/``); with one,
+    an existing Keycloak realm is used and nothing is started.
+    """
+
+    issuer: str  # ONCOFLOW_OIDC_ISSUER: the realm URL, e.g. https://sso.example.org/realms/oncoflow
+    audience: str = "orthanc"  # ONCOFLOW_OIDC_AUDIENCE: the `aud` every accepted token must name
+    viewer_client_id: str = "ohif"  # ONCOFLOW_OIDC_VIEWER_CLIENT: the viewer's public client (code + PKCE)
+    keycloak_port: int | None = None  # ONCOFLOW_KEYCLOAK_PORT: the embedded Keycloak; None for an external one
+    leeway_s: float = 30.0  # ONCOFLOW_OIDC_LEEWAY_S: clock skew allowed on exp / iat / nbf
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.issuer}/protocol/openid-connect/certs"
+
+    @property
+    def keycloak_url(self) -> str:
+        """The Keycloak server (the issuer without ``/realms/<realm>``): its admin API lives there."""
+        return self.issuer.rsplit("/realms/", 1)[0]
+
+    @property
+    def realm(self) -> str:
+        return self.issuer.rsplit("/realms/", 1)[1]
+
+
 class ConfigError(ValueError):
     """Raised when the environment holds an invalid OncoFlow setting."""
 
@@ -87,6 +116,13 @@ class Settings:
     allowed_peers: tuple[DicomPeer, ...] = ()
     # ONCOFLOW_DICOM_TLS_CERT / _KEY / _TRUSTED (PEM): DICOM TLS on the DICOM port (all three, or none)
     dicom_tls: tuple[Path, Path, Path] | None = None
+    # ONCOFLOW_AUTH=on|off (default on): token checks on Orthanc's HTTP API; None only when switched off
+    auth: AuthSettings | None = None
+
+    @property
+    def assignments_client_path(self) -> Path:
+        """The secret of Keycloak's ``oncoflow-assignments`` service account (JSON, mode 0600)."""
+        return self.home / "secrets" / "keycloak-assignments.json"
 
     @property
     def audit_db_path(self) -> Path:
@@ -209,6 +245,26 @@ def parse_dicom_peers(raw: str, errors: list[str]) -> tuple[DicomPeer, ...]:
     return tuple(peers)
 
 
+def _auth_settings(env: Mapping[str, str], errors: list[str]) -> AuthSettings | None:
+    """``ONCOFLOW_AUTH`` and the OpenID Connect settings (see :class:`AuthSettings`)."""
+    mode = env.get("ONCOFLOW_AUTH", "on").strip().lower()
+    if mode not in ("on", "off"):
+        errors.append(f"ONCOFLOW_AUTH={mode!r} must be on or off")
+        return None
+    if mode == "off":
+        return None
+    audience = env.get("ONCOFLOW_OIDC_AUDIENCE", "orthanc").strip() or "orthanc"
+    viewer_client = env.get("ONCOFLOW_OIDC_VIEWER_CLIENT", "ohif").strip() or "ohif"
+    leeway_s = _float(env, "ONCOFLOW_OIDC_LEEWAY_S", 30.0, 0.0, errors)
+    issuer = env.get("ONCOFLOW_OIDC_ISSUER", "").strip().rstrip("/")
+    if issuer:
+        if not issuer.startswith(("https://", "http://")) or "/realms/" not in issuer:
+            errors.append(f"ONCOFLOW_OIDC_ISSUER={issuer!r} must be a Keycloak realm URL (http[s]://host/realms/NAME)")
+        return AuthSettings(issuer, audience, viewer_client, None, leeway_s)
+    port = _int(env, "ONCOFLOW_KEYCLOAK_PORT", 8180, 1, 65535, errors)
+    return AuthSettings(f"http://127.0.0.1:{port}/realms/oncoflow", audience, viewer_client, port, leeway_s)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``).
 
@@ -325,6 +381,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         else:
             dicom_tls = (paths[0], paths[1], paths[2])
 
+    auth = _auth_settings(env, errors)
+
     settings = Settings(
         home=home,
         http_port=http_port,
@@ -356,6 +414,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         or "OncoFlow development site",
         allowed_peers=parse_dicom_peers(env.get("ONCOFLOW_ALLOWED_AETS", DEFAULT_ALLOWED_AETS), errors),
         dicom_tls=dicom_tls,
+        auth=auth,
     )
     if errors:
         raise ConfigError("invalid OncoFlow configuration:\n  - " + "\n  - ".join(errors))

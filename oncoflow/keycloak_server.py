@@ -400,17 +400,35 @@ def _request(method: str, url: str, token: str | None = None, json_body: Any = N
     return status, parsed, response_headers
 
 
-class AdminClient:
-    """The few Keycloak admin REST calls OncoFlow needs, as the bootstrap admin of the ``master`` realm."""
+def _access_token(token_url: str, form: Mapping[str, str]) -> str:
+    status, body, _ = _request("POST", token_url, form=form)
+    if status != 200 or not isinstance(body, dict) or "access_token" not in body:
+        raise KeycloakError(f"Keycloak login of {form.get('client_id')} failed ({status}): {body}")
+    return str(body["access_token"])
 
-    def __init__(self, base_url: str, admin_password: str, realm: str = REALM) -> None:
+
+class AdminClient:
+    """The few Keycloak admin REST calls OncoFlow needs, with an admin access token.
+
+    Two ways in: the bootstrap admin of the ``master`` realm (:meth:`bootstrap_admin`: what ``make up`` uses
+    to set the realm up) and a realm service account with only ``realm-management`` user roles
+    (:meth:`service_account`: what the Orthanc plugin uses to change patient assignments).
+    """
+
+    def __init__(self, base_url: str, token: str, realm: str = REALM) -> None:
         self.base_url, self.realm = base_url.rstrip("/"), realm
-        status, body, _ = _request("POST", f"{self.base_url}/realms/master/protocol/openid-connect/token", form={
+        self.token = token
+
+    @classmethod
+    def bootstrap_admin(cls, base_url: str, admin_password: str, realm: str = REALM) -> AdminClient:
+        return cls(base_url, _access_token(f"{base_url.rstrip('/')}/realms/master/protocol/openid-connect/token", {
             "grant_type": "password", "client_id": "admin-cli", "username": ADMIN_USERNAME,
-            "password": admin_password})
-        if status != 200:
-            raise KeycloakError(f"admin login failed ({status}): {body}")
-        self.token: str = body["access_token"]
+            "password": admin_password}), realm)
+
+    @classmethod
+    def service_account(cls, base_url: str, client_id: str, secret: str, realm: str = REALM) -> AdminClient:
+        return cls(base_url, _access_token(f"{base_url.rstrip('/')}/realms/{realm}/protocol/openid-connect/token", {
+            "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}), realm)
 
     def call(self, method: str, path: str, json_body: Any = None, expect: Sequence[int] = (200, 201, 204)) -> Any:
         url = f"{self.base_url}/admin/realms/{self.realm}{path}"
@@ -452,6 +470,34 @@ class AdminClient:
         self.call("POST", f"/users/{user_id}/role-mappings/realm", wanted)
         return user_id
 
+    def set_assigned_patients(self, username: str, patient_ids: Sequence[str]) -> list[str] | None:
+        """Replace the user's ``assigned_patients``; returns the previous list, or ``None`` for an unknown user.
+
+        The whole representation is read and written back: Keycloak's user profile validates the full user
+        on update. The change reaches the user's tokens at their next refresh (at most the token lifespan).
+        """
+        user_id = self.user_id(username)
+        if user_id is None:
+            return None
+        user = self.call("GET", f"/users/{user_id}")
+        attributes = dict(user.get("attributes") or {})
+        previous = list(attributes.get("assigned_patients", []))
+        attributes["assigned_patients"] = list(patient_ids)
+        user["attributes"] = attributes
+        self.call("PUT", f"/users/{user_id}", user)
+        return previous
+
+    def set_redirect_origins(self, client_id: str, origins: Sequence[str], path: str = "/ohif/") -> None:
+        """Let ``client_id`` (the viewer) redirect to ``<origin><path>*`` and call Keycloak from those origins."""
+        uuid = self.client_uuid(client_id)
+        client = self.call("GET", f"/clients/{uuid}")
+        client["redirectUris"] = [f"{origin}{path}*" for origin in origins]
+        client["webOrigins"] = ["+"]
+        attributes = dict(client.get("attributes") or {})
+        attributes["post.logout.redirect.uris"] = "##".join(client["redirectUris"])
+        client["attributes"] = attributes
+        self.call("PUT", f"/clients/{uuid}", client)
+
 
 def create_development_users(base_url: str, admin_password: str, home: Path,
                              users: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, str]:
@@ -467,7 +513,7 @@ def create_development_users(base_url: str, admin_password: str, home: Path,
         previous = json.loads(path.read_text()).get("users", {})
     except (OSError, ValueError, AttributeError):
         previous = {}
-    admin = AdminClient(base_url, admin_password)
+    admin = AdminClient.bootstrap_admin(base_url, admin_password)
     passwords: dict[str, str] = {}
     for username, spec in users.items():
         password = previous.get(username, {}).get("password") or secrets.token_urlsafe(15)
@@ -481,6 +527,25 @@ def create_development_users(base_url: str, admin_password: str, home: Path,
         "clients": {"oncoflow-worker": {"secret": admin.client_secret("oncoflow-worker")}},
     }
     _write_private(path, json.dumps(document, indent=2) + "\n")
+    return passwords
+
+
+ASSIGNMENTS_CLIENT = "oncoflow-assignments"
+
+
+def set_up_stack_realm(base_url: str, admin_password: str, home: Path, viewer_origins: Sequence[str],
+                       assignments_secret_path: Path) -> dict[str, str]:
+    """Everything one OncoFlow stack needs from its embedded Keycloak; returns the development passwords.
+
+    Creates the development users (:func:`create_development_users`), lets the viewer client redirect to
+    this stack's Orthanc origins, and writes the ``oncoflow-assignments`` service account's secret (which
+    Keycloak generated at import) to ``assignments_secret_path`` (mode 0600) for the Orthanc plugin.
+    """
+    passwords = create_development_users(base_url, admin_password, home)
+    admin = AdminClient.bootstrap_admin(base_url, admin_password)
+    admin.set_redirect_origins("ohif", viewer_origins)
+    secret = {"client_id": ASSIGNMENTS_CLIENT, "secret": admin.client_secret(ASSIGNMENTS_CLIENT)}
+    _write_private(assignments_secret_path, json.dumps(secret) + "\n")
     return passwords
 
 

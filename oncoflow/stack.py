@@ -1,4 +1,4 @@
-"""Start and stop the embedded OncoFlow stack (Orthanc + inference worker) by PID.
+"""Start and stop the embedded OncoFlow stack (Orthanc + inference worker, and Keycloak when login is on) by PID.
 
 Each service runs in its own process session, logs to ``$ONCOFLOW_HOME/log`` and
 records its PID in ``$ONCOFLOW_HOME/run``. :func:`stop_service` only signals a PID
@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import keycloak_server
 from .config import Settings
 from .orthanc_config import orthanc_configuration
 from .signing_certificates import ensure_development_signer
@@ -189,6 +190,50 @@ def stop_service(settings: Settings, name: str, sig: int = signal.SIGTERM, timeo
             deadline = float("inf")
         time.sleep(0.05)
     _pid_file(settings, name).unlink(missing_ok=True)
+    return True
+
+
+def start_login_server(settings: Settings) -> int | None:
+    """Start the embedded Keycloak unless it runs (login on, no external issuer); its PID, or ``None``.
+
+    Does not wait: :func:`set_up_login` waits for the realm and configures it for this stack.
+    """
+    auth = settings.auth
+    if auth is None or auth.keycloak_port is None:
+        return None
+    pid = keycloak_server.running_pid(settings.home)
+    if pid is None:
+        pid = keycloak_server.start_keycloak(settings.home, auth.keycloak_port).pid
+    return pid
+
+
+def set_up_login(settings: Settings, timeout_s: float) -> dict[str, str]:
+    """Wait for the embedded Keycloak's realm, then set it up for this stack
+    (:func:`oncoflow.keycloak_server.set_up_stack_realm`); returns the development users' passwords."""
+    auth = settings.auth
+    if auth is None or auth.keycloak_port is None:
+        return {}
+    deadline = time.monotonic() + timeout_s
+    discovery = f"{auth.issuer}/.well-known/openid-configuration"
+    while http_get(discovery)[0] != 200:
+        if keycloak_server.running_pid(settings.home) is None:
+            raise StackError(f"Keycloak exited during start-up; see {_log_file(settings, 'keycloak')}")
+        if time.monotonic() > deadline:
+            raise StackError(f"Keycloak did not answer in {timeout_s:.0f} s; see {_log_file(settings, 'keycloak')}")
+        time.sleep(0.5)
+    admin_password = (keycloak_server.keycloak_home(settings.home) / "admin-password").read_text().strip()
+    origins = [f"http://127.0.0.1:{settings.http_port}", f"http://localhost:{settings.http_port}"]
+    return keycloak_server.set_up_stack_realm(auth.keycloak_url, admin_password, settings.home, origins,
+                                              settings.assignments_client_path)
+
+
+def stop_login_server(settings: Settings) -> bool:
+    """Stop the embedded Keycloak this home started; True if it ran."""
+    pid = keycloak_server.running_pid(settings.home)
+    if pid is None:
+        return False
+    keycloak_server.stop_pid(pid)
+    (settings.run_dir / "keycloak.pid").unlink(missing_ok=True)
     return True
 
 

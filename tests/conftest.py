@@ -1,4 +1,10 @@
-"""Shared fixtures: a real OncoFlow stack (Orthanc + worker) on free ports, and phantom studies."""
+"""Shared fixtures: a real OncoFlow stack (Orthanc + worker, and Keycloak when login is on) on free ports,
+and phantom studies.
+
+The default stack runs with ``ONCOFLOW_AUTH=off`` (the pipeline's tests need no login); the security tests
+start their own stack with login on (``running_stack(home, ONCOFLOW_AUTH="on", ...)``), whose helpers then
+act as ``admin.dev`` with real Keycloak tokens.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,12 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +30,15 @@ from pydicom.uid import generate_uid
 
 from oncoflow.config import REPO_ROOT, Settings, load_settings
 from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid, write_datasets
-from oncoflow.stack import SERVICES, http_get, start_service, stop_service, wait_healthy
+from oncoflow.stack import (
+    SERVICES,
+    set_up_login,
+    start_login_server,
+    start_service,
+    stop_login_server,
+    stop_service,
+    wait_healthy,
+)
 from oncoflow.volume import Volume
 
 RESERVED_PORTS = {8042, 4242, 8000}
@@ -46,23 +62,61 @@ class Stack:
 
     settings: Settings
     env: dict[str, str]
+    passwords: dict[str, str] = field(default_factory=dict)  # development users (login on)
+    helper_user: str = "admin.dev"  # whom the helpers below act as when login is on
+    _tokens: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    def token(self, username: str) -> str:
+        """A fresh access token of a development user (password grant of the test client ``oncoflow-cli``)."""
+        cached = self._tokens.get(username)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        assert self.settings.auth is not None, "login is off on this stack"
+        form = urllib.parse.urlencode({"grant_type": "password", "client_id": "oncoflow-cli", "username": username,
+                                       "password": self.passwords[username], "scope": "openid"}).encode()
+        with urllib.request.urlopen(f"{self.settings.auth.issuer}/protocol/openid-connect/token", form,
+                                    timeout=30) as response:
+            answer = json.loads(response.read())
+        self._tokens[username] = (time.monotonic() + answer["expires_in"] - 30, answer["access_token"])
+        return answer["access_token"]
+
+    def headers(self, username: str | None = None) -> dict[str, str]:
+        """The Authorization header of ``username`` (default: the helper user); none when login is off."""
+        if self.settings.auth is None:
+            return {}
+        return {"Authorization": f"Bearer {self.token(username or self.helper_user)}"}
+
+    def request(self, method: str, path: str, body: bytes | None = None, username: str | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """``method path`` as ``username`` (default: the helper user); returns (status, body) for any status."""
+        request = urllib.request.Request(f"{self.settings.orthanc_url}{path}", data=body, method=method,
+                                         headers={**self.headers(username), **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            return 0, b""  # nothing answered (as oncoflow.stack.http_get)
 
     def push(self, directory: Path) -> None:
-        subprocess.run(
+        result = subprocess.run(
             ["storescu", "-aet", TEST_AET, "-aec", self.settings.aet, "+sd", "+r", "-nh",
              "127.0.0.1", str(self.settings.dicom_port), str(directory)],
-            check=True, capture_output=True, timeout=120,
+            capture_output=True, text=True, timeout=120,
         )
+        assert result.returncode == 0, f"storescu of {directory} failed:\n{result.stdout}\n{result.stderr}"
 
     def get(self, path: str) -> tuple[int, Any]:
-        status, body = http_get(f"{self.settings.orthanc_url}{path}", timeout_s=30)
+        status, body = self.request("GET", path)
         try:
             return status, json.loads(body)
         except ValueError:
             return status, body
 
     def get_bytes(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"{self.settings.orthanc_url}{path}", timeout=30) as response:
+        request = urllib.request.Request(f"{self.settings.orthanc_url}{path}", headers=self.headers())
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.read()
 
     def job(self, study_uid: str) -> dict[str, Any] | None:
@@ -99,7 +153,7 @@ class Stack:
     def studies_with_uid(self, study_uid: str) -> list[str]:
         """Orthanc's IDs of the studies with this StudyInstanceUID (``/tools/lookup``)."""
         request = urllib.request.Request(
-            f"{self.settings.orthanc_url}/tools/lookup", data=study_uid.encode(), method="POST"
+            f"{self.settings.orthanc_url}/tools/lookup", data=study_uid.encode(), method="POST", headers=self.headers()
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return [m["ID"] for m in json.loads(response.read()) if m["Type"] == "Study"]
@@ -118,7 +172,11 @@ class Stack:
 
 @contextmanager
 def running_stack(home: Path, **extra_env: str) -> Iterator[Stack]:
-    """Start Orthanc + worker on free ports with ``extra_env`` (e.g. another panel), stop them after."""
+    """Start Orthanc + worker on free ports with ``extra_env`` (e.g. another panel), stop them after.
+
+    Login is off unless ``extra_env`` sets ``ONCOFLOW_AUTH="on"``: then the stack's own Keycloak starts on a
+    free port too, with the development users.
+    """
     if shutil.which("storescu") is None or not Path("/usr/sbin/Orthanc").exists():
         pytest.fail("Orthanc and dcmtk must be installed (make test installs them)")
     env = {
@@ -130,6 +188,8 @@ def running_stack(home: Path, **extra_env: str) -> Iterator[Stack]:
         "ONCOFLOW_MAX_VOXELS": str(64 * 64 * 200),
         "ONCOFLOW_JOB_MAX_ATTEMPTS": "30",
         "ONCOFLOW_ALLOWED_AETS": f"{TEST_AET},STORESCU",
+        "ONCOFLOW_AUTH": "off",
+        "ONCOFLOW_KEYCLOAK_PORT": str(free_port()),
         **extra_env,
     }
     saved = {k: os.environ.get(k) for k in (*env, "ONCOFLOW_PANEL", "ONCOFLOW_MODEL_WEIGHTS")}
@@ -138,14 +198,16 @@ def running_stack(home: Path, **extra_env: str) -> Iterator[Stack]:
     os.environ.update(env)
     settings = load_settings()
     try:
+        start_login_server(settings)
         for name in SERVICES:
             start_service(settings, name)
         for name in SERVICES:
             wait_healthy(settings, name, 180)
-        yield Stack(settings, env)
+        yield Stack(settings, env, set_up_login(settings, 180))
     finally:
         for name in reversed(SERVICES):
             stop_service(settings, name)
+        stop_login_server(settings)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oncoflow.access_policy import Permission, RouteRule, is_allowed, route_rule
+from oncoflow.access_policy import Permission, RouteRule, is_allowed, primary_role, route_rule
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 ROUTES = {
@@ -51,7 +51,22 @@ def test_rules_name_the_patient_reference_and_unknown_routes_are_admin_only() ->
 def test_no_token_no_access_and_the_worker_reads_every_patient() -> None:
     rule = route_rule("GET", f"/oncoflow/studies/{STUDY}")
     assert not is_allowed(set(), set(), rule, "PAT-A")
-    assert not is_allowed(set(), set(), route_rule("GET", "/oncoflow/health"), None)
+    assert not is_allowed(set(), set(), route_rule("GET", "/oncoflow/panel"), None)
+    assert is_allowed(set(), set(), route_rule("GET", "/oncoflow/health"), None)  # liveness probes: no token
     assert is_allowed({"worker"}, set(), rule, "PAT-Z")
     assert not is_allowed({"worker"}, set(), route_rule("POST", f"/oncoflow/studies/{STUDY}/refine"), "PAT-Z")
     assert not is_allowed({"radiologist"}, {"PAT-A"}, rule, None)  # an unresolved patient never passes
+
+
+def test_orthanc_resources_are_named_with_their_level() -> None:
+    resource = "0f1e2d3c-4b5a6978-0f1e2d3c-4b5a6978-0f1e2d3c"
+    assert route_rule("GET", f"/series/{resource}/instances") == RouteRule(
+        Permission.READ_RESULTS, "orthanc_id", f"series/{resource}")
+    assert route_rule("GET", f"/patients/{resource}").value == f"patients/{resource}"
+    assert route_rule("GET", "/patients").permission is Permission.ADMIN  # the listing: admins only
+
+
+def test_primary_role_is_the_most_powerful() -> None:
+    assert primary_role({"doctor", "radiologist"}) == "radiologist"
+    assert primary_role({"worker"}) == "worker"
+    assert primary_role({"offline_access"}) == "anonymous"

@@ -90,3 +90,20 @@ def test_dicom_ingress_settings_reach_orthanc(tmp_path: Path) -> None:
         load_settings({"ONCOFLOW_DICOM_TLS_CERT": str(pem[0])})
     with pytest.raises(ConfigError, match="must be AET"):
         load_settings({"ONCOFLOW_ALLOWED_AETS": "A_VERY_LONG_AE_TITLE_X"})
+
+
+def test_login_is_on_by_default_with_the_embedded_keycloak() -> None:
+    auth = settings().auth
+    assert auth is not None and auth.keycloak_port == 8180 and auth.audience == "orthanc"
+    assert (auth.issuer, auth.keycloak_url, auth.realm) == (
+        "http://127.0.0.1:8180/realms/oncoflow", "http://127.0.0.1:8180", "oncoflow")
+    assert auth.jwks_url == "http://127.0.0.1:8180/realms/oncoflow/protocol/openid-connect/certs"
+    assert settings(ONCOFLOW_AUTH="off").auth is None
+    external = settings(ONCOFLOW_OIDC_ISSUER="https://sso.example.org/realms/radiology/").auth
+    assert external is not None and external.keycloak_port is None  # nothing to start: the site's own Keycloak
+    assert external.issuer == "https://sso.example.org/realms/radiology"
+    with pytest.raises(ConfigError) as error:
+        settings(ONCOFLOW_AUTH="maybe", ONCOFLOW_OIDC_ISSUER="sso.example.org")
+    assert "ONCOFLOW_AUTH='maybe' must be on or off" in str(error.value)
+    with pytest.raises(ConfigError, match="must be a Keycloak realm URL"):
+        settings(ONCOFLOW_OIDC_ISSUER="sso.example.org")

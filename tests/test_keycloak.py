@@ -82,7 +82,8 @@ def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realm]:
         start_s = time.monotonic() - started
         passwords = create_development_users(process.base_url, process.admin_password, home)
         print(f"\nKeycloak ready in {start_s:.1f} s, RSS {process.rss_bytes() / 2**20:.0f} MiB")
-        yield Realm(process, home, passwords, AdminClient(process.base_url, process.admin_password), start_s)
+        admin = AdminClient.bootstrap_admin(process.base_url, process.admin_password)
+        yield Realm(process, home, passwords, admin, start_s)
     finally:
         process.stop()
     assert not process.running() and not process.pid_file.exists(), "stop() ended Keycloak and removed its PID file"

@@ -28,6 +28,7 @@ from oncoflow_plugin.viewer_routes import (
 )
 
 from oncoflow import ohif_viewer
+from oncoflow.config import AuthSettings
 from oncoflow.ohif_viewer import (
     BASE_PATH,
     MARKER_NAME,
@@ -314,7 +315,20 @@ def test_files_app_config_and_conditional_requests(files: ViewerFiles, tmp_path:
     assert files.answer("app.bundle.0f6159c501addfe9.js", bundle.headers["ETag"]).status == 304
     assert files.answer("app.bundle.0f6159c501addfe9.js", '"other"').status == 200
     config = files.answer("app-config.js")
-    assert (config.status, config.body, config.headers["Cache-Control"]) == (200, b"window.config = {};", REVALIDATE)
+    assert (config.status, config.body, config.headers["Cache-Control"]) == (
+        200, b"window.oncoflowAuth = null;\nwindow.config = {};", REVALIDATE)
+    assert files.answer("app-config.js", config.headers["ETag"]).status == 304
+
+
+def test_app_config_names_the_login_server_when_login_is_on(tmp_path: Path) -> None:
+    (tmp_path / "app-config.js").write_text("window.config = {};")
+    auth = AuthSettings("http://127.0.0.1:8180/realms/oncoflow", keycloak_port=8180)
+    with_login = ViewerFiles(lambda: None, tmp_path / "app-config.js", tmp_path, auth=auth).answer("app-config.js")
+    first_line = with_login.body.split(b"\n", 1)[0].decode()
+    assert first_line == ('window.oncoflowAuth = {"authority": "http://127.0.0.1:8180/realms/oncoflow", '
+                          '"clientId": "ohif"};')
+    without = ViewerFiles(lambda: None, tmp_path / "app-config.js", tmp_path).answer("app-config.js")
+    assert with_login.headers["ETag"] != without.headers["ETag"]  # a browser never keeps the other variant
 
 
 def test_oncoflow_modules_are_404_until_built(files: ViewerFiles, tmp_path: Path) -> None:
@@ -357,6 +371,24 @@ def test_forward_qido_passes_the_answer_through() -> None:
     assert asked == ["/dicom-web/studies?includefield=00081030&includefield=00080061"]
     assert (answer.status, answer.content_type) == (200, "application/dicom+json")
     assert answer.body == b'[{"00081030": {"vr": "LO", "Value": ["x"]}}]'
+
+
+def test_forward_qido_leaves_out_patients_the_caller_may_not_see() -> None:
+    asked: list[str] = []
+    answers = [{"0020000D": {"vr": "UI", "Value": [f"1.2.{i}"]}, "00100020": {"vr": "LO", "Value": [patient]}}
+               for i, patient in enumerate(("PAT-A", "PAT-B", "PAT-A"))]
+    answers.append({"0020000D": {"vr": "UI", "Value": ["1.2.9"]}})  # no PatientID: left out (fail closed)
+
+    def orthanc_get(uri: str) -> bytes:
+        asked.append(uri)
+        return json.dumps(answers).encode()
+
+    answer = forward_qido(orthanc_get, "series", {"limit": "5"}, lambda patient: patient == "PAT-A")
+    assert asked == ["/dicom-web/series?limit=5&includefield=00100020"]
+    assert [a["0020000D"]["Value"][0] for a in json.loads(answer.body)] == ["1.2.0", "1.2.2"]
+    # inside a study the request filter has judged the study already: nothing asked for, nothing left out
+    inside = forward_qido(orthanc_get, "studies/1.2.0/series", {}, lambda patient: False)
+    assert asked[-1] == "/dicom-web/studies/1.2.0/series" and len(json.loads(inside.body)) == 4
 
 
 @pytest.mark.parametrize(("resource", "query", "status"), [

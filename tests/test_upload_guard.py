@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from enum import IntEnum
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -58,25 +56,26 @@ def test_cost_per_instance_is_microseconds() -> None:
         assert per_call_us < 50
 
 
-class _Action(IntEnum):
-    KEEP_AS_IS = 1
-    MODIFY = 2
-    DISCARD = 3
-
-
 class _FakeOrthanc:
-    ReceivedInstanceAction = _Action
-    InstanceOrigin = SimpleNamespace(UNKNOWN=1, DICOM_PROTOCOL=2, REST_API=3, PLUGIN=4, LUA=5, WEB_DAV=6)
+    """Orthanc's REST API as the guard sees it: instance files and their Origin metadata."""
 
-    def __init__(self) -> None:
-        self.callback: Any = None
+    def __init__(self, instances: dict[str, tuple[str, bytes]]) -> None:
+        self.instances = dict(instances)  # id -> (Origin metadata, file)
         self.routes: dict[str, Any] = {}
-
-    def RegisterReceivedInstanceCallback(self, callback: Any) -> None:  # noqa: N802 (Orthanc's name)
-        self.callback = callback
+        self.deleted: list[str] = []
 
     def RegisterRestCallback(self, uri: str, callback: Any) -> None:  # noqa: N802 (Orthanc's name)
         self.routes[uri] = callback
+
+    def RestApiGet(self, uri: str) -> bytes:  # noqa: N802
+        _, instance_id, what = uri.split("/", 3)[1:]
+        origin, data = self.instances[instance_id]
+        return origin.encode() if what == "metadata/Origin" else data
+
+    def RestApiDelete(self, uri: str) -> None:  # noqa: N802
+        instance_id = uri.rsplit("/", 1)[1]
+        del self.instances[instance_id]
+        self.deleted.append(instance_id)
 
 
 class _FakeAudit:
@@ -88,27 +87,33 @@ class _FakeAudit:
         self.records.append((action, resource_uid, outcome, detail, actor, role))
 
 
-def test_registered_callback_discards_and_audits() -> None:
-    orthanc, audit = _FakeOrthanc(), _FakeAudit()
-    register_upload_guard(orthanc, audit)  # type: ignore[arg-type]
-    clean = next(c for c in CASES if c.name == "clean").data
-    mz = next(c for c in CASES if c.name == "polyglot-mz").data
-    assert orthanc.callback(clean, 3) == (_Action.KEEP_AS_IS, None)
-    assert orthanc.callback(mz, 3) == (_Action.DISCARD, None)
-    assert orthanc.callback(b"", 2) == (_Action.DISCARD, None)
+def _case(name: str) -> bytes:
+    return next(c for c in CASES if c.name == name).data
+
+
+def test_stored_instance_guard_deletes_and_audits_what_it_refuses() -> None:
+    orthanc = _FakeOrthanc({"clean": ("DicomProtocol", _case("clean")), "mz": ("WebDav", _case("polyglot-mz")),
+                            "own": ("Plugins", _case("polyglot-mz")), "empty": ("DicomProtocol", b"")})
+    audit = _FakeAudit()
+    guard = register_upload_guard(orthanc, audit)  # type: ignore[arg-type]
+    assert guard("clean") is None
+    assert "MZ" in (guard("mz") or "")
+    assert guard("own") is None  # the plugin's own stores (and REST uploads its route checked) are not re-read
+    assert guard("empty") is not None
+    assert guard("gone") is None  # deleted meanwhile
+    assert orthanc.deleted == ["mz", "empty"] and set(orthanc.instances) == {"clean", "own"}
     assert [(r[0], r[2], r[4], r[5]) for r in audit.records] == [
-        ("dicom.store.refused", "refused", "rest", "modality"), ("dicom.store.refused", "refused", "dicom", "modality")]
-    assert "MZ" in audit.records[0][3]
+        ("dicom.store.refused", "refused", "webdav", "modality"),
+        ("dicom.store.refused", "refused", "dicom", "modality")]
 
 
-def test_callback_fails_closed_and_survives_a_broken_audit() -> None:
+def test_guard_fails_closed_and_survives_a_broken_audit() -> None:
     class BrokenAudit(_FakeAudit):
         def record(self, *args: Any, **kwargs: Any) -> None:
             raise RuntimeError("audit down")
 
-    orthanc = _FakeOrthanc()
-    register_upload_guard(orthanc, BrokenAudit())  # type: ignore[arg-type]
-    assert orthanc.callback(b"MZ" + bytes(126) + b"DICM", 3) == (_Action.DISCARD, None)
-    assert orthanc.callback(None, 3) == (_Action.DISCARD, None)  # not bytes: the guard fails closed
-    register_upload_guard(orthanc, None)
-    assert orthanc.callback(b"", 99) == (_Action.DISCARD, None)  # unknown origin, no audit
+    orthanc = _FakeOrthanc({"mz": ("RestApi", b"MZ" + bytes(126) + b"DICM"), "odd": ("Martian", b"")})
+    guard = register_upload_guard(orthanc, BrokenAudit())  # type: ignore[arg-type]
+    assert guard("mz") is not None
+    assert register_upload_guard(orthanc, None)("odd") is not None  # unknown origin, no audit
+    assert orthanc.deleted == ["mz", "odd"]

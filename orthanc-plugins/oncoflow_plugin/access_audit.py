@@ -2,17 +2,21 @@
 
 Every OncoFlow route that reads results, starts work, makes a report or touches clinical notes
 records one PHI-free event: a DICOM UID or a ``job-<id>`` for studies, jobs and reports, and an
-HMAC token (``pt-...``) for a patient, never a PatientID or a name. Until OncoFlow's login
-(Keycloak) is in place every HTTP caller is ``anonymous``; analyses are the ``oncoflow`` system
-actor. Auditing never breaks the request it describes: a resource that fails the log's PHI guard
+HMAC token (``pt-...``) for a patient, never a PatientID or a name. The actor is the caller of
+the request being served (its Keycloak username and main role, from the request filter), or
+``anonymous`` when login is off; analyses are the ``oncoflow`` system actor.
+Auditing never breaks the request it describes: a resource that fails the log's PHI guard
 is replaced by ``None`` and the event is still written.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from oncoflow.access_policy import primary_role
+from oncoflow.access_tokens import AccessToken
 from oncoflow.audit_log import AuditLog, AuditRecord, patient_reference
 
 from .http_answers import answer_json, only
@@ -30,13 +34,20 @@ class AccessAudit:
     def __init__(self, audit: AuditLog, pseudonym_key: bytes) -> None:
         self.audit = audit
         self._key = pseudonym_key
+        # the caller of the request this thread serves (set by the request filter when login is on)
+        self.current_caller: Callable[[], AccessToken | None] = lambda: None
 
     def patient(self, patient_id: str) -> str:
         """The patient's audit token (stable, keyed, not the PatientID)."""
         return patient_reference(patient_id, self._key)
 
     def record(self, action: str, resource_uid: str | None, outcome: str, detail: str | None = None,
-               actor: str = "anonymous", role: str = "anonymous") -> AuditRecord | None:
+               actor: str | None = None, role: str | None = None) -> AuditRecord | None:
+        if actor is None:
+            caller = self.current_caller()
+            actor = caller.username if caller else "anonymous"
+            role = primary_role(caller.roles) if caller else "anonymous"
+        role = role or "anonymous"
         try:
             return self.audit.append(actor, role, action, resource_uid, outcome, detail)
         except ValueError:
@@ -48,7 +59,7 @@ class AccessAudit:
 
     @only("GET")
     def route(self, output: Any, uri: str, **request: Any) -> None:
-        """``GET /oncoflow/audit?since_id=N&limit=M&action=A``: records oldest first (admins, once login exists)."""
+        """``GET /oncoflow/audit?since_id=N&limit=M&action=A``: records oldest first (admins only when login is on)."""
         arguments = request.get("get", {})
         try:
             since_id = int(arguments.get("since_id", "0"))

@@ -55,7 +55,8 @@ class OrthancRest:
                 self.delete(f"/series/{series['ID']}")
         return str(stored["ParentSeries"])
 
-    def _lookup(self, dicom_uid: str, level: str) -> str | None:
+    def lookup(self, dicom_uid: str, level: str) -> str | None:
+        """Orthanc's ID of the resource of ``level`` (Patient, Study, Series, Instance) with this DICOM UID."""
         for match in self.post_json("/tools/lookup", dicom_uid):
             if match.get("Type") == level:
                 return str(match["ID"])
@@ -63,9 +64,9 @@ class OrthancRest:
 
     def lookup_study(self, study_instance_uid: str) -> str | None:
         """Orthanc's ID of the study with this StudyInstanceUID, or ``None``."""
-        return self._lookup(study_instance_uid, "Study")
+        return self.lookup(study_instance_uid, "Study")
 
     def instance_dataset(self, sop_instance_uid: str) -> Dataset | None:
         """The stored instance with this SOPInstanceUID, parsed, or ``None`` when Orthanc does not hold it."""
-        instance = self._lookup(sop_instance_uid, "Instance")
+        instance = self.lookup(sop_instance_uid, "Instance")
         return None if instance is None else dcmread(BytesIO(self.get_bytes(f"/instances/{instance}/file")))

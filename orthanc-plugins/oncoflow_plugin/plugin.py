@@ -21,8 +21,12 @@ Routes (JSON):
   /oncoflow/dicom-web/...``: QIDO for it (:mod:`.viewer_routes`);
 * ``GET /oncoflow/panel``: the panel's experts as the worker reports them;
 * ``GET /oncoflow/audit?since_id=&limit=&action=``: the PHI-free, hash-chained audit log (:mod:`.access_audit`);
+* ``PUT /oncoflow/assignments``: set the patients a user may see (:mod:`.patient_assignments`);
 * ``GET /oncoflow/model-stats``: mean Dice / IoU per expert across studies;
   ``GET /oncoflow/model-stats.png``: the same as a bar chart.
+
+With login on (``ONCOFLOW_AUTH=on``, the default) every request first passes the request filter of
+:mod:`.http_access_filter`: a valid Keycloak token whose roles and assigned patients allow it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import urllib.parse
 from typing import Any
 
 from oncoflow import __version__
+from oncoflow.access_tokens import TokenValidator
 from oncoflow.audit_log import AuditLog
 from oncoflow.config import load_settings
 from oncoflow.pseudonyms import pseudonym_key
@@ -42,12 +47,15 @@ from .clinical_notes_routes import ClinicalNotesRoutes
 from .clinical_report import ClinicalReportWriter, ReportError
 from .encapsulated_pdf_writer import NotAnEncapsulatedPdf, read_encapsulated_pdf
 from .expert_panel import ExpertPanel
+from .http_access_filter import HttpAccessFilter
 from .http_answers import answer_json, only
 from .job_runner import JobRunner
 from .job_store import JobStore
 from .model_stats_chart import render_model_stats_png
 from .notes_service import NotesService
 from .orthanc_rest import OrthancRest
+from .patient_assignments import PatientAssignments
+from .patient_resolver import PatientResolver
 from .patient_timeline import PatientTimeline
 from .refinement import RefineError, Refinement
 from .study_pipeline import REANALYSE_TRIGGER, StudyPipeline
@@ -103,7 +111,20 @@ def register(orthanc: Any) -> None:
     audit_log = AuditLog(settings.audit_db_path)
     secret = pseudonym_key(settings.pseudonym_key_path)  # report pseudonyms and audit patient tokens
     audit = AccessAudit(audit_log, secret)
-    register_upload_guard(orthanc, audit)  # polyglot / deeply nested uploads: discarded and audited
+    guard_stored_instance = register_upload_guard(orthanc, audit)  # polyglot / deeply nested uploads: audited
+    access_filter: HttpAccessFilter | None = None
+    if settings.auth is not None:
+        validator = TokenValidator(settings.auth.issuer, settings.auth.audience, settings.auth.jwks_url,
+                                   leeway_s=settings.auth.leeway_s)
+        access_filter = HttpAccessFilter(validator, PatientResolver(rest), audit)
+        audit.current_caller = access_filter.current_caller
+        orthanc.RegisterIncomingHttpRequestFilter(access_filter)
+        logger.info("login on: every HTTP request needs a token of %s for audience %s", settings.auth.issuer,
+                    settings.auth.audience)
+    else:
+        logger.warning("LOGIN IS OFF (ONCOFLOW_AUTH=off): anyone who reaches port %d reads every patient's "
+                       "images, results and reports. Development only.", settings.http_port)
+    assignments = PatientAssignments(settings.auth, settings.assignments_client_path, audit)
     reports = ClinicalReportWriter(settings, rest, store, notes, secret, audit)
     patient_timeline = PatientTimeline(settings, rest, store, pipeline, reports)
     pipeline.timeline = patient_timeline.update
@@ -112,7 +133,9 @@ def register(orthanc: Any) -> None:
     refinement = Refinement(rest, store, pipeline, worker)
 
     def on_change(change_type: int, level: int, resource_id: str) -> None:
-        if change_type == orthanc.ChangeType.STABLE_STUDY:
+        if change_type == orthanc.ChangeType.NEW_INSTANCE:
+            guard_stored_instance(resource_id)  # a hostile C-STORE / STOW-RS instance is deleted at once
+        elif change_type == orthanc.ChangeType.STABLE_STUDY:
             runner.enqueue(resource_id, "stable-study")
         elif change_type == orthanc.ChangeType.ORTHANC_STARTED:
             runner.start()
@@ -245,7 +268,9 @@ def register(orthanc: Any) -> None:
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents/search", notes_routes.search)
     orthanc.RegisterRestCallback("/oncoflow/panel", panel)
     orthanc.RegisterRestCallback("/oncoflow/audit", audit.route)
-    register_viewer_routes(orthanc, settings, rest)  # /ohif/ (OHIF viewer) and /oncoflow/dicom-web/ (QIDO)
+    orthanc.RegisterRestCallback("/oncoflow/assignments", assignments.route)
+    # /ohif/ (OHIF viewer) and /oncoflow/dicom-web/ (QIDO, trimmed to the caller's patients when login is on)
+    register_viewer_routes(orthanc, settings, access_filter.may_see_patient if access_filter else None)
     orthanc.RegisterRestCallback("/oncoflow/model-stats", model_stats)
     orthanc.RegisterRestCallback("/oncoflow/model-stats.png", model_stats)
     logger.info("OncoFlow %s plugin registered (worker %s, panel %s, fusion %s)", __version__, settings.worker_url,

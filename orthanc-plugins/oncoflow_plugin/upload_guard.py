@@ -25,23 +25,29 @@ small slice, 20 us for a 256 x 256 one; only a file with more than 32 item tags 
   preambles, notably the TIFF dual-personality file (``II*\\x00`` / ``MM\\x00*``);
 * sequences nested deeper than :data:`MAX_SEQUENCE_DEPTH` (32) levels: refused. Orthanc 1.10.1
   *segfaults* on a REST upload nested 48 levels deep (DCMTK recursion in an HTTP thread); the
-  callback runs before that parse, so the guard keeps Orthanc up (and pydicom, which the
+  ``POST /instances`` route checks before that parse, so the guard keeps Orthanc up (and pydicom, which the
   pipeline uses, raises RecursionError from about 200 levels).
 
 Not covered (documented, not silently assumed): a ZIP archive appended after the dataset or
 hidden in an OB element (ZIP readers look at the end of the file), and malicious content in
 element values; both would need a parse of the whole file.
 
-:func:`register_upload_guard` wires it into Orthanc with
-``orthanc.RegisterReceivedInstanceCallback`` (orthanc-python >= 3.1, Orthanc >= 1.10). The
-callback is called as ``callback(dicom: bytes, origin: int)`` with ``origin`` an
-``orthanc.InstanceOrigin`` value (``DICOM_PROTOCOL`` 2, ``REST_API`` 3, ``PLUGIN``, ``LUA``,
-``WEB_DAV``, ``UNKNOWN``) and returns ``(orthanc.ReceivedInstanceAction.X, bytes | None)``.
-Measured with Orthanc 1.10.1 and orthanc-python 4.0: it runs after DCMTK has parsed the
-file, for REST, C-STORE and plugin uploads; ``DISCARD`` makes ``POST /instances`` answer
-HTTP 200 with ``"Status": "FilteredOut"`` and an empty ``ID``, and C-STORE answer Success
-(the SCU is not told); an exception raised in the callback is only logged and the instance is
-*stored*, so the callback never raises and fails closed.
+:func:`register_upload_guard` wires it into Orthanc in two places:
+
+* ``POST /instances`` is taken over by a plugin route: a REST upload is checked *before* Orthanc parses
+  it (the 48-level segfault above), refused with 400, and otherwise handed to Orthanc's own route;
+* every other instance (C-STORE, STOW-RS, WebDAV, Lua) is checked right after Orthanc stored it, from the
+  ``NEW_INSTANCE`` change (:class:`StoredInstanceGuard`), and deleted when refused. Over C-STORE no
+  preamble travels, so only the nesting check can fire there.
+
+Why not Orthanc's received-instance callback (``RegisterReceivedInstanceCallback``), which would discard
+before storing? It deadlocked Orthanc (measured, Orthanc 1.10.1 + orthanc-python 4.0): a C-STORE thread
+inside that callback waits for Python's GIL while holding Orthanc's lock on received-instance callbacks,
+and a plugin thread that holds the GIL stores a SEG with ``orthanc.RestApiPost("/instances")``, which
+needs that lock. With a modality pushing while OncoFlow stores its results, Orthanc stopped answering
+(storescu: "Peer aborted Association", the log silent for 60 s). No Orthanc thread now waits for the
+GIL while it holds a store lock. The price: a refused C-STORE instance exists for the milliseconds
+between its storage and its deletion (the C-STORE SCU is told Success either way).
 
 Examples
 --------
@@ -96,16 +102,12 @@ PREAMBLE_MARKUP: tuple[bytes, ...] = (b"<html", b"<script", b"<svg", b"<?php", b
                                       b"<?xml", b"javascript:")
 """Markup refused anywhere in a preamble (compared in lower case)."""
 
-ORIGIN_ACTORS: dict[str, str] = {"DICOM_PROTOCOL": "dicom", "REST_API": "rest", "PLUGIN": "plugin", "LUA": "lua",
-                                 "WEB_DAV": "webdav", "UNKNOWN": "unknown"}
-"""The audit actor for each ``orthanc.InstanceOrigin`` name (AE titles are not given to the callback)."""
-
 GUARD_ERROR_REASON = "upload guard error (refused, fail closed)"
 
 MAX_SEQUENCE_DEPTH = 32
 """Deepest sequence nesting accepted. Orthanc 1.10.1 segfaults (stack overflow in libdcmdata, in an
-HTTP worker thread) on a REST upload nested 48 levels deep or more (40 passed); the callback runs
-before that parse, so refusing here keeps Orthanc up. Real SR trees stay under about 10 levels."""
+HTTP worker thread) on a REST upload nested 48 levels deep or more (40 passed); the route checks
+before that parse, so refusing there keeps Orthanc up. Real SR trees stay under about 10 levels."""
 
 _ITEM = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
 _UNDEFINED = 0xFFFFFFFF
@@ -227,58 +229,76 @@ def _structure_reason(dicom: bytes) -> str | None:
     return None
 
 
-def _origin_names(orthanc: Any) -> dict[int, str]:
-    origins = getattr(orthanc, "InstanceOrigin", None)
-    names = {}
-    for name in ORIGIN_ACTORS:
-        value = getattr(origins, name, None)
-        if isinstance(value, int):
-            names[value] = name
-    return names
+ORIGIN_METADATA_ACTORS: dict[str, str] = {"DicomProtocol": "dicom", "RestApi": "rest", "Plugins": "plugin",
+                                          "Lua": "lua", "WebDav": "webdav", "Unknown": "unknown"}
+"""The audit actor for each value of Orthanc's ``Origin`` metadata of an instance."""
 
 
-def register_upload_guard(orthanc: Any, audit: AccessAudit | None) -> None:
-    """Discard every received instance that :func:`refusal_reason` refuses, and audit each refusal.
+def _refuse(dicom: bytes, actor: str, audit: AccessAudit | None) -> str | None:
+    """The reason to refuse ``dicom`` (logged and audited as coming from ``actor``), or ``None`` to accept it."""
+    try:
+        reason = refusal_reason(dicom)
+    except Exception:  # noqa: BLE001 (fail closed)
+        log.exception("upload guard failed on a received instance")
+        reason = GUARD_ERROR_REASON
+    if reason is None:
+        return None
+    size = len(dicom) if isinstance(dicom, bytes | bytearray | memoryview) else -1
+    log.warning("upload refused (%s, %d bytes): %s", actor, size, reason)
+    if audit is not None:
+        try:
+            audit.record("dicom.store.refused", None, "refused", reason, actor=actor, role="modality")
+        except Exception:  # noqa: BLE001 (auditing never decides whether a hostile file is kept)
+            log.exception("audit of a refused upload failed")
+    return reason
+
+
+class StoredInstanceGuard:
+    """Checks an instance Orthanc has just stored (``NEW_INSTANCE``) and deletes it when refused.
+
+    Instances the plugin stored itself (``Origin`` metadata ``Plugins``: OncoFlow's SEG, SR and PDF, and
+    REST uploads that passed the ``POST /instances`` route) are not read again.
+    """
+
+    def __init__(self, orthanc: Any, audit: AccessAudit | None) -> None:
+        self.orthanc = orthanc
+        self.audit = audit
+
+    def __call__(self, instance_id: str) -> str | None:
+        """The reason the instance was deleted, or ``None`` when it stays (or is already gone)."""
+        try:
+            origin = bytes(self.orthanc.RestApiGet(f"/instances/{instance_id}/metadata/Origin")).decode()
+            if origin == "Plugins":
+                return None
+            dicom = bytes(self.orthanc.RestApiGet(f"/instances/{instance_id}/file"))
+        except Exception:  # noqa: BLE001 (deleted meanwhile: nothing to guard)
+            return None
+        reason = _refuse(dicom, ORIGIN_METADATA_ACTORS.get(origin, "unknown"), self.audit)
+        if reason is not None:
+            try:
+                self.orthanc.RestApiDelete(f"/instances/{instance_id}")
+            except Exception:  # noqa: BLE001
+                log.exception("refused instance %s could not be deleted", instance_id)
+        return reason
+
+
+def register_upload_guard(orthanc: Any, audit: AccessAudit | None) -> StoredInstanceGuard:
+    """Guard ``POST /instances`` before parsing; returns the guard the ``NEW_INSTANCE`` change must call.
 
     Parameters
     ----------
     orthanc: Any
-        The ``orthanc`` module of orthanc-python (>= 3.1: ``RegisterReceivedInstanceCallback``).
+        The ``orthanc`` module of orthanc-python.
     audit: Union[AccessAudit, None]
         Where each refusal is recorded as ``dicom.store.refused`` (actor ``dicom``, ``rest``,
-        ``plugin``, ... from the instance's origin, role ``modality``, outcome ``refused``, the
+        ``webdav``, ... from the instance's origin, role ``modality``, outcome ``refused``, the
         reason as detail); ``None`` to only log.
     """
-    actions = orthanc.ReceivedInstanceAction
-    origin_names = _origin_names(orthanc)
-    rest_origin = next((value for value, name in origin_names.items() if name == "REST_API"), -1)
-
-    def refuse(dicom: bytes, origin: int) -> str | None:
-        """The reason to refuse ``dicom`` (logged and audited), or ``None`` to accept it."""
-        try:
-            reason = refusal_reason(dicom)
-        except Exception:  # noqa: BLE001 (an exception would make Orthanc store the file: fail closed)
-            log.exception("upload guard failed on a received instance")
-            reason = GUARD_ERROR_REASON
-        if reason is None:
-            return None
-        actor = ORIGIN_ACTORS.get(origin_names.get(origin, "UNKNOWN"), "unknown")
-        size = len(dicom) if isinstance(dicom, bytes | bytearray | memoryview) else -1
-        log.warning("upload refused (%s, %d bytes): %s", actor, size, reason)
-        if audit is not None:
-            try:
-                audit.record("dicom.store.refused", None, "refused", reason, actor=actor, role="modality")
-            except Exception:  # noqa: BLE001 (auditing never decides whether a hostile file is stored)
-                log.exception("audit of a refused upload failed")
-        return reason
-
-    def on_received_instance(dicom: bytes, origin: int) -> tuple[Any, bytes | None]:
-        return (actions.KEEP_AS_IS if refuse(dicom, origin) is None else actions.DISCARD), None
 
     def instances(output: Any, uri: str, **request: Any) -> None:
         """``/instances`` taken over: an upload is checked *before* Orthanc parses it (a file nested 48+
-        levels deep segfaults Orthanc 1.10.1's parser even when the callback above discards it), then
-        handed to Orthanc's own route; ``GET`` is passed through unchanged."""
+        levels deep segfaults Orthanc 1.10.1's parser), then handed to Orthanc's own route; ``GET`` is
+        passed through unchanged."""
         if request["method"] == "GET":
             query = urllib.parse.urlencode(request.get("get", {}))
             output.AnswerBuffer(orthanc.RestApiGet("/instances" + (f"?{query}" if query else "")), "application/json")
@@ -287,7 +307,7 @@ def register_upload_guard(orthanc: Any, audit: AccessAudit | None) -> None:
             output.SendMethodNotAllowed("GET,POST")
             return
         body = bytes(request.get("body", b""))
-        reason = refuse(body, rest_origin)
+        reason = _refuse(body, "rest", audit)
         if reason is not None:
             answer_json(output, {"error": f"upload refused: {reason}"}, 400)
             return
@@ -296,6 +316,5 @@ def register_upload_guard(orthanc: Any, audit: AccessAudit | None) -> None:
         except Exception as exc:  # noqa: BLE001 (Orthanc's own refusal: answered as Orthanc would, with 400)
             answer_json(output, {"error": f"Orthanc refused the upload: {exc}"}, 400)
 
-    orthanc.RegisterReceivedInstanceCallback(on_received_instance)
     orthanc.RegisterRestCallback("/instances", instances)
-    log.info("upload guard registered (preamble polyglots and non-Part-10 files are discarded)")
+    return StoredInstanceGuard(orthanc, audit)

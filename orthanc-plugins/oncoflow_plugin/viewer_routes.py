@@ -3,7 +3,9 @@
 Routes (GET only):
 
 * ``/ohif`` and ``/ohif/`` (Orthanc drops the trailing slash: one route): ``index.html``;
-* ``/ohif/app-config.js``: the repository's ``ohif-extension/app-config.js`` (the dist's own is dropped);
+* ``/ohif/app-config.js``: the repository's ``ohif-extension/app-config.js`` (the dist's own is dropped),
+  after one line the plugin writes: ``window.oncoflowAuth = {"authority": <issuer>, "clientId": "ohif"};``
+  when login is on (OHIF then logs in through Keycloak), ``window.oncoflowAuth = null;`` when it is off;
 * ``/ohif/oncoflow/<name>.mjs`` (and ``.mjs.map``): the OncoFlow extension and mode built in
   ``ohif-extension/dist/`` (404 with a JSON error until they are built);
 * ``/ohif/<path>``: a file of the prepared OHIF tree (:mod:`oncoflow.ohif_viewer`); a path without a
@@ -13,6 +15,8 @@ Routes (GET only):
   search, its query decoded and its comma-separated ``includefield`` split into repeated parameters.
   DICOMweb 1.7 gets query values still percent-encoded: OHIF's ``includefield=00081030%2C00080060``
   was ignored (a study list without descriptions), and so was any ``%5E`` or ``%20`` in a filter.
+  With login on, a top-level search (``studies``, ``series``, ``instances``) leaves out every answer
+  whose PatientID the caller may not see (Orthanc's request filter can only allow or deny a request).
 
 Hashed bundle names are cached by browsers for a year; ``index.html``, ``app-config.js`` and the
 OncoFlow modules are revalidated on every load (ETag, 304); so are the other unhashed files. Files
@@ -32,11 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from oncoflow.config import REPO_ROOT, Settings
+from oncoflow.config import REPO_ROOT, AuthSettings, Settings
 from oncoflow.ohif_viewer import BASE_PATH, default_cache_dir, fresh_dist_dir
 
 from .http_answers import only
-from .orthanc_rest import OrthancRest
 
 EXTENSION_DIR = REPO_ROOT / "ohif-extension"
 APP_CONFIG_PATH = EXTENSION_DIR / "app-config.js"
@@ -138,6 +141,12 @@ def _unsafe(relative_path: str) -> bool:
     return any(p in ("..", ".") or p.startswith(".") or "\\" in p for p in relative_path.split("/"))
 
 
+def app_config_prelude(auth: AuthSettings | None) -> bytes:
+    """The first line of the served ``app-config.js``: the login settings OHIF needs, or ``null``."""
+    value = None if auth is None else {"authority": auth.issuer, "clientId": auth.viewer_client_id}
+    return f"window.oncoflowAuth = {json.dumps(value)};\n".encode()
+
+
 def file_etag(path: Path) -> str:
     """An ETag from the file's path, size and modification time (a replaced file gets a new one)."""
     stat = path.stat()
@@ -148,10 +157,11 @@ class ViewerFiles:
     """Answers for ``/ohif/<relative path>``: pure file logic, no Orthanc (unit-testable)."""
 
     def __init__(self, dist_root: Callable[[], Path | None], app_config: Path = APP_CONFIG_PATH,
-                 modules_dir: Path = MODULES_DIR) -> None:
+                 modules_dir: Path = MODULES_DIR, auth: AuthSettings | None = None) -> None:
         self.dist_root = dist_root
         self.app_config = app_config
         self.modules_dir = modules_dir
+        self.app_config_prelude = app_config_prelude(auth)
 
     @staticmethod
     def _file(path: Path, if_none_match: str | None, cache: str | None = None) -> Answer:
@@ -168,7 +178,13 @@ class ViewerFiles:
         if relative_path == "app-config.js":
             if not self.app_config.is_file():
                 return json_answer(404, {"error": f"{self.app_config} is missing"})
-            return self._file(self.app_config, if_none_match, REVALIDATE)
+            answer = self._file(self.app_config, None, REVALIDATE)
+            prelude = self.app_config_prelude
+            etag = answer.headers["ETag"][:-1] + hashlib.sha1(prelude).hexdigest()[:8] + '"'  # login on/off
+            headers = {**answer.headers, "ETag": etag}
+            if if_none_match and etag in (tag.strip() for tag in if_none_match.split(",")):
+                return Answer(304, b"", answer.content_type, headers)
+            return Answer(200, prelude + answer.body, answer.content_type, headers)
         if relative_path.startswith(MODULES_PREFIX):
             name = relative_path[len(MODULES_PREFIX):]
             module = self.modules_dir / name if _MODULE_NAME.fullmatch(name) else None
@@ -213,19 +229,42 @@ def qido_uri(resource: str, query: Mapping[str, str]) -> str:
     return f"{DICOMWEB_ROOT}{resource}" + (f"?{query_text}" if query_text else "")
 
 
-def forward_qido(orthanc_get: Callable[[str], bytes], resource: str, query: Mapping[str, str]) -> Answer:
-    """Answer a QIDO-RS request from Orthanc's DICOMweb plugin (the one place to filter results later)."""
+PATIENT_ID_TAG = "00100020"
+TOP_LEVEL_SEARCHES = ("studies", "series", "instances")
+
+
+def forward_qido(orthanc_get: Callable[[str], bytes], resource: str, query: Mapping[str, str],
+                 may_see_patient: Callable[[str], bool] | None = None) -> Answer:
+    """Answer a QIDO-RS request from Orthanc's DICOMweb plugin.
+
+    ``may_see_patient`` (login on): a top-level search asks for PatientID (0010,0020) too and keeps only
+    the answers whose PatientID passes; an answer without one is left out (fail closed). A search inside
+    a study (``studies/<uid>/series``) needs no filtering: the request filter already judged the study.
+    """
     if not _QIDO_PATH.fullmatch(resource):
         return json_answer(404, {"error": f"{QIDO_PREFIX}{resource} is not a QIDO-RS resource"})
+    filtered = may_see_patient is not None and resource in TOP_LEVEL_SEARCHES
     try:
         uri = qido_uri(resource, query)
     except QidoQueryError as exc:
         return json_answer(400, {"error": str(exc)})
+    if filtered:
+        uri += ("&" if "?" in uri else "?") + f"includefield={PATIENT_ID_TAG}"
     try:
         body = bytes(orthanc_get(uri))
     except Exception as exc:  # noqa: BLE001 (orthanc.OrthancException: Orthanc's error code and text)
         return json_answer(_orthanc_error_status(exc), {"error": f"GET {uri}: {exc}"})
+    if filtered and may_see_patient is not None:
+        visible = [answer for answer in json.loads(body or b"[]")
+                   if may_see_patient(_first_value(answer.get(PATIENT_ID_TAG)))]
+        body = json.dumps(visible).encode()
     return Answer(200, body, "application/dicom+json", {"Cache-Control": REVALIDATE})
+
+
+def _first_value(element: Any) -> str:
+    """The first value of a DICOM JSON element as text ("" when absent)."""
+    values = element.get("Value") if isinstance(element, dict) else None
+    return str(values[0]) if isinstance(values, list) and values and values[0] is not None else ""
 
 
 def _orthanc_error_status(exc: Exception) -> int:
@@ -247,12 +286,13 @@ def send_answer(output: Any, answer: Answer) -> None:
         output.SendHttpStatus(answer.status, body, len(body))
 
 
-def register_viewer_routes(orthanc: Any, settings: Settings, rest: OrthancRest) -> None:
+def register_viewer_routes(orthanc: Any, settings: Settings,
+                           may_see_patient: Callable[[str], bool] | None = None) -> None:
     """Register ``/ohif``, ``/ohif/(.+)`` and ``/oncoflow/dicom-web/(.*)`` with Orthanc.
 
     The prepared OHIF tree is looked up in the cache (``$ONCOFLOW_CACHE``) when a request comes,
-    until found: a tree prepared after Orthanc started is served without a restart. ``rest`` is not
-    used yet: the per-patient QIDO filtering (issue 7) will need it in :func:`forward_qido`.
+    until found: a tree prepared after Orthanc started is served without a restart.
+    ``may_see_patient`` (login on) judges each PatientID of a QIDO answer for the current caller.
     """
     cache_dir = default_cache_dir()
     found: list[Path] = []
@@ -265,7 +305,7 @@ def register_viewer_routes(orthanc: Any, settings: Settings, rest: OrthancRest) 
             found[:] = [root]
         return found[0]
 
-    files = ViewerFiles(dist_root)
+    files = ViewerFiles(dist_root, auth=settings.auth)
     orthanc_get = orthanc.RestApiGetAfterPlugins  # DICOMweb's routes are a plugin's: not in plain RestApiGet
 
     @only("GET")
@@ -278,7 +318,7 @@ def register_viewer_routes(orthanc: Any, settings: Settings, rest: OrthancRest) 
 
     @only("GET")
     def qido(output: Any, uri: str, **request: Any) -> None:
-        send_answer(output, forward_qido(orthanc_get, request["groups"][0], request.get("get", {})))
+        send_answer(output, forward_qido(orthanc_get, request["groups"][0], request.get("get", {}), may_see_patient))
 
     orthanc.RegisterRestCallback(BASE_PATH.rstrip("/"), viewer_root)
     orthanc.RegisterRestCallback(f"{BASE_PATH}(.+)", viewer_file)

@@ -1,0 +1,352 @@
+"""End to end: login on. Every request through Orthanc is judged by role and by assigned patient.
+
+One stack with its own Keycloak (real tokens from the development users). Three patients are pushed by
+C-STORE and processed (SEG, SR and signed report each): ``PAT-A`` (assigned to radiologist.dev and
+clinician.dev), ``ONCO-LONG-00001`` (radiologist.dev and doctor.dev) and ``PAT-B`` (nobody). Each role then
+calls each kind of route on an assigned and on an unassigned patient, through Orthanc's HTTP port, and
+the status must follow the role table of the security issue; the QIDO search lists only the caller's
+patients; expired, forged, wrong-audience and malformed tokens are refused; every refusal is in the audit
+log; and an admin's ``PUT /oncoflow/assignments`` changes what a doctor sees from the doctor's next token.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from oncoflow.keycloak_server import AdminClient, keycloak_home
+from oncoflow.ohif_viewer import ensure_ohif_dist
+from oncoflow.phantom import make_phantom
+
+from .conftest import Stack, run_browser_test, running_stack, unique_study, write_series
+
+pytestmark = pytest.mark.e2e
+
+ASSIGNED = {"clinician.dev": "PAT-A", "doctor.dev": "ONCO-LONG-00001", "radiologist.dev": "PAT-A",
+            "admin.dev": "PAT-A"}
+UNASSIGNED = "PAT-B"
+PATIENTS = ("PAT-A", "ONCO-LONG-00001", "PAT-B")
+
+
+@dataclasses.dataclass(frozen=True)
+class PatientStudy:
+    patient_id: str
+    study_uid: str
+    study_id: str  # Orthanc's
+    series_uid: str
+    instance_uid: str  # one MR image
+    report_sop_uid: str  # the signed PDF (Encapsulated PDF)
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("oncoflow-secured"), ONCOFLOW_AUTH="on",
+                       ONCOFLOW_OIDC_LEEWAY_S="0") as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def studies(secured: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PatientStudy]:
+    """One processed study per patient (the stack's helpers act as admin.dev)."""
+    pushed = {}
+    for index, patient_id in enumerate(PATIENTS):
+        study = dataclasses.replace(unique_study(f"acl-{index}"), patient_id=patient_id)
+        directory = tmp_path_factory.mktemp(f"acl-{index}")
+        datasets = write_series(directory, make_phantom(9400 + index, shape=(40, 64, 64)).volume, study)
+        secured.push(directory)
+        pushed[patient_id] = (study.study_instance_uid, datasets[0])
+    found = {}
+    for patient_id, (study_uid, first) in pushed.items():
+        job = secured.wait_job(study_uid, timeout_s=300)
+        assert job["state"] == "done", job["error"]
+        report = job["outputs"]["longitudinal"]["report"]["report_sop_instance_uid"]
+        found[patient_id] = PatientStudy(patient_id, study_uid, secured.study_id(study_uid),
+                                         str(first.SeriesInstanceUID), str(first.SOPInstanceUID), report)
+    return found
+
+
+# --- the role table, route by route ----------------------------------------------------------------------------
+
+ROUTES: dict[str, tuple[str, str]] = {  # name -> (method, path template); {uid} {id} {pid} {series} {sop} {report}
+    "report pdf": ("GET", "/oncoflow/reports/{report}.pdf"),
+    "job status": ("GET", "/oncoflow/studies/{uid}"),
+    "timeline": ("GET", "/oncoflow/patients/{pid}/timeline"),
+    "notes list": ("GET", "/oncoflow/patients/{pid}/documents"),
+    "wado-rs metadata": ("GET", "/dicom-web/studies/{uid}/metadata"),
+    "qido in study": ("GET", "/oncoflow/dicom-web/studies/{uid}/series"),
+    "wado-uri": ("GET", "/wado?requestType=WADO&studyUID={uid}&seriesUID={series}&objectUID={sop}"
+                        "&contentType=application/dicom"),
+    "orthanc study": ("GET", "/studies/{id}"),
+    "orthanc instances": ("GET", "/studies/{id}/instances"),
+    "report again": ("POST", "/oncoflow/studies/{uid}/report"),
+}
+MAY: dict[str, set[str]] = {  # role -> the routes it may call on an assigned patient
+    "clinician.dev": {"report pdf"},
+    "doctor.dev": set(ROUTES) - {"report again"},
+    "radiologist.dev": set(ROUTES),
+    "admin.dev": set(ROUTES),
+}
+SEES_EVERY_PATIENT = {"admin.dev"}
+
+
+def path_of(route: str, study: PatientStudy) -> tuple[str, str]:
+    method, template = ROUTES[route]
+    return method, template.format(uid=study.study_uid, id=study.study_id, pid=urllib.parse.quote(study.patient_id),
+                                   series=study.series_uid, sop=study.instance_uid, report=study.report_sop_uid)
+
+
+def raw(stack: Stack, method: str, path: str, headers: dict[str, str] | None = None,
+        body: bytes | None = None) -> int:
+    """The status of ``method path`` with exactly ``headers`` (none: an anonymous caller)."""
+    request = urllib.request.Request(f"{stack.settings.orthanc_url}{path}", method=method, headers=headers or {},
+                                     data=b"" if body is None and method in ("POST", "PUT") else body)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def call(stack: Stack, route: str, study: PatientStudy, username: str) -> int:
+    method, path = path_of(route, study)
+    return stack.request(method, path, b"" if method == "POST" else None, username=username)[0]
+
+
+@pytest.mark.parametrize("username", sorted(MAY))
+def test_each_role_on_an_assigned_and_an_unassigned_patient(secured: Stack, studies: dict[str, PatientStudy],
+                                                            username: str) -> None:
+    assigned, unassigned = studies[ASSIGNED[username]], studies[UNASSIGNED]
+    wrong = []
+    for route in ROUTES:
+        for study, is_assigned in ((assigned, True), (unassigned, False)):
+            allowed = route in MAY[username] and (is_assigned or username in SEES_EVERY_PATIENT)
+            status = call(secured, route, study, username)
+            if (status < 300) != allowed or (not allowed and status != 403):
+                wrong.append(f"{route} on {'assigned' if is_assigned else 'unassigned'} {study.patient_id}: "
+                             f"{status}, expected {'2xx' if allowed else 403}")
+    assert not wrong, f"{username}:\n" + "\n".join(wrong)
+
+
+def test_no_token_gets_nothing_but_the_viewer_and_health(secured: Stack, studies: dict[str, PatientStudy]) -> None:
+    for route in ROUTES:
+        assert raw(secured, *path_of(route, studies["PAT-A"])) == 403, route
+    assert raw(secured, "GET", "/ohif/app-config.js") == 200
+    assert raw(secured, "GET", "/oncoflow/health") == 200
+    for method, path in (("GET", "/patients"), ("GET", "/studies"), ("POST", "/tools/find"), ("GET", "/system"),
+                         ("GET", "/app/explorer.html"), ("GET", "/oncoflow/audit"), ("POST", "/instances"),
+                         ("GET", "/dicom-web/studies")):
+        assert raw(secured, method, path) == 403, path
+
+
+def test_orthanc_admin_routes_are_for_admins_only(secured: Stack, studies: dict[str, PatientStudy]) -> None:
+    for method, path in (("GET", "/patients"), ("GET", "/studies"), ("GET", "/system"), ("GET", "/oncoflow/audit"),
+                         ("GET", "/dicom-web/studies"), ("DELETE", f"/studies/{studies['PAT-A'].study_id}")):
+        assert secured.request(method, path, username="radiologist.dev")[0] == 403, path
+    assert secured.request("GET", "/patients", username="admin.dev")[0] == 200
+    assert secured.request("GET", "/oncoflow/audit?limit=1", username="admin.dev")[0] == 200
+
+
+def test_the_worker_account_reads_any_patient_but_changes_nothing(secured: Stack,
+                                                                  studies: dict[str, PatientStudy]) -> None:
+    secret = json.loads((keycloak_home(secured.settings.home) / "dev-users.json").read_text())
+    form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": "oncoflow-worker",
+                                   "client_secret": secret["clients"]["oncoflow-worker"]["secret"]}).encode()
+    with urllib.request.urlopen(f"{secured.settings.auth.issuer}/protocol/openid-connect/token", form) as answer:
+        token = json.loads(answer.read())["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    for study in studies.values():
+        assert raw(secured, "GET", f"/dicom-web/studies/{study.study_uid}/metadata", bearer) == 200
+    assert raw(secured, "POST", f"/oncoflow/studies/{studies['PAT-B'].study_uid}/report", bearer, b"") == 403
+    assert raw(secured, "GET", "/oncoflow/audit", bearer) == 403
+
+
+
+# --- QIDO lists only the caller's patients -----------------------------------------------------------------------
+
+
+def listed_patients(stack: Stack, username: str, resource: str = "studies") -> list[str]:
+    status, body = stack.request("GET", f"/oncoflow/dicom-web/{resource}?includefield=00100020", username=username)
+    assert status == 200, body[:300]
+    return sorted({answer["00100020"]["Value"][0] for answer in json.loads(body)})
+
+
+def test_qido_lists_only_assigned_patients(secured: Stack, studies: dict[str, PatientStudy]) -> None:
+    assert listed_patients(secured, "radiologist.dev") == ["ONCO-LONG-00001", "PAT-A"]
+    assert listed_patients(secured, "doctor.dev") == ["ONCO-LONG-00001"]
+    assert listed_patients(secured, "doctor.dev", "series") == ["ONCO-LONG-00001"]
+    assert listed_patients(secured, "radiologist.dev", "instances") == ["ONCO-LONG-00001", "PAT-A"]
+    assert listed_patients(secured, "admin.dev") == sorted(PATIENTS)
+    # A search naming the unassigned patient finds nothing, even by its PatientID.
+    status, body = secured.request("GET", "/oncoflow/dicom-web/studies?PatientID=PAT-B", username="doctor.dev")
+    assert (status, json.loads(body)) == (200, [])
+
+
+# --- bad tokens -------------------------------------------------------------------------------------------------
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def admin_client(stack: Stack) -> AdminClient:
+    password = (keycloak_home(stack.settings.home) / "admin-password").read_text().strip()
+    return AdminClient.bootstrap_admin(stack.settings.auth.keycloak_url, password)
+
+
+def client_token(stack: Stack, client_id: str, username: str, audience: bool, lifespan_s: int | None = None) -> str:
+    """A real token of ``username`` from a test client made here (with or without the orthanc audience)."""
+    admin = admin_client(stack)
+    if not admin.call("GET", f"/clients?clientId={client_id}"):
+        mappers = [{"name": "audience-orthanc", "protocol": "openid-connect",
+                    "protocolMapper": "oidc-audience-mapper",
+                    "config": {"included.client.audience": "orthanc", "access.token.claim": "true"}}]
+        admin.call("POST", "/clients", {
+            "clientId": client_id, "publicClient": True, "standardFlowEnabled": False,
+            "directAccessGrantsEnabled": True, "protocolMappers": mappers if audience else [],
+            "attributes": {"access.token.lifespan": str(lifespan_s)} if lifespan_s else {}})
+    form = urllib.parse.urlencode({"grant_type": "password", "client_id": client_id, "username": username,
+                                   "password": stack.passwords[username]}).encode()
+    with urllib.request.urlopen(f"{stack.settings.auth.issuer}/protocol/openid-connect/token", form) as answer:
+        return json.loads(answer.read())["access_token"]
+
+
+def refusals(stack: Stack) -> list[dict[str, Any]]:
+    status, body = stack.request("GET", "/oncoflow/audit?action=http.refused&limit=1000", username="admin.dev")
+    assert status == 200
+    return json.loads(body)["records"]
+
+
+def test_bad_tokens_are_refused_and_audited(secured: Stack, studies: dict[str, PatientStudy]) -> None:
+    study = studies["PAT-A"]
+    path = f"/dicom-web/studies/{study.study_uid}/metadata"
+    real = secured.token("radiologist.dev")
+    assert raw(secured, "GET", path, {"Authorization": f"Bearer {real}"}) == 200  # the baseline passes
+    kid = jwt.get_unverified_header(real)["kid"]
+    claims = claims_of(real) | {"realm_access": {"roles": ["admin"]}}
+    forged = jwt.encode(claims, rsa.generate_private_key(public_exponent=65537, key_size=2048), algorithm="RS256",
+                        headers={"kid": kid})
+    header, _, signature = real.split(".")
+    tampered = f"{header}.{b64(json.dumps(claims).encode())}.{signature}"
+    unsigned = f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}."
+    # admin.dev: the test clients have no assigned-patients mapper, and an admin needs none
+    wrong_audience = client_token(secured, "test-no-audience", "admin.dev", audience=False)
+    short = client_token(secured, "test-short-lived", "admin.dev", audience=True, lifespan_s=2)
+    assert raw(secured, "GET", path, {"Authorization": f"Bearer {short}"}) == 200  # valid while fresh
+    time.sleep(max(0.0, claims_of(short)["exp"] - time.time()) + 1.5)
+    bad = {
+        "expired": (f"Bearer {short}", "token: expired"),
+        "forged": (f"Bearer {forged}", "token: bad signature"),
+        "tampered": (f"Bearer {tampered}", "token: bad signature"),
+        "alg none": (f"Bearer {unsigned}", "token: unsupported algorithm"),
+        "wrong audience": (f"Bearer {wrong_audience}", "token: wrong audience"),
+        "not a jwt": ("Bearer abc.def", "token: malformed"),
+        "basic auth": ("Basic YWRtaW46YWRtaW4=", "token: malformed"),
+    }
+    before = len(refusals(secured))
+    for name, (header_value, _) in bad.items():
+        assert raw(secured, "GET", path, {"Authorization": header_value}) == 403, name
+    records = refusals(secured)[before:]
+    assert [r["detail"].split(": ", 1)[1] for r in records] == [reason for _, reason in bad.values()]
+    assert all(r["outcome"] == "refused" and r["resource_uid"] == study.study_uid for r in records)
+    assert secured.request("GET", "/oncoflow/health")[0] == 200  # Orthanc kept running
+
+
+def test_every_refusal_is_audited_without_phi(secured: Stack, studies: dict[str, PatientStudy]) -> None:
+    before = len(refusals(secured))
+    assert secured.request("GET", "/oncoflow/patients/PAT-B/timeline", username="doctor.dev")[0] == 403
+    assert secured.request("GET", f"/oncoflow/reports/{studies['PAT-B'].report_sop_uid}.pdf",
+                           username="clinician.dev")[0] == 403
+    assert secured.request("POST", f"/oncoflow/studies/{studies['ONCO-LONG-00001'].study_uid}/reanalyse", b"",
+                           username="doctor.dev")[0] == 403
+    records = refusals(secured)[before:]
+    assert [(r["actor"], r["role"]) for r in records] == [("doctor.dev", "doctor"), ("clinician.dev", "clinician"),
+                                                          ("doctor.dev", "doctor")]
+    assert records[0]["resource_uid"].startswith("pt-") and records[0]["detail"].endswith("patient not assigned")
+    assert records[1]["resource_uid"] == studies["PAT-B"].report_sop_uid
+    assert records[2]["detail"].endswith("role doctor may not analyse")
+    status, body = secured.request("GET", "/oncoflow/audit?limit=1000", username="admin.dev")
+    text = body.decode()
+    assert all(patient not in text for patient in PATIENTS), "a PatientID in the audit log"
+    assert "Test^acl" not in text
+
+
+def test_reads_are_audited_with_the_user(secured: Stack, studies: dict[str, PatientStudy]) -> None:
+    study = studies["ONCO-LONG-00001"]
+    assert secured.request("GET", f"/dicom-web/studies/{study.study_uid}/metadata", username="doctor.dev")[0] == 200
+    status, body = secured.request("GET", "/oncoflow/audit?action=study.read&limit=1000", username="admin.dev")
+    reads = [r for r in json.loads(body)["records"] if r["actor"] == "doctor.dev"]
+    assert any(r["resource_uid"] == study.study_uid and r["role"] == "doctor" for r in reads), reads
+
+
+# --- assignments ------------------------------------------------------------------------------------------------
+
+
+def test_admin_assigns_a_patient_and_the_doctor_sees_it_with_a_new_token(secured: Stack,
+                                                                         studies: dict[str, PatientStudy]) -> None:
+    body = json.dumps({"username": "doctor.dev", "patient_ids": ["ONCO-LONG-00001", "PAT-B"]}).encode()
+    assert secured.request("PUT", "/oncoflow/assignments", body, username="doctor.dev")[0] == 403
+    assert secured.request("PUT", "/oncoflow/assignments", body, username="radiologist.dev")[0] == 403
+    pat_b = f"/oncoflow/studies/{studies['PAT-B'].study_uid}"
+    assert secured.request("GET", pat_b, username="doctor.dev")[0] == 403
+    try:
+        status, answer = secured.request("PUT", "/oncoflow/assignments", body, username="admin.dev")
+        assert status == 200, answer
+        assert json.loads(answer)["previous"] == ["ONCO-LONG-00001"]
+        secured._tokens.pop("doctor.dev", None)  # the change reaches the doctor's next token
+        assert secured.request("GET", pat_b, username="doctor.dev")[0] == 200
+        assert listed_patients(secured, "doctor.dev") == ["ONCO-LONG-00001", "PAT-B"]
+        status, audit = secured.request("GET", "/oncoflow/audit?action=assignment.change&limit=100",
+                                        username="admin.dev")
+        changes = json.loads(audit)["records"]
+        assert changes[-1]["actor"] == "admin.dev" and changes[-1]["role"] == "admin"
+        assert changes[-1]["detail"] == "assigned to doctor.dev" and changes[-1]["resource_uid"].startswith("pt-")
+    finally:
+        restore = json.dumps({"username": "doctor.dev", "patient_ids": ["ONCO-LONG-00001"]}).encode()
+        assert secured.request("PUT", "/oncoflow/assignments", restore, username="admin.dev")[0] == 200
+        secured._tokens.pop("doctor.dev", None)
+    assert secured.request("GET", pat_b, username="doctor.dev")[0] == 403
+
+
+@pytest.mark.parametrize("body, status", [
+    (b"not json", 400),
+    (b'{"username": "doctor.dev"}', 400),
+    (b'{"username": "../admin", "patient_ids": []}', 400),
+    (b'{"username": "doctor.dev", "patient_ids": ["a\\\\b"]}', 400),
+    (b'{"username": "nobody.here", "patient_ids": []}', 404),
+])
+def test_bad_assignment_requests(secured: Stack, body: bytes, status: int) -> None:
+    assert secured.request("PUT", "/oncoflow/assignments", body, username="admin.dev")[0] == status
+
+
+# --- the viewer logs in through Keycloak ---------------------------------------------------------------------------
+
+
+def test_viewer_logs_in_as_a_radiologist_and_lists_only_assigned_patients(secured: Stack,
+                                                                         studies: dict[str, PatientStudy]) -> None:
+    """OHIF in headless Chromium: redirected to Keycloak's login page, signs in as radiologist.dev (code + PKCE),
+    comes back to the study list, which shows PAT-A and ONCO-LONG-00001 and never PAT-B; every DICOMweb request
+    of the page carried the bearer token (``ohif-extension/browser-tests/login.test.mjs``)."""
+    ensure_ohif_dist()
+    artifacts = secured.settings.home / "test-artifacts" / "login"
+    run_browser_test("login.test.mjs", {
+        "ONCOFLOW_URL": secured.settings.orthanc_url, "ONCOFLOW_USERNAME": "radiologist.dev",
+        "ONCOFLOW_PASSWORD": secured.passwords["radiologist.dev"],
+        "ONCOFLOW_EXPECT_PATIENTS": "PAT-A,ONCO-LONG-00001", "ONCOFLOW_FORBIDDEN_PATIENTS": UNASSIGNED,
+        "ONCOFLOW_ARTIFACTS": str(artifacts)}, artifacts, timeout_s=240)
+    requests = json.loads((artifacts / "login-requests.json").read_text())
+    assert requests and all(r["bearer"] for r in requests), "a DICOMweb request of the viewer went without a token"
