@@ -263,6 +263,13 @@ export interface OncoFlowApi {
   reanalyse(studyInstanceUid: string): Promise<ReanalyseAccepted>;
   refine(studyInstanceUid: string, request: RefineRequest): Promise<RefineResult>;
   reportPdfUrl(reportSopInstanceUid: string): string;
+  /**
+   * True when requests carry headers of their own (the viewer signed in: `Authorization: Bearer …`).
+   * A plain link (a new tab) sends none of them, so the signed PDF is then fetched with `reportPdf`.
+   */
+  sendsAuthorization(): boolean;
+  /** The signed PDF, fetched with the request headers; rejects with OncoFlowApiError unless it is a PDF. */
+  reportPdf(reportSopInstanceUid: string): Promise<Blob>;
 }
 
 async function readJson(response: Response): Promise<unknown> {
@@ -325,12 +332,18 @@ function asReanalyseAccepted(value: unknown, url: string): ReanalyseAccepted {
   return value as unknown as ReanalyseAccepted;
 }
 
+/** The extra headers of this moment (OHIF's token changes when it is renewed); `{}` when there are none. */
+function extraHeaders(options: OncoFlowApiOptions): Record<string, string> {
+  const headers = options.headers?.();
+  return headers && typeof headers === 'object' ? headers : {};
+}
+
 export function createOncoFlowApi(options: OncoFlowApiOptions = {}): OncoFlowApi {
   const baseUrl = options.baseUrl ?? '';
   const fetchFn: FetchFunction = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
 
   async function request(url: string, init: RequestInit, accepted: number[]): Promise<{ status: number; body: unknown }> {
-    const headers: Record<string, string> = { Accept: 'application/json', ...(options.headers?.() ?? {}) };
+    const headers: Record<string, string> = { Accept: 'application/json', ...extraHeaders(options) };
     if (init.body !== undefined) {
       headers['Content-Type'] = 'application/json';
     }
@@ -365,6 +378,23 @@ export function createOncoFlowApi(options: OncoFlowApiOptions = {}): OncoFlowApi
     },
     reportPdfUrl(reportSopInstanceUid) {
       return reportPdfUrl(baseUrl, reportSopInstanceUid);
+    },
+    sendsAuthorization() {
+      return Object.keys(extraHeaders(options)).length > 0;
+    },
+    async reportPdf(reportSopInstanceUid) {
+      const url = reportPdfUrl(baseUrl, reportSopInstanceUid);
+      const headers: Record<string, string> = { Accept: 'application/pdf', ...extraHeaders(options) };
+      const response = await fetchFn(url, { method: 'GET', credentials: 'same-origin', headers });
+      if (response.status !== 200) {
+        throw new OncoFlowApiError(response.status, errorMessage(await readJson(response), response), url);
+      }
+      const type = response.headers.get('Content-Type') ?? '';
+      if (!type.toLowerCase().startsWith('application/pdf')) {
+        throw new OncoFlowApiError(response.status, `the report route answered ${type || 'no Content-Type'}, not a PDF`, url);
+      }
+      const bytes = await response.arrayBuffer();
+      return new Blob([bytes], { type: 'application/pdf' });
     },
   };
 }

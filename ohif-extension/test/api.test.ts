@@ -107,3 +107,79 @@ describe('OncoFlow API client', () => {
     expect(createOncoFlowApi({ baseUrl: '' }).reportPdfUrl('1.2.840.1')).toBe('/oncoflow/reports/1.2.840.1.pdf');
   });
 });
+
+describe('OncoFlow API client with the viewer signed in', () => {
+  const pdfBytes = '%PDF-1.4\n%oncoflow\n';
+
+  function routes(): ReturnType<typeof vi.fn<FetchFunction>> {
+    return vi.fn<FetchFunction>(async (url, init) => {
+      if (url.endsWith('/timeline')) return jsonResponse(200, timeline());
+      if (url.endsWith('/reanalyse')) return jsonResponse(202, { job_id: 3, state: 'queued' });
+      if (url.endsWith('/refine')) return jsonResponse(200, { version: 1, sop_instance_uid: '1.2.7' });
+      if (url.endsWith('.pdf')) {
+        return new Response(pdfBytes, { status: 200, headers: { 'Content-Type': 'application/pdf' } });
+      }
+      expect(init?.method).toBe('GET');
+      return jsonResponse(200, doneJob());
+    });
+  }
+
+  it('sends the Authorization header on every route, the report PDF included', async () => {
+    const fetch = routes();
+    const api = createOncoFlowApi({ fetch, headers: () => ({ Authorization: 'Bearer abc.def.ghi' }) });
+    await api.studyJob(FOLLOW_UP_UID);
+    await api.patientTimeline('ONC 001/A');
+    await api.reanalyse(FOLLOW_UP_UID);
+    await api.refine(FOLLOW_UP_UID, { points: [{ position_mm: [0, 0, 0], positive: true }], include_current: true });
+    const pdf = await api.reportPdf('1.2.840.9');
+    expect(fetch.mock.calls.map(([url]) => url)).toEqual([
+      `/oncoflow/studies/${FOLLOW_UP_UID}`,
+      '/oncoflow/patients/ONC%20001%2FA/timeline',
+      `/oncoflow/studies/${FOLLOW_UP_UID}/reanalyse`,
+      `/oncoflow/studies/${FOLLOW_UP_UID}/refine`,
+      '/oncoflow/reports/1.2.840.9.pdf',
+    ]);
+    for (const [url, init] of fetch.mock.calls) {
+      expect((init?.headers as Record<string, string>).Authorization, url).toBe('Bearer abc.def.ghi');
+    }
+    const [, pdfInit] = fetch.mock.calls[4] ?? [];
+    expect((pdfInit?.headers as Record<string, string>).Accept).toBe('application/pdf');
+    expect(pdf.type).toBe('application/pdf');
+    expect(await pdf.text()).toBe(pdfBytes);
+    expect(api.sendsAuthorization()).toBe(true);
+  });
+
+  it('asks for the header at each request (OHIF renews the token)', async () => {
+    const fetch = routes();
+    let token = 'first';
+    const api = createOncoFlowApi({ fetch, headers: () => ({ Authorization: `Bearer ${token}` }) });
+    await api.studyJob(FOLLOW_UP_UID);
+    token = 'renewed';
+    await api.reportPdf('1.2.840.9');
+    const sent = fetch.mock.calls.map(([, init]) => (init?.headers as Record<string, string>).Authorization);
+    expect(sent).toEqual(['Bearer first', 'Bearer renewed']);
+  });
+
+  it('sends no Authorization header while OHIF has none (signed out, or no OIDC)', async () => {
+    const fetch = routes();
+    const api = createOncoFlowApi({ fetch, headers: () => undefined });
+    await api.studyJob(FOLLOW_UP_UID);
+    await api.reportPdf('1.2.840.9');
+    for (const [, init] of fetch.mock.calls) {
+      expect(Object.keys(init?.headers as Record<string, string>)).not.toContain('Authorization');
+    }
+    expect(api.sendsAuthorization()).toBe(false);
+    expect(createOncoFlowApi({ fetch }).sendsAuthorization()).toBe(false);
+  });
+
+  it('rejects a refused report (403 {error}) and an answer that is not a PDF', async () => {
+    const answers = [
+      jsonResponse(403, { error: 'patient not assigned to this user' }),
+      new Response('<html>login</html>', { status: 200, headers: { 'Content-Type': 'text/html' } }),
+    ];
+    const fetch = vi.fn<FetchFunction>(async () => answers.shift() as Response);
+    const api = createOncoFlowApi({ fetch, headers: () => ({ Authorization: 'Bearer x' }) });
+    await expect(api.reportPdf('1.2.3')).rejects.toMatchObject({ status: 403, message: 'patient not assigned to this user' });
+    await expect(api.reportPdf('1.2.3')).rejects.toMatchObject({ status: 200, message: expect.stringContaining('text/html') });
+  });
+});

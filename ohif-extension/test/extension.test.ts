@@ -1,16 +1,18 @@
 // @vitest-environment jsdom
-import { describe, expect, it, vi } from 'vitest';
+import { createRoot } from 'react-dom/client';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import extension from '../src/extension';
 import { baselineFollowUpProtocol, BASELINE_STUDY_INDEX, FOLLOW_UP_STUDY_INDEX } from '../src/hangingProtocol';
 import type { ExtensionModuleArgs } from '../src/ohif/types';
 
-function moduleArgs(): ExtensionModuleArgs {
+function moduleArgs(authorizationHeader?: () => Record<string, string> | undefined): ExtensionModuleArgs {
   const pubSub = { EVENTS: {}, subscribe: () => ({ unsubscribe: () => undefined }) };
   return {
     servicesManager: {
       services: {
         displaySetService: { ...pubSub, getActiveDisplaySets: () => [], getDisplaySetByUID: () => undefined },
         viewportGridService: { ...pubSub, getActiveViewportId: () => null, getState: () => ({ viewports: new Map() }) },
+        ...(authorizationHeader ? { userAuthenticationService: { getAuthorizationHeader: authorizationHeader } } : {}),
       },
     },
     commandsManager: { run: vi.fn() },
@@ -32,6 +34,53 @@ describe('OncoFlow extension', () => {
     const element = panel!.component({});
     expect(element.type).toBe('div');
     expect((element as unknown as { $$typeof: symbol }).$$typeof).toBe(Symbol.for('react.element'));
+  });
+
+  describe('the panel’s requests', () => {
+    const STUDY = '1.2.826.0.1.3680043.8.498.77';
+    afterEach(() => {
+      vi.unstubAllGlobals();
+      window.history.replaceState(null, '', '/');
+      document.body.innerHTML = '';
+    });
+
+    /** Renders the panel as OHIF would (its host element) and answers what it fetches. */
+    async function panelRequests(authorizationHeader?: () => Record<string, string> | undefined) {
+      window.history.replaceState(null, '', `/ohif/oncoflow-review?StudyInstanceUIDs=${STUDY}`);
+      const fetch = vi.fn(async (_url: string, _init?: RequestInit) =>
+        new Response(JSON.stringify({ error: 'no OncoFlow job' }), { status: 404, headers: { 'Content-Type': 'application/json' } }),
+      );
+      vi.stubGlobal('fetch', fetch);
+      const [panel] = extension.getPanelModule(moduleArgs(authorizationHeader));
+      const container = document.body.appendChild(document.createElement('div'));
+      const root = createRoot(container);
+      // OHIF's React renders the host, the island renders the panel in its own root (no act(): as in island.test)
+      root.render(panel!.component({}));
+      const answered = () => container.querySelector('[data-testid="oncoflow-job-state"]')?.textContent === 'No OncoFlow job for this study';
+      for (let i = 0; i < 100 && !answered(); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(answered()).toBe(true);
+      root.unmount();
+      return fetch.mock.calls.map(([url, init]) => [url, (init?.headers ?? {}) as Record<string, string>] as const);
+    }
+
+    it('carry OHIF’s Authorization header when the viewer signed in', async () => {
+      const requests = await panelRequests(() => ({ Authorization: 'Bearer ohif-token' }));
+      expect(requests.map(([url]) => url)).toContain(`/oncoflow/studies/${STUDY}`);
+      for (const [url, headers] of requests) {
+        expect(headers.Authorization, url).toBe('Bearer ohif-token');
+      }
+    });
+
+    it('carry none without a signed-in user or without the service', async () => {
+      for (const requests of [await panelRequests(() => undefined), await panelRequests()]) {
+        expect(requests.map(([url]) => url)).toContain(`/oncoflow/studies/${STUDY}`);
+        for (const [, headers] of requests) {
+          expect(headers).not.toHaveProperty('Authorization');
+        }
+      }
+    });
   });
 
   it('registers the baseline | follow-up protocol', () => {

@@ -46,6 +46,8 @@ function fakeApi(jobs: StudyJob[], patientTimeline: PatientTimeline | null = tim
       return { version: 1, sop_instance_uid: '1.2.9.1', series_instance_uid: '1.2.9', volume_cm3: 15.8 };
     }),
     reportPdfUrl: (uid: string) => reportPdfUrl('', uid),
+    sendsAuthorization: () => false,
+    reportPdf: vi.fn(async () => new Blob(['%PDF-1.4'], { type: 'application/pdf' })),
   };
   return api;
 }

@@ -6,7 +6,7 @@ import { ChangeSummary } from './ChangeSummary';
 import { ExpertTable } from './ExpertTable';
 import { JobStatus } from './JobStatus';
 import { RefineControl } from './RefineControl';
-import { ReportLink } from './ReportLink';
+import { ReportLink, type PdfOpener } from './ReportLink';
 import { TimelineChart } from './TimelineChart';
 import { usePanelData } from './usePanelData';
 import { useRefineTool } from './useRefineTool';
@@ -18,6 +18,8 @@ export interface OncoFlowPanelProps {
   pollIntervalMs?: number;
   /** Time zone of event clocks (the browser's by default). */
   timeZone?: string;
+  /** How a fetched report PDF is shown (the browser's tabs and object URLs by default; tests inject one). */
+  pdfOpener?: PdfOpener;
 }
 
 function shortUid(uid: string): string {
@@ -25,7 +27,7 @@ function shortUid(uid: string): string {
 }
 
 /** OncoFlow's results for the studies in the viewer. */
-export function OncoFlowPanel({ api, viewer, pollIntervalMs, timeZone }: OncoFlowPanelProps) {
+export function OncoFlowPanel({ api, viewer, pollIntervalMs, timeZone, pdfOpener }: OncoFlowPanelProps) {
   const data = usePanelData(api, viewer, pollIntervalMs);
   const [reanalyse, setReanalyse] = useState<{ busy: boolean; message: string | null }>({ busy: false, message: null });
   const { focusStudyUid, reloadJob } = data;
@@ -95,7 +97,7 @@ export function OncoFlowPanel({ api, viewer, pollIntervalMs, timeZone }: OncoFlo
       <ChangeSummary flag={view.flag} volumes={view.volumes} comparison={view.comparison} />
       <TimelineChart chart={view.chart} timePoints={view.timePoints} note={view.timelineNote} />
       <ExpertTable experts={view.experts} agreement={view.agreement} />
-      <ReportLink report={view.report} href={api.reportPdfUrl} />
+      <ReportLink report={view.report} api={api} {...(pdfOpener ? { opener: pdfOpener } : {})} />
       <RefineControl tool={refine} refinements={view.refinements} disabled={!focusStudyUid} />
       {data.linkStatus ? (
         <div className="of-muted" data-testid="oncoflow-link-status">
