@@ -91,24 +91,39 @@ def push_and_wait(settings: Any, study_dir: Path, study_uid: str) -> tuple[dict[
 
 
 @contextmanager
-def bench_stack(home: Path, panel: str | None) -> Iterator[Any]:
+def bench_stack(home: Path, panel: str | None, auth: bool = False) -> Iterator[Any]:
     """Orthanc + worker on free ports with ``home`` and ``panel`` (None: the default panel), every
-    expert settled; yields the settings and stops both afterwards."""
+    expert settled; yields the settings and stops both afterwards.
+
+    Login is off (the benchmarks time the pipeline) unless ``auth``: then the stack's own Keycloak runs too.
+    """
     os.environ.update({
         "ONCOFLOW_HOME": str(home),
         "ONCOFLOW_HTTP_PORT": str(free_port()),
         "ONCOFLOW_DICOM_PORT": str(free_port()),
         "ONCOFLOW_WORKER_PORT": str(free_port()),
+        "ONCOFLOW_KEYCLOAK_PORT": str(free_port()),
         "ONCOFLOW_STABLE_AGE_S": os.environ.get("ONCOFLOW_STABLE_AGE_S", "1"),
+        "ONCOFLOW_AUTH": "on" if auth else "off",
     })
     if panel is None:
         os.environ.pop("ONCOFLOW_PANEL", None)
     else:
         os.environ["ONCOFLOW_PANEL"] = panel
     from oncoflow.config import load_settings
-    from oncoflow.stack import SERVICES, start_service, stop_service, wait_healthy, wait_model_settled
+    from oncoflow.stack import (
+        SERVICES,
+        set_up_login,
+        start_login_server,
+        start_service,
+        stop_login_server,
+        stop_service,
+        wait_healthy,
+        wait_model_settled,
+    )
 
     settings = load_settings()
+    start_login_server(settings)
     for name in SERVICES:
         start_service(settings, name)
     try:
@@ -116,10 +131,12 @@ def bench_stack(home: Path, panel: str | None) -> Iterator[Any]:
             wait_healthy(settings, name, 300)
         for name in settings.panel:
             wait_model_settled(settings, name, 300)
+        set_up_login(settings, 300)
         yield settings
     finally:
         for name in reversed(SERVICES):
             stop_service(settings, name)
+        stop_login_server(settings)
 
 
 def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str,

@@ -14,6 +14,7 @@ from .stack import (
     SERVICES,
     StackError,
     ensure_report_signer,
+    http_get,
     set_up_login,
     start_login_server,
     start_service,
@@ -117,7 +118,15 @@ def cmd_status(settings: Settings) -> int:
     services = status(settings)
     for s in services:
         print(f"{s.name:8} pid={s.pid or '-':<8} running={s.running} healthy={s.healthy} {s.detail}")
-    return 0 if all(s.healthy for s in services) else 1
+    if settings.auth is None:
+        print("keycloak login OFF (ONCOFLOW_AUTH=off)")
+        return 0 if all(s.healthy for s in services) else 1
+    from .keycloak_server import running_pid
+
+    pid = running_pid(settings.home) if settings.auth.keycloak_port else None
+    issuer_ok = http_get(f"{settings.auth.issuer}/.well-known/openid-configuration")[0] == 200
+    print(f"keycloak pid={pid or '-':<8} realm {settings.auth.issuer} answering={issuer_ok}")
+    return 0 if all(s.healthy for s in services) and issuer_ok else 1
 
 
 def cmd_push(settings: Settings, directory: Path) -> int:

@@ -327,6 +327,7 @@ def test_admin_assigns_a_patient_and_the_doctor_sees_it_with_a_new_token(secured
     (b'{"username": "doctor.dev"}', 400),
     (b'{"username": "../admin", "patient_ids": []}', 400),
     (b'{"username": "doctor.dev", "patient_ids": ["a\\\\b"]}', 400),
+    (b'{"username": "doctor.dev", "patient_ids": ["PAT A"]}', 400),  # outside the realm's declared pattern
     (b'{"username": "nobody.here", "patient_ids": []}', 404),
 ])
 def test_bad_assignment_requests(secured: Stack, body: bytes, status: int) -> None:

@@ -31,6 +31,8 @@ from .http_answers import answer_json, only
 
 log = logging.getLogger("oncoflow.assignments")
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+# the pattern the realm's user profile declares for assigned_patients (keycloak/oncoflow-realm.json)
+_PATIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_PATIENTS_PER_USER = 1000  # tokens grow with the list: beyond this, keep assignments in groups
 MAX_BODY_BYTES = 256 * 1024
 
@@ -60,10 +62,10 @@ def parse_assignment(body: bytes) -> Assignment:
         raise AssignmentRejected("username must be 1-64 characters of A-Z a-z 0-9 . _ @ -")
     if not isinstance(patient_ids, list) or len(patient_ids) > MAX_PATIENTS_PER_USER:
         raise AssignmentRejected(f"patient_ids must be a list of at most {MAX_PATIENTS_PER_USER} PatientIDs")
-    for patient_id in patient_ids:  # PatientID is LO: at most 64 characters, no backslash or control characters
-        if (not isinstance(patient_id, str) or not 1 <= len(patient_id) <= 64 or "\\" in patient_id
-                or not patient_id.isprintable()):
-            raise AssignmentRejected("each PatientID must be 1-64 printable characters without a backslash")
+    for patient_id in patient_ids:
+        if not isinstance(patient_id, str) or not _PATIENT_ID.fullmatch(patient_id):
+            raise AssignmentRejected("each PatientID must be 1-64 characters of A-Z a-z 0-9 . _ - (the realm's "
+                                     "user profile allows no others)")
     return Assignment(username, tuple(dict.fromkeys(patient_ids)))  # duplicates dropped, order kept
 
 
