@@ -28,6 +28,8 @@ bench: env
 	$(PY) bench/registration_speed.py
 	$(PY) bench/report_stage.py
 	$(PY) bench/viewer_speed.py
+	$(PY) bench/access_filter.py
+	$(PY) bench/ingest_rate.py
 
 # 40 longitudinal phantom pairs: % change error, flag accuracy, registration target error (about 20 min)
 bench-longitudinal: env
