@@ -25,6 +25,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from oncoflow.config import REPO_ROOT
 from oncoflow.keycloak_server import AdminClient, keycloak_home
 from oncoflow.ohif_viewer import ensure_ohif_dist
 from oncoflow.phantom import make_phantom
@@ -351,3 +352,42 @@ def test_viewer_logs_in_as_a_radiologist_and_lists_only_assigned_patients(secure
         "ONCOFLOW_ARTIFACTS": str(artifacts)}, artifacts, timeout_s=240)
     requests = json.loads((artifacts / "login-requests.json").read_text())
     assert requests and all(r["bearer"] for r in requests), "a DICOMweb request of the viewer went without a token"
+
+
+def test_viewer_review_mode_as_a_radiologist_loads_the_assigned_study_and_refuses_the_other(
+        secured: Stack, studies: dict[str, PatientStudy]) -> None:
+    """The OncoFlow review mode with login on, through the real request filter
+    (``ohif-extension/browser-tests/login-review.test.mjs``): radiologist.dev signs in on the way to
+    ``/ohif/oncoflow-review?StudyInstanceUIDs=<PAT-A's study>``, an image shows, the panel shows the flag and the
+    volume OncoFlow measured, the signed PDF opens with the token, the ensemble SEG is drawn, and no request of the
+    page is refused (a route of the viewer missing from the role table would be admin-only). PAT-B's study then
+    shows no image: its requests are refused (403) and none is answered."""
+    for module in ("oncoflow-extension.mjs", "oncoflow-mode.mjs"):
+        assert (REPO_ROOT / "ohif-extension" / "dist" / module).is_file(), \
+            f"{module} is not built: scripts/bootstrap.sh builds it"
+    ensure_ohif_dist()
+    assigned, unassigned = studies["PAT-A"], studies[UNASSIGNED]
+    status, body = secured.request("GET", f"/oncoflow/patients/{assigned.patient_id}/timeline",
+                                   username="radiologist.dev")
+    assert status == 200, body
+    (time_point,) = [t for t in json.loads(body)["time_points"] if t["study_instance_uid"] == assigned.study_uid]
+    artifacts = secured.settings.home / "test-artifacts" / "login-review"
+    audited_before = len(refusals(secured))
+    run_browser_test("login-review.test.mjs", {
+        "ONCOFLOW_URL": secured.settings.orthanc_url, "ONCOFLOW_USERNAME": "radiologist.dev",
+        "ONCOFLOW_PASSWORD": secured.passwords["radiologist.dev"],
+        "ONCOFLOW_OPEN_STUDY": assigned.study_uid, "ONCOFLOW_FORBIDDEN_STUDY": unassigned.study_uid,
+        "ONCOFLOW_EXPECT_VOLUME_CM3": repr(time_point["measurements"]["volume_cm3"]),
+        "ONCOFLOW_ARTIFACTS": str(artifacts)}, artifacts, timeout_s=300)
+    requests = json.loads((artifacts / "login-review-requests.json").read_text())["requests"]
+    review = [r for r in requests if r["phase"] == "assigned"]
+    assert review and all(r["bearer"] for r in review), "a request of the review mode went without a token"
+    refused = [f"{r['status']} {r['method']} {r['path']}" for r in review if r["status"] in (401, 403)]
+    assert not refused, "the review mode was refused:\n" + "\n".join(refused)
+    denied = [r for r in requests if r["phase"] == "forbidden" and unassigned.study_uid in r["path"]]
+    assert any(r["status"] == 403 for r in denied), denied
+    assert not [r for r in denied if isinstance(r["status"], int) and r["status"] < 300], denied
+    # the filter audited the viewer's refusal of PAT-B's study as radiologist.dev's, and none on PAT-A's
+    audited = refusals(secured)[audited_before:]
+    assert any(r["actor"] == "radiologist.dev" and r["resource_uid"] == unassigned.study_uid for r in audited), audited
+    assert not [r for r in audited if r["resource_uid"] == assigned.study_uid], audited
