@@ -107,6 +107,7 @@ class Settings:
     change_thresholds: ChangeThresholds = field(default_factory=ChangeThresholds)  # ONCOFLOW_*_PERCENT, ...
     torch_threads: int = field(default=2)  # ONCOFLOW_TORCH_THREADS: per model call (default cores ÷ concurrency)
     max_upload_bytes: int = 20 * 1024 * 1024  # ONCOFLOW_MAX_UPLOAD_BYTES: one clinical note (PDF or TXT)
+    min_free_mb: int = 1024  # ONCOFLOW_MIN_FREE_MB: below this free space under ONCOFLOW_HOME, health is 503, jobs wait
     llm: LlmSettings | None = None  # OLLAMA_HOST + ONCOFLOW_LLM_MODEL: the summary writer; None = deterministic
     signing_key: Path | None = None  # ONCOFLOW_SIGNING_KEY: PEM private key (default <home>/signing/signer.key)
     signing_cert: Path | None = None  # ONCOFLOW_SIGNING_CERT: PEM certificate (default <home>/signing/signer.pem)
@@ -406,6 +407,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         change_thresholds=thresholds,
         torch_threads=_int(env, "ONCOFLOW_TORCH_THREADS", default_threads, 1, 256, errors),
         max_upload_bytes=_int(env, "ONCOFLOW_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, 1024, 2**31 - 1, errors),
+        min_free_mb=_int(env, "ONCOFLOW_MIN_FREE_MB", 1024, 0, 2**31 - 1, errors),
         llm=llm,
         signing_key=signing["key"],
         signing_cert=signing["cert"],

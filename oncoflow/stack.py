@@ -155,9 +155,15 @@ def wait_healthy(settings: Settings, name: str, timeout_s: float) -> None:
     while time.monotonic() < deadline:
         if service_pid(settings, name) is None:
             raise StackError(f"{name} exited during start-up; see {_log_file(settings, name)}")
-        status, _ = http_get(health_url(settings, name))
+        status, body = http_get(health_url(settings, name))
         if status == 200:
             return
+        if status == 503 and name == "orthanc":  # up, but cannot work (e.g. the disk is full): say why now
+            try:
+                reason = json.loads(body).get("error", "")
+            except ValueError:
+                reason = body.decode(errors="replace")[:200]
+            raise StackError(f"orthanc is up but not healthy: {reason}")
         time.sleep(0.2)
     raise StackError(f"{name} did not become healthy in {timeout_s:.0f} s; see {_log_file(settings, name)}")
 

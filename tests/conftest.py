@@ -190,6 +190,7 @@ def running_stack(home: Path, **extra_env: str) -> Iterator[Stack]:
         "ONCOFLOW_ALLOWED_AETS": f"{TEST_AET},STORESCU",
         "ONCOFLOW_AUTH": "off",
         "ONCOFLOW_KEYCLOAK_PORT": str(free_port()),
+        "ONCOFLOW_MIN_FREE_MB": "64",
         **extra_env,
     }
     saved = {k: os.environ.get(k) for k in (*env, "ONCOFLOW_PANEL", "ONCOFLOW_MODEL_WEIGHTS")}

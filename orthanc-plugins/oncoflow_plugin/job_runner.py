@@ -6,18 +6,24 @@ waits. Failures are classified:
 * :class:`InputError` and :class:`ModelUnavailable`: the job fails with the reason;
 * :class:`WorkerUnavailable`: the job is re-queued with back-off, until
   ``ONCOFLOW_JOB_MAX_ATTEMPTS`` is reached;
+* too little free disk space under ``ONCOFLOW_HOME`` (:mod:`oncoflow.disk_space`): the job is not started
+  but re-queued every :data:`DISK_WAIT_S` with the numbers in its events, and fails with them after
+  ``ONCOFLOW_JOB_MAX_ATTEMPTS`` (a store halfway would fail anyway, leaving less for everything else);
 * anything else: the job fails as an internal error, the traceback goes to the log,
-  and the thread carries on with the next job.
+  and the thread carries on with the next job. An error of the job store itself (a full disk refuses
+  SQLite's writes) is logged and the loop goes on after a pause: the thread never dies.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from oncoflow.audit_log import AuditLog
+from oncoflow.disk_space import DiskSpace
 
 from .job_store import Job, JobStore
 from .orthanc_rest import OrthancRest
@@ -37,6 +43,8 @@ _STUDY_OF_CHANGE = {
     "NewInstance": "/instances/{}/study",
 }
 MAX_BACKOFF_S = 15.0
+DISK_WAIT_S = 30.0
+LOOP_ERROR_PAUSE_S = 5.0
 
 
 def _change_epoch_s(change: dict[str, Any]) -> float:
@@ -49,8 +57,9 @@ def _change_epoch_s(change: dict[str, Any]) -> float:
 
 class JobRunner:
     def __init__(self, store: JobStore, pipeline: StudyPipeline, rest: OrthancRest, max_attempts: int,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, disk_space: Callable[[], DiskSpace] | None = None) -> None:
         self.store = store
+        self.disk_space = disk_space  # checked before each job
         self.audit = audit  # each finished analysis: job-<id>, success or failed
         self.pipeline = pipeline
         self.rest = rest
@@ -125,14 +134,34 @@ class JobRunner:
         except Exception:
             log.exception("catch-up from /changes failed")
         while not self._stop.is_set():
-            job = self.store.claim_next()
-            if job is None:
-                self._wake.wait(0.5)
-                self._wake.clear()
-                continue
-            self._run_one(job)
+            try:
+                job = self.store.claim_next()
+                if job is None:
+                    self._wake.wait(0.5)
+                    self._wake.clear()
+                    continue
+                self._run_one(job)
+            except Exception:  # noqa: BLE001 (the job store failed, e.g. a full disk: keep the thread alive)
+                log.exception("job loop error; retrying in %.0f s", LOOP_ERROR_PAUSE_S)
+                self._stop.wait(LOOP_ERROR_PAUSE_S)
+
+    def _enough_disk(self, job: Job) -> bool:
+        """False (and the job re-queued, or failed after the last attempt) when the disk is too full."""
+        space = self.disk_space() if self.disk_space is not None else None
+        if space is None or space.ok:
+            return True
+        reason = f"not enough free disk space: {space.describe()}"
+        log.error("study %s held back: %s", job.orthanc_study_id, reason)
+        if job.attempts >= self.max_attempts:
+            self.store.finish(job.id, "failed", f"gave up after {job.attempts} attempts: {reason}")
+            self._audit(job, "failed", f"{job.trigger}: disk full")
+        else:
+            self.store.retry_later(job.id, DISK_WAIT_S, reason)
+        return False
 
     def _run_one(self, job: Job) -> None:
+        if not self._enough_disk(job):
+            return
         try:
             self.pipeline.run(job)
             if self.store.get(job.id) is not None:  # None: a redundant trigger, discarded (nothing analysed)

@@ -40,6 +40,7 @@ from oncoflow import __version__
 from oncoflow.access_tokens import TokenValidator
 from oncoflow.audit_log import AuditLog
 from oncoflow.config import load_settings
+from oncoflow.disk_space import DiskSpace, disk_space
 from oncoflow.pseudonyms import pseudonym_key
 
 from .access_audit import AccessAudit, outcome_of
@@ -129,7 +130,10 @@ def register(orthanc: Any) -> None:
     patient_timeline = PatientTimeline(settings, rest, store, pipeline, reports)
     pipeline.timeline = patient_timeline.update
     notes_routes = ClinicalNotesRoutes(settings, rest, notes, audit)
-    runner = JobRunner(store, pipeline, rest, settings.job_max_attempts, audit_log)
+    def home_disk_space() -> DiskSpace:
+        return disk_space(settings.home, settings.min_free_mb)
+
+    runner = JobRunner(store, pipeline, rest, settings.job_max_attempts, audit_log, home_disk_space)
     refinement = Refinement(rest, store, pipeline, worker)
 
     def on_change(change_type: int, level: int, resource_id: str) -> None:
@@ -151,7 +155,18 @@ def register(orthanc: Any) -> None:
 
     @only("GET")
     def health(output: Any, uri: str, **request: Any) -> None:
-        answer_json(output, {"status": "ok", "version": __version__, "jobs": store.counts()})
+        """200 when OncoFlow can work; 503 when the disk under ONCOFLOW_HOME is below ONCOFLOW_MIN_FREE_MB."""
+        space = home_disk_space()
+        try:
+            jobs: dict[str, int] | str = store.counts()
+        except Exception as exc:  # noqa: BLE001 (the job database unreadable: say so, with 503)
+            jobs = f"job database unreadable: {exc}"
+        ok = space.ok and isinstance(jobs, dict)
+        payload = {"status": "ok" if ok else "degraded", "version": __version__, "jobs": jobs,
+                   "storage": space.as_json()}
+        if not space.ok:
+            payload["error"] = f"not enough free disk space: {space.describe()}"
+        answer_json(output, payload, 200 if ok else 503)
 
     @only("GET")
     def study_status(output: Any, uri: str, **request: Any) -> None:
