@@ -111,32 +111,16 @@ def bench_stack(home: Path, panel: str | None, auth: bool = False) -> Iterator[A
     else:
         os.environ["ONCOFLOW_PANEL"] = panel
     from oncoflow.config import load_settings
-    from oncoflow.stack import (
-        SERVICES,
-        set_up_login,
-        start_login_server,
-        start_service,
-        stop_login_server,
-        stop_service,
-        wait_healthy,
-        wait_model_settled,
-    )
+    from oncoflow.stack import start_stack, stop_stack, wait_model_settled
 
     settings = load_settings()
-    start_login_server(settings)
-    for name in SERVICES:
-        start_service(settings, name)
     try:
-        for name in SERVICES:
-            wait_healthy(settings, name, 300)
+        start_stack(settings, 300)
         for name in settings.panel:
             wait_model_settled(settings, name, 300)
-        set_up_login(settings, 300)
         yield settings
     finally:
-        for name in reversed(SERVICES):
-            stop_service(settings, name)
-        stop_login_server(settings)
+        stop_stack(settings)
 
 
 def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str,

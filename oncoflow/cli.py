@@ -11,17 +11,12 @@ from pathlib import Path
 from .config import ConfigError, Settings, load_settings
 from .orthanc_config import missing_orthanc_parts
 from .stack import (
-    SERVICES,
     StackError,
     ensure_report_signer,
     http_get,
-    set_up_login,
-    start_login_server,
-    start_service,
+    start_stack,
     status,
-    stop_login_server,
-    stop_service,
-    wait_healthy,
+    stop_stack,
     wait_model_settled,
 )
 
@@ -39,12 +34,7 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
               f"{settings.http_port} reads every patient's images, results and reports. Development only.",
               file=sys.stderr)
     try:
-        start_login_server(settings)  # Keycloak starts in ~15 s: meanwhile Orthanc and the worker start
-        for name in SERVICES:
-            start_service(settings, name)
-        for name in SERVICES:
-            wait_healthy(settings, name, timeout_s)
-        passwords = set_up_login(settings, timeout_s)
+        passwords = start_stack(settings, timeout_s)
     except StackError as exc:
         print(f"oncoflow up failed: {exc}", file=sys.stderr)
         return 1
@@ -108,9 +98,8 @@ def cmd_verify_report(settings: Settings, path: Path, trust: Path | None) -> int
 
 
 def cmd_down(settings: Settings) -> int:
-    for name in reversed(SERVICES):
-        print(f"{name}: {'stopped' if stop_service(settings, name) else 'was not running'}")
-    print(f"keycloak: {'stopped' if stop_login_server(settings) else 'was not running'}")
+    for name, ran in stop_stack(settings).items():
+        print(f"{name}: {'stopped' if ran else 'was not running'}")
     return 0
 
 

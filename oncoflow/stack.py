@@ -243,6 +243,27 @@ def stop_login_server(settings: Settings) -> bool:
     return True
 
 
+def start_stack(settings: Settings, timeout_s: float) -> dict[str, str]:
+    """Start Keycloak (when login is on), Orthanc and the worker, and wait until each answers.
+
+    Keycloak starts first (about 15 s) and Orthanc and the worker start meanwhile. Returns the development
+    users' passwords (empty with login off); raises :class:`StackError` with the reason when one fails.
+    """
+    start_login_server(settings)
+    for name in SERVICES:
+        start_service(settings, name)
+    for name in SERVICES:
+        wait_healthy(settings, name, timeout_s)
+    return set_up_login(settings, timeout_s)
+
+
+def stop_stack(settings: Settings) -> dict[str, bool]:
+    """Stop what :func:`start_stack` started, by PID; for each service, whether it ran."""
+    stopped = {name: stop_service(settings, name) for name in reversed(SERVICES)}
+    stopped["keycloak"] = stop_login_server(settings)
+    return stopped
+
+
 def status(settings: Settings) -> list[ServiceStatus]:
     result = []
     for name in SERVICES:

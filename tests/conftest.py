@@ -30,15 +30,7 @@ from pydicom.uid import generate_uid
 
 from oncoflow.config import REPO_ROOT, Settings, load_settings
 from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid, write_datasets
-from oncoflow.stack import (
-    SERVICES,
-    set_up_login,
-    start_login_server,
-    start_service,
-    stop_login_server,
-    stop_service,
-    wait_healthy,
-)
+from oncoflow.stack import start_service, start_stack, stop_stack, wait_healthy
 from oncoflow.volume import Volume
 
 RESERVED_PORTS = {8042, 4242, 8000}
@@ -199,16 +191,9 @@ def running_stack(home: Path, **extra_env: str) -> Iterator[Stack]:
     os.environ.update(env)
     settings = load_settings()
     try:
-        start_login_server(settings)
-        for name in SERVICES:
-            start_service(settings, name)
-        for name in SERVICES:
-            wait_healthy(settings, name, 180)
-        yield Stack(settings, env, set_up_login(settings, 180))
+        yield Stack(settings, env, start_stack(settings, 180))
     finally:
-        for name in reversed(SERVICES):
-            stop_service(settings, name)
-        stop_login_server(settings)
+        stop_stack(settings)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

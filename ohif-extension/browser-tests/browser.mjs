@@ -45,11 +45,31 @@ export async function launchBrowser({ viewport = { width: 1400, height: 900 } } 
   return { context, page, console, close };
 }
 
-/** The directory for screenshots and logs ($ARTIFACTS_DIR, default ./artifacts), created. */
+/** The directory for screenshots and logs ($ONCOFLOW_ARTIFACTS, else $ARTIFACTS_DIR, else ./artifacts), created. */
 export function artifactsDir() {
-  const dir = process.env.ARTIFACTS_DIR || join(process.cwd(), 'artifacts');
+  const dir = process.env.ONCOFLOW_ARTIFACTS || process.env.ARTIFACTS_DIR || join(process.cwd(), 'artifacts');
   mkdirSync(dir, { recursive: true });
   return dir;
+}
+
+/** Pixels of a screenshot (PNG buffer) that are clearly red: the ensemble SEG over grey anatomy. */
+export async function countRedPixels(page, png) {
+  return page.evaluate(async (base64) => {
+    const image = new Image();
+    image.src = `data:image/png;base64,${base64}`;
+    await image.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = image.width;
+    canvas.height = image.height;
+    const context = canvas.getContext('2d');
+    context.drawImage(image, 0, 0);
+    const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
+    let red = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      if (data[i] > 150 && data[i] - data[i + 1] > 70 && data[i] - data[i + 2] > 70) red += 1;
+    }
+    return red;
+  }, png.toString('base64'));
 }
 
 /** A required environment variable, or an error that names it. */

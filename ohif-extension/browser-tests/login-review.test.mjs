@@ -26,10 +26,10 @@
 // when it fails.
 // Run: node --test login-review.test.mjs
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { artifactsDir, launchBrowser, requiredEnv } from './browser.mjs';
+import { artifactsDir, countRedPixels, launchBrowser, requiredEnv } from './browser.mjs';
 
 const REFUSED = new Set([401, 403]);
 
@@ -45,27 +45,6 @@ function viewportHasImage() {
     }
   }
   return false;
-}
-
-/** Pixels of a screenshot (PNG buffer) that are clearly red: the ensemble SEG over grey anatomy (as
- * review-mode.test.mjs counts them). */
-async function countRedPixels(page, png) {
-  return page.evaluate(async (base64) => {
-    const image = new Image();
-    image.src = `data:image/png;base64,${base64}`;
-    await image.decode();
-    const canvas = document.createElement('canvas');
-    canvas.width = image.width;
-    canvas.height = image.height;
-    const context = canvas.getContext('2d');
-    context.drawImage(image, 0, 0);
-    const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
-    let red = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      if (data[i] > 150 && data[i] - data[i + 1] > 70 && data[i] - data[i + 2] > 70) red += 1;
-    }
-    return red;
-  }, png.toString('base64'));
 }
 
 /**
@@ -97,13 +76,6 @@ export function summarise(entries) {
   return Object.fromEntries(Object.entries(summary).sort(([a], [b]) => a.localeCompare(b)));
 }
 
-function artifactsFolder() {
-  if (process.env.ONCOFLOW_ARTIFACTS) {
-    mkdirSync(process.env.ONCOFLOW_ARTIFACTS, { recursive: true });
-    return process.env.ONCOFLOW_ARTIFACTS;
-  }
-  return artifactsDir();
-}
 
 test('a signed-in user reviews an assigned study with no request refused, and sees nothing of another patient', async () => {
   const baseUrl = requiredEnv('ONCOFLOW_URL').replace(/\/$/, '');
@@ -114,7 +86,7 @@ test('a signed-in user reviews an assigned study with no request refused, and se
   const expectedVolume = process.env.ONCOFLOW_EXPECT_VOLUME_CM3 ? Number(process.env.ONCOFLOW_EXPECT_VOLUME_CM3) : null;
   assert.notEqual(openStudy, forbiddenStudy, 'the open and the forbidden study are the same');
   const timeout = Number(process.env.LOGIN_TIMEOUT_MS || 90000);
-  const artifacts = artifactsFolder();
+  const artifacts = artifactsDir();
   const reviewUrl = (uid) => `${baseUrl}/ohif/oncoflow-review?StudyInstanceUIDs=${uid}`;
   const named = { open: openStudy, forbidden: forbiddenStudy };
 

@@ -18,7 +18,7 @@
 // with it, per DICOMweb request; never the token), and login-failure.png when it fails.
 // Run: node --test login.test.mjs
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactsDir, launchBrowser, requiredEnv } from './browser.mjs';
@@ -53,13 +53,6 @@ export function qidoStudies(body) {
   });
 }
 
-function artifactsFolder() {
-  if (process.env.ONCOFLOW_ARTIFACTS) {
-    mkdirSync(process.env.ONCOFLOW_ARTIFACTS, { recursive: true });
-    return process.env.ONCOFLOW_ARTIFACTS;
-  }
-  return artifactsDir();
-}
 
 test('a user signs in through Keycloak and sees only the assigned patients, with a bearer token on DICOMweb', async () => {
   const baseUrl = requiredEnv('ONCOFLOW_URL').replace(/\/$/, '');
@@ -70,7 +63,7 @@ test('a user signs in through Keycloak and sees only the assigned patients, with
   const both = expected.filter((id) => forbidden.includes(id));
   assert.deepEqual(both, [], `patients both expected and forbidden: ${both.join(', ')}`);
   const timeout = Number(process.env.LOGIN_TIMEOUT_MS || 90000);
-  const artifacts = artifactsFolder();
+  const artifacts = artifactsDir();
   const viewerUrl = `${baseUrl}/ohif/`;
 
   const { page, console: consoleLines, close } = await launchBrowser();

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { artifactsDir, launchBrowser, requiredEnv } from './browser.mjs';
+import { artifactsDir, countRedPixels, launchBrowser, requiredEnv } from './browser.mjs';
 
 /** Resolves once a cornerstone canvas shows a non-black pixel: the first image is on screen. */
 async function waitForFirstImage(page, timeoutMs) {
@@ -33,25 +33,6 @@ async function waitForFirstImage(page, timeoutMs) {
   }, null, { timeout: timeoutMs, polling: 250 });
 }
 
-/** Pixels of a screenshot (PNG buffer) that are clearly red: the ensemble SEG's colour over grey anatomy. */
-async function countRedPixels(page, png) {
-  return page.evaluate(async (base64) => {
-    const image = new Image();
-    image.src = `data:image/png;base64,${base64}`;
-    await image.decode();
-    const canvas = document.createElement('canvas');
-    canvas.width = image.width;
-    canvas.height = image.height;
-    const context = canvas.getContext('2d');
-    context.drawImage(image, 0, 0);
-    const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
-    let red = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      if (data[i] > 150 && data[i] - data[i + 1] > 70 && data[i] - data[i + 2] > 70) red += 1;
-    }
-    return red;
-  }, png.toString('base64'));
-}
 
 test('the OncoFlow review mode shows the SR numbers, the flag and the SEG overlay', async () => {
   const baseUrl = requiredEnv('ONCOFLOW_URL').replace(/\/$/, '');
