@@ -80,3 +80,32 @@ export function requiredEnv(name) {
   }
   return value;
 }
+
+/** In the page: whether a viewport canvas shows a non-black pixel (an image is on screen). */
+export function viewportHasImage() {
+  for (const canvas of document.querySelectorAll('canvas.cornerstone-canvas, .viewport-element canvas')) {
+    if (!canvas.width || !canvas.height) continue;
+    const context = canvas.getContext('2d', { willReadFrequently: true });
+    if (!context) continue;
+    const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
+    for (let i = 0; i < data.length; i += 16) {
+      if (data[i] > 20 || data[i + 1] > 20 || data[i + 2] > 20) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * After navigating to the viewer: wait for Keycloak's login form (the viewer redirected an anonymous visitor).
+ * A viewer without sign-in (the server wrote `window.oncoflowAuth = null;`) never goes there: that fails at once.
+ */
+export async function waitForKeycloakLogin(page, timeout) {
+  const toKeycloak = page.waitForURL((url) => url.pathname.includes('/realms/oncoflow/'), { timeout }).then(() => 'keycloak');
+  const signInOff = page.waitForFunction(() => window.config !== undefined && !window.oncoflowAuth, null, { timeout })
+    .then(() => 'off', () => toKeycloak); // rejected when the page navigates away (to Keycloak)
+  if ((await Promise.race([toKeycloak, signInOff])) === 'off') {
+    const auth = await page.evaluate(() => JSON.stringify(window.oncoflowAuth ?? null));
+    throw new Error(`the viewer has no sign-in: app-config.js set window.oncoflowAuth = ${auth} (is auth on?)`);
+  }
+  await page.locator('#username').waitFor({ state: 'visible', timeout });
+}

@@ -29,23 +29,11 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { artifactsDir, countRedPixels, launchBrowser, requiredEnv } from './browser.mjs';
+import {
+  artifactsDir, countRedPixels, launchBrowser, requiredEnv, viewportHasImage, waitForKeycloakLogin,
+} from './browser.mjs';
 
 const REFUSED = new Set([401, 403]);
-
-/** Whether a canvas of the viewports shows a non-black pixel (as review-mode.test.mjs waits for). */
-function viewportHasImage() {
-  for (const canvas of document.querySelectorAll('canvas.cornerstone-canvas, .viewport-element canvas')) {
-    if (!canvas.width || !canvas.height) continue;
-    const context = canvas.getContext('2d', { willReadFrequently: true });
-    if (!context) continue;
-    const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
-    for (let i = 0; i < data.length; i += 16) {
-      if (data[i] > 20 || data[i + 1] > 20 || data[i + 2] > 20) return true;
-    }
-  }
-  return false;
-}
 
 /**
  * The route pattern of a request path: the studies given by name ({open}, {forbidden}), other DICOM UIDs
@@ -145,14 +133,7 @@ test('a signed-in user reviews an assigned study with no request refused, and se
     const response = await page.goto(reviewUrl(openStudy));
     assert.equal(response.status(), 200, `GET ${reviewUrl(openStudy)}`);
     stage = 'redirect to Keycloak';
-    const toKeycloak = page.waitForURL((url) => url.pathname.includes('/realms/oncoflow/'), { timeout }).then(() => 'keycloak');
-    const signInOff = page.waitForFunction(() => window.config !== undefined && !window.oncoflowAuth, null, { timeout })
-      .then(() => 'off', () => toKeycloak); // rejected when the page navigates away (to Keycloak)
-    if ((await Promise.race([toKeycloak, signInOff])) === 'off') {
-      const auth = await page.evaluate(() => JSON.stringify(window.oncoflowAuth ?? null));
-      throw new Error(`the viewer has no sign-in: window.oncoflowAuth = ${auth} (is auth on?)`);
-    }
-    await page.locator('#username').waitFor({ state: 'visible', timeout });
+    await waitForKeycloakLogin(page, timeout);
 
     // 2. sign in; OHIF comes back to the review mode's URL (where the visit began)
     stage = 'sign in';

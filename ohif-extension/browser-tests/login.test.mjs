@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { artifactsDir, launchBrowser, requiredEnv } from './browser.mjs';
+import { artifactsDir, launchBrowser, requiredEnv, waitForKeycloakLogin } from './browser.mjs';
 
 /** A comma-separated list of PatientIDs (blanks dropped). */
 export function patientList(value) {
@@ -104,15 +104,7 @@ test('a user signs in through Keycloak and sees only the assigned patients, with
     const response = await page.goto(viewerUrl);
     assert.equal(response.status(), 200, `GET ${viewerUrl}`);
     stage = 'redirect to Keycloak';
-    const toKeycloak = page.waitForURL((url) => url.pathname.includes('/realms/oncoflow/'), { timeout }).then(() => 'keycloak');
-    // a viewer without sign-in (the server wrote `window.oncoflowAuth = null;`) would never go there: say so at once
-    const signInOff = page.waitForFunction(() => window.config !== undefined && !window.oncoflowAuth, null, { timeout })
-      .then(() => 'off', () => toKeycloak); // rejected when the page navigates away (to Keycloak)
-    if ((await Promise.race([toKeycloak, signInOff])) === 'off') {
-      const auth = await page.evaluate(() => JSON.stringify(window.oncoflowAuth ?? null));
-      throw new Error(`the viewer has no sign-in: ${viewerUrl}app-config.js set window.oncoflowAuth = ${auth} (is auth on?)`);
-    }
-    await page.locator('#username').waitFor({ state: 'visible', timeout });
+    await waitForKeycloakLogin(page, timeout);
     await page.screenshot({ path: join(artifacts, 'login-page.png'), fullPage: true });
     // the code flow with PKCE (S256), for the client the server named, back to the viewer's /ohif/callback
     assert.ok(authorizeUrl, `no authorization request to Keycloak (at ${page.url()})`);

@@ -15,22 +15,11 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { artifactsDir, countRedPixels, launchBrowser, requiredEnv } from './browser.mjs';
+import { artifactsDir, countRedPixels, launchBrowser, requiredEnv, viewportHasImage } from './browser.mjs';
 
 /** Resolves once a cornerstone canvas shows a non-black pixel: the first image is on screen. */
 async function waitForFirstImage(page, timeoutMs) {
-  await page.waitForFunction(() => {
-    for (const canvas of document.querySelectorAll('canvas.cornerstone-canvas, .viewport-element canvas')) {
-      if (!canvas.width || !canvas.height) continue;
-      const context = canvas.getContext('2d', { willReadFrequently: true });
-      if (!context) continue;
-      const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
-      for (let i = 0; i < data.length; i += 16) {
-        if (data[i] > 20 || data[i + 1] > 20 || data[i + 2] > 20) return true;
-      }
-    }
-    return false;
-  }, null, { timeout: timeoutMs, polling: 250 });
+  await page.waitForFunction(viewportHasImage, null, { timeout: timeoutMs, polling: 250 });
 }
 
 
