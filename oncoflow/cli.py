@@ -68,7 +68,7 @@ def _print_login(settings: Settings, passwords: dict[str, str]) -> None:
     print(f"  Login          Keycloak realm {settings.auth.issuer} (every HTTP request needs a token for "
           f"audience {settings.auth.audience}; the viewer logs in itself)")
     if passwords:
-        from .keycloak_server import DEV_USERS_FILE, DEVELOPMENT_USERS, keycloak_home
+        from .keycloak_server import DEV_USERS_FILE, DEVELOPMENT_USERS, admin_password_file, keycloak_home
 
         print(f"  Development users (DEVELOPMENT ONLY; also in {keycloak_home(settings.home) / DEV_USERS_FILE}):")
         for username, password in passwords.items():
@@ -76,7 +76,7 @@ def _print_login(settings: Settings, passwords: dict[str, str]) -> None:
             patients = ", ".join(spec.get("assigned_patients", [])) or "every patient"
             print(f"    {username:16} {password:22} roles {', '.join(spec.get('roles', []))}; patients: {patients}")
         print(f"  Keycloak admin console {settings.auth.keycloak_url}/admin/ (user admin, password in "
-              f"{keycloak_home(settings.home) / 'admin-password'})")
+              f"{admin_password_file(settings.home)})")
 
 
 def cmd_verify_report(settings: Settings, path: Path, trust: Path | None) -> int:

@@ -36,7 +36,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,16 @@ def keycloak_home(home: Path) -> Path:
     return home / "keycloak"
 
 
+def admin_password_file(home: Path) -> Path:
+    """The bootstrap admin's password of the home's Keycloak (mode 0600)."""
+    return keycloak_home(home) / "admin-password"
+
+
+def pid_file(home: Path) -> Path:
+    """Where :func:`start_keycloak` records the PID of the home's Keycloak."""
+    return home / "run" / "keycloak.pid"
+
+
 def prepare_home(distribution: Path, home: Path, realm_file: Path = REALM_FILE) -> Path:
     """Lay out ``<home>/keycloak/`` (see the module docstring) and put ``realm_file`` into its ``data/import/``."""
     kc_home = keycloak_home(home)
@@ -241,17 +251,7 @@ class KeycloakProcess:
 
     def wait_ready(self, timeout_s: float = 120.0) -> float:
         """Poll the realm's discovery document until it answers 200; returns the seconds waited."""
-        started = time.monotonic()
-        url = f"{self.issuer}/.well-known/openid-configuration"
-        while True:
-            if not self.running():
-                raise KeycloakError(f"Keycloak exited during start-up; see {self.log_file}")
-            with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return time.monotonic() - started
-            if time.monotonic() - started > timeout_s:
-                raise KeycloakError(f"Keycloak did not answer {url} within {timeout_s:.0f} s; see {self.log_file}")
-            time.sleep(0.5)
+        return wait_realm_ready(self.issuer, self.running, timeout_s, self.log_file)
 
     def rss_bytes(self) -> int:
         """Resident memory of ``kc.sh`` and its Java child together (0 when gone)."""
@@ -269,6 +269,21 @@ class KeycloakProcess:
                 self.popen.wait(timeout=5)
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
+
+
+def wait_realm_ready(issuer: str, running: Callable[[], bool], timeout_s: float, log_file: Path) -> float:
+    """Poll ``issuer``'s discovery document until it answers 200 (while ``running()``); the seconds waited."""
+    started = time.monotonic()
+    url = f"{issuer}/.well-known/openid-configuration"
+    while True:
+        if not running():
+            raise KeycloakError(f"Keycloak exited during start-up; see {log_file}")
+        with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise KeycloakError(f"Keycloak did not answer {url} within {timeout_s:.0f} s; see {log_file}")
+        time.sleep(0.5)
 
 
 def _alive(pid: int) -> bool:
@@ -314,10 +329,19 @@ def stop_pid(pid: int, timeout_s: float = 20.0) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def stop_home(home: Path, timeout_s: float = 20.0) -> bool:
+    """Stop the Keycloak this home started and remove its PID file; True if it ran."""
+    pid = running_pid(home)
+    if pid is not None:
+        stop_pid(pid, timeout_s)
+    pid_file(home).unlink(missing_ok=True)
+    return pid is not None
+
+
 def running_pid(home: Path) -> int | None:
     """The PID of the Keycloak this home started, when it still runs."""
     try:
-        pid = int((home / "run" / "keycloak.pid").read_text().strip())
+        pid = int(pid_file(home).read_text().strip())
     except (OSError, ValueError):
         return None
     return pid if _alive(pid) and _is_keycloak(pid) else None
@@ -334,7 +358,7 @@ def start_keycloak(home: Path, http_port: int, realm_file: Path = REALM_FILE, ad
     """
     distribution = ensure_keycloak(cache_dir)
     kc_home = prepare_home(distribution, home, realm_file)
-    password_file = kc_home / "admin-password"
+    password_file = admin_password_file(home)
     if admin_password is None:
         admin_password = password_file.read_text().strip() if password_file.is_file() else secrets.token_urlsafe(18)
     _write_private(password_file, admin_password + "\n")
@@ -342,7 +366,7 @@ def start_keycloak(home: Path, http_port: int, realm_file: Path = REALM_FILE, ad
     log_dir, run_dir = home / "log", home / "run"
     log_dir.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    log_file, pid_file = log_dir / "keycloak.log", run_dir / "keycloak.pid"
+    log_file, pid_path = log_dir / "keycloak.log", pid_file(home)
     base_url = f"http://127.0.0.1:{http_port}"
     env = {**os.environ, "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN_USERNAME, "KC_BOOTSTRAP_ADMIN_PASSWORD": admin_password,
            "JAVA_OPTS_KC_HEAP": HEAP_OPTS}
@@ -352,9 +376,9 @@ def start_keycloak(home: Path, http_port: int, realm_file: Path = REALM_FILE, ad
     with log_file.open("ab") as log:
         popen = subprocess.Popen(command, cwd=kc_home, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                  stderr=subprocess.STDOUT, start_new_session=True)
-    pid_file.write_text(f"{popen.pid}\n")
+    pid_path.write_text(f"{popen.pid}\n")
     return KeycloakProcess(home=home, pid=popen.pid, http_port=http_port, management_port=management_port,
-                           admin_password=admin_password, log_file=log_file, pid_file=pid_file, popen=popen)
+                           admin_password=admin_password, log_file=log_file, pid_file=pid_path, popen=popen)
 
 
 def _free_port() -> int:
@@ -500,7 +524,8 @@ class AdminClient:
 
 
 def create_development_users(base_url: str, admin_password: str, home: Path,
-                             users: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, str]:
+                             users: Mapping[str, Mapping[str, Any]] | None = None,
+                             admin: AdminClient | None = None) -> dict[str, str]:
     """Create the development users (one per role) with random passwords; returns ``{username: password}``.
 
     The passwords, with the generated secret of the ``oncoflow-worker`` client, are written to
@@ -513,7 +538,7 @@ def create_development_users(base_url: str, admin_password: str, home: Path,
         previous = json.loads(path.read_text()).get("users", {})
     except (OSError, ValueError, AttributeError):
         previous = {}
-    admin = AdminClient.bootstrap_admin(base_url, admin_password)
+    admin = admin or AdminClient.bootstrap_admin(base_url, admin_password)
     passwords: dict[str, str] = {}
     for username, spec in users.items():
         password = previous.get(username, {}).get("password") or secrets.token_urlsafe(15)
@@ -541,8 +566,8 @@ def set_up_stack_realm(base_url: str, admin_password: str, home: Path, viewer_or
     this stack's Orthanc origins, and writes the ``oncoflow-assignments`` service account's secret (which
     Keycloak generated at import) to ``assignments_secret_path`` (mode 0600) for the Orthanc plugin.
     """
-    passwords = create_development_users(base_url, admin_password, home)
     admin = AdminClient.bootstrap_admin(base_url, admin_password)
+    passwords = create_development_users(base_url, admin_password, home, admin=admin)
     admin.set_redirect_origins("ohif", viewer_origins)
     secret = {"client_id": ASSIGNMENTS_CLIENT, "secret": admin.client_secret(ASSIGNMENTS_CLIENT)}
     _write_private(assignments_secret_path, json.dumps(secret) + "\n")

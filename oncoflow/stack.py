@@ -219,15 +219,15 @@ def set_up_login(settings: Settings, timeout_s: float) -> dict[str, str]:
     auth = settings.auth
     if auth is None or auth.keycloak_port is None:
         return {}
-    deadline = time.monotonic() + timeout_s
-    discovery = f"{auth.issuer}/.well-known/openid-configuration"
-    while http_get(discovery)[0] != 200:
-        if keycloak_server.running_pid(settings.home) is None:
-            raise StackError(f"Keycloak exited during start-up; see {_log_file(settings, 'keycloak')}")
-        if time.monotonic() > deadline:
-            raise StackError(f"Keycloak did not answer in {timeout_s:.0f} s; see {_log_file(settings, 'keycloak')}")
-        time.sleep(0.5)
-    admin_password = (keycloak_server.keycloak_home(settings.home) / "admin-password").read_text().strip()
+
+    def running() -> bool:
+        return keycloak_server.running_pid(settings.home) is not None
+
+    try:
+        keycloak_server.wait_realm_ready(auth.issuer, running, timeout_s, _log_file(settings, "keycloak"))
+    except keycloak_server.KeycloakError as exc:
+        raise StackError(str(exc)) from exc
+    admin_password = keycloak_server.admin_password_file(settings.home).read_text().strip()
     origins = [f"http://127.0.0.1:{settings.http_port}", f"http://localhost:{settings.http_port}"]
     return keycloak_server.set_up_stack_realm(auth.keycloak_url, admin_password, settings.home, origins,
                                               settings.assignments_client_path)
@@ -235,12 +235,7 @@ def set_up_login(settings: Settings, timeout_s: float) -> dict[str, str]:
 
 def stop_login_server(settings: Settings) -> bool:
     """Stop the embedded Keycloak this home started; True if it ran."""
-    pid = keycloak_server.running_pid(settings.home)
-    if pid is None:
-        return False
-    keycloak_server.stop_pid(pid)
-    (settings.run_dir / "keycloak.pid").unlink(missing_ok=True)
-    return True
+    return keycloak_server.stop_home(settings.home)
 
 
 def start_stack(settings: Settings, timeout_s: float) -> dict[str, str]:

@@ -25,6 +25,11 @@ log = logging.getLogger("oncoflow.audit")
 MAX_RECORDS_PER_PAGE = 1000
 
 
+def actor_and_role(caller: AccessToken | None) -> tuple[str, str]:
+    """The audit actor and role of a request's caller: its Keycloak username and main role, or anonymous."""
+    return (caller.username, primary_role(caller.roles)) if caller else ("anonymous", "anonymous")
+
+
 def outcome_of(status: int) -> str:
     """ATNA-style outcome of an HTTP status: success (2xx/3xx), refused (4xx), failed (5xx)."""
     return "success" if status < 400 else "refused" if status < 500 else "failed"
@@ -44,9 +49,7 @@ class AccessAudit:
     def record(self, action: str, resource_uid: str | None, outcome: str, detail: str | None = None,
                actor: str | None = None, role: str | None = None) -> AuditRecord | None:
         if actor is None:
-            caller = self.current_caller()
-            actor = caller.username if caller else "anonymous"
-            role = primary_role(caller.roles) if caller else "anonymous"
+            actor, role = actor_and_role(self.current_caller())
         role = role or "anonymous"
         try:
             return self.audit.append(actor, role, action, resource_uid, outcome, detail)

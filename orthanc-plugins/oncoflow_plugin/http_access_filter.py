@@ -34,7 +34,7 @@ from typing import Any
 from oncoflow.access_policy import Permission, RouteRule, is_allowed, primary_role, route_rule
 from oncoflow.access_tokens import AccessToken, TokenRejected, TokenValidator
 
-from .access_audit import AccessAudit
+from .access_audit import AccessAudit, actor_and_role
 from .patient_resolver import PatientResolver
 
 log = logging.getLogger("oncoflow.access")
@@ -148,8 +148,7 @@ class HttpAccessFilter:
 
     def _audit(self, method: str, decision: AccessDecision) -> None:
         caller = decision.caller
-        actor = caller.username if caller else "anonymous"
-        role = primary_role(caller.roles) if caller else "anonymous"
+        actor, role = actor_and_role(caller)
         if not decision.allowed:
             self.audit.record("http.refused", self._resource(decision), "refused",
                               f"{method} {decision.rule.permission.value}: {decision.reason}", actor=actor, role=role)

@@ -152,12 +152,16 @@ class JobRunner:
             return True
         reason = f"not enough free disk space: {space.describe()}"
         log.error("study %s held back: %s", job.orthanc_study_id, reason)
+        self._retry_or_give_up(job, DISK_WAIT_S, reason, "disk full")
+        return False
+
+    def _retry_or_give_up(self, job: Job, delay_s: float, reason: str, audit_reason: str) -> None:
+        """Re-queue a job hit by a transient cause after ``delay_s``; fail it with the reason at the last attempt."""
         if job.attempts >= self.max_attempts:
             self.store.finish(job.id, "failed", f"gave up after {job.attempts} attempts: {reason}")
-            self._audit(job, "failed", f"{job.trigger}: disk full")
+            self._audit(job, "failed", f"{job.trigger}: {audit_reason}")
         else:
-            self.store.retry_later(job.id, DISK_WAIT_S, reason)
-        return False
+            self.store.retry_later(job.id, delay_s, reason)
 
     def _run_one(self, job: Job) -> None:
         if not self._enough_disk(job):
@@ -171,11 +175,7 @@ class JobRunner:
             self.store.finish(job.id, "failed", str(exc))
             self._audit(job, "failed", f"{job.trigger}: {type(exc).__name__}")
         except WorkerUnavailable as exc:
-            if job.attempts >= self.max_attempts:
-                self.store.finish(job.id, "failed", f"gave up after {job.attempts} attempts: {exc}")
-                self._audit(job, "failed", f"{job.trigger}: worker unavailable")
-            else:
-                self.store.retry_later(job.id, min(2.0 ** (job.attempts - 1), MAX_BACKOFF_S), str(exc))
+            self._retry_or_give_up(job, min(2.0 ** (job.attempts - 1), MAX_BACKOFF_S), str(exc), "worker unavailable")
         except Exception as exc:
             log.exception("internal error on study %s", job.orthanc_study_id)
             self.store.finish(job.id, "failed", f"internal error: {type(exc).__name__}: {exc}")

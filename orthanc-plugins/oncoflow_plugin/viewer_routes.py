@@ -162,6 +162,7 @@ class ViewerFiles:
         self.app_config = app_config
         self.modules_dir = modules_dir
         self.app_config_prelude = app_config_prelude(auth)
+        self._prelude_tag = hashlib.sha1(self.app_config_prelude).hexdigest()[:8]  # login on / off: another ETag
 
     @staticmethod
     def _file(path: Path, if_none_match: str | None, cache: str | None = None) -> Answer:
@@ -179,12 +180,11 @@ class ViewerFiles:
             if not self.app_config.is_file():
                 return json_answer(404, {"error": f"{self.app_config} is missing"})
             answer = self._file(self.app_config, None, REVALIDATE)
-            prelude = self.app_config_prelude
-            etag = answer.headers["ETag"][:-1] + hashlib.sha1(prelude).hexdigest()[:8] + '"'  # login on/off
+            etag = answer.headers["ETag"][:-1] + self._prelude_tag + '"'
             headers = {**answer.headers, "ETag": etag}
             if if_none_match and etag in (tag.strip() for tag in if_none_match.split(",")):
                 return Answer(304, b"", answer.content_type, headers)
-            return Answer(200, prelude + answer.body, answer.content_type, headers)
+            return Answer(200, self.app_config_prelude + answer.body, answer.content_type, headers)
         if relative_path.startswith(MODULES_PREFIX):
             name = relative_path[len(MODULES_PREFIX):]
             module = self.modules_dir / name if _MODULE_NAME.fullmatch(name) else None
@@ -243,20 +243,20 @@ def forward_qido(orthanc_get: Callable[[str], bytes], resource: str, query: Mapp
     """
     if not _QIDO_PATH.fullmatch(resource):
         return json_answer(404, {"error": f"{QIDO_PREFIX}{resource} is not a QIDO-RS resource"})
-    filtered = may_see_patient is not None and resource in TOP_LEVEL_SEARCHES
+    patient_filter = may_see_patient if resource in TOP_LEVEL_SEARCHES else None
     try:
         uri = qido_uri(resource, query)
     except QidoQueryError as exc:
         return json_answer(400, {"error": str(exc)})
-    if filtered:
+    if patient_filter is not None:
         uri += ("&" if "?" in uri else "?") + f"includefield={PATIENT_ID_TAG}"
     try:
         body = bytes(orthanc_get(uri))
     except Exception as exc:  # noqa: BLE001 (orthanc.OrthancException: Orthanc's error code and text)
         return json_answer(_orthanc_error_status(exc), {"error": f"GET {uri}: {exc}"})
-    if filtered and may_see_patient is not None:
+    if patient_filter is not None:
         visible = [answer for answer in json.loads(body or b"[]")
-                   if may_see_patient(_first_value(answer.get(PATIENT_ID_TAG)))]
+                   if patient_filter(_first_value(answer.get(PATIENT_ID_TAG)))]
         body = json.dumps(visible).encode()
     return Answer(200, body, "application/dicom+json", {"Cache-Control": REVALIDATE})
 
