@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +29,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from oncoflow import postgres_server
 from oncoflow.config import REPO_ROOT, Settings, load_settings
 from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid, write_datasets
 from oncoflow.stack import start_service, start_stack, stop_stack, wait_healthy
@@ -206,6 +208,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The default stack: the default panel (three demo nnU-Nets; SAM2 and MedGemma without weights)."""
     with running_stack(tmp_path_factory.mktemp("oncoflow-home")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[postgres_server.PostgresCluster]:
+    """A real PostgreSQL (Debian's server, our own cluster) on a free loopback port, removed after the session.
+
+    Its folder is a fresh ``/tmp/oncoflow-pg-*`` (mode 0755 parent): PostgreSQL runs as Debian's ``postgres``
+    user when the tests run as root, and pytest's own temporary folders are closed to other users.
+    """
+    try:
+        postgres_server.server_bin_dir()
+    except postgres_server.PostgresError as exc:
+        pytest.fail(f"{exc} (make test installs it)")
+    parent = Path(tempfile.mkdtemp(prefix="oncoflow-pg-", dir="/tmp"))
+    parent.chmod(0o755)
+    cluster = postgres_server.PostgresCluster(parent / "cluster", free_port())
+    postgres_server.start(cluster)
+    try:
+        yield cluster
+    finally:
+        postgres_server.remove(cluster)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def fresh_database(cluster: postgres_server.PostgresCluster, prefix: str) -> str:
+    """A new, empty database in ``cluster`` (a unique name from ``prefix``); returns its URL."""
+    return postgres_server.ensure_database(cluster, f"{prefix}_{time.time_ns()}")
 
 
 def unique_study(name: str) -> StudyInfo:
