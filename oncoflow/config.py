@@ -119,6 +119,19 @@ class Settings:
     dicom_tls: tuple[Path, Path, Path] | None = None
     # ONCOFLOW_AUTH=on|off (default on): token checks on Orthanc's HTTP API; None only when switched off
     auth: AuthSettings | None = None
+    # ONCOFLOW_DATABASE_URL (postgresql://user:password@host:port/db): the job queue, job history and timeline in
+    # PostgreSQL, shared by every Orthanc and pipeline worker; None: SQLite under ONCOFLOW_HOME (one machine)
+    database_url: str | None = None
+    job_consumer: bool = True  # ONCOFLOW_JOB_CONSUMER=on|off: Orthanc's plugin runs jobs itself (off: it only queues)
+    job_lease_s: float = 60.0  # ONCOFLOW_JOB_LEASE_S: a claimed job's lease, renewed while it runs; then redelivered
+    # ONCOFLOW_ORTHANC_URL: where a pipeline worker reaches Orthanc's REST API (default: this stack's HTTP port)
+    orthanc_api_url: str | None = None
+    # ONCOFLOW_ORTHANC_INDEX_URL (postgresql://...): Orthanc's own index in PostgreSQL (the postgresql plugin), so
+    # several Orthanc processes share one index and storage; None: Orthanc's SQLite index under ONCOFLOW_HOME
+    orthanc_index_url: str | None = None
+    # ONCOFLOW_ORTHANC_STORAGE: Orthanc's DICOM file storage (default <home>/orthanc-storage); several Orthanc
+    # processes on one PostgreSQL index must share it (a shared file system)
+    orthanc_storage: Path | None = None
 
     @property
     def assignments_client_path(self) -> Path:
@@ -154,7 +167,7 @@ class Settings:
 
     @property
     def orthanc_storage_dir(self) -> Path:
-        return self.home / "orthanc-storage"
+        return self.orthanc_storage or self.home / "orthanc-storage"
 
     @property
     def job_db_path(self) -> Path:
@@ -171,7 +184,8 @@ class Settings:
 
     @property
     def orthanc_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        """Orthanc's REST API: ``ONCOFLOW_ORTHANC_URL``, or this stack's own port on the loopback."""
+        return self.orthanc_api_url or f"http://127.0.0.1:{self.http_port}"
 
     @property
     def worker_http_url(self) -> str:
@@ -244,6 +258,16 @@ def parse_dicom_peers(raw: str, errors: list[str]) -> tuple[DicomPeer, ...]:
     if len({p.aet for p in peers}) != len(peers):
         errors.append("ONCOFLOW_ALLOWED_AETS names an AE title twice")
     return tuple(peers)
+
+
+def _postgres_url(env: Mapping[str, str], name: str, errors: list[str]) -> str | None:
+    """A ``postgresql://`` URL (libpq URI) from ``name``, or ``None`` when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")) or "@" not in raw.split("/", 3)[2]:
+        errors.append(f"{name} must be postgresql://user:password@host[:port]/database (the value is not shown)")
+    return raw
 
 
 def _auth_settings(env: Mapping[str, str], errors: list[str]) -> AuthSettings | None:
@@ -383,6 +407,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             dicom_tls = (paths[0], paths[1], paths[2])
 
     auth = _auth_settings(env, errors)
+    database_url = _postgres_url(env, "ONCOFLOW_DATABASE_URL", errors)
+    orthanc_index_url = _postgres_url(env, "ONCOFLOW_ORTHANC_INDEX_URL", errors)
+    job_consumer = env.get("ONCOFLOW_JOB_CONSUMER", "on").strip().lower()
+    if job_consumer not in ("on", "off"):
+        errors.append(f"ONCOFLOW_JOB_CONSUMER={job_consumer!r} must be on or off")
+    if job_consumer == "off" and database_url is None:
+        errors.append("ONCOFLOW_JOB_CONSUMER=off needs ONCOFLOW_DATABASE_URL: with the SQLite queue nobody else "
+                      "could run the jobs")
+    orthanc_api_url = env.get("ONCOFLOW_ORTHANC_URL", "").strip().rstrip("/") or None
+    if orthanc_api_url is not None and not orthanc_api_url.startswith(("http://", "https://")):
+        errors.append(f"ONCOFLOW_ORTHANC_URL={orthanc_api_url!r} must be an http(s):// URL")
 
     settings = Settings(
         home=home,
@@ -417,6 +452,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_peers=parse_dicom_peers(env.get("ONCOFLOW_ALLOWED_AETS", DEFAULT_ALLOWED_AETS), errors),
         dicom_tls=dicom_tls,
         auth=auth,
+        database_url=database_url,
+        job_consumer=job_consumer != "off",
+        job_lease_s=_float(env, "ONCOFLOW_JOB_LEASE_S", 60.0, 3.0, errors),
+        orthanc_api_url=orthanc_api_url,
+        orthanc_index_url=orthanc_index_url,
+        orthanc_storage=Path(env["ONCOFLOW_ORTHANC_STORAGE"]).expanduser().resolve()
+        if env.get("ONCOFLOW_ORTHANC_STORAGE", "").strip() else None,
     )
     if errors:
         raise ConfigError("invalid OncoFlow configuration:\n  - " + "\n  - ".join(errors))

@@ -53,7 +53,7 @@ def test_the_loop_survives_a_failing_job_store(tmp_path: Path) -> None:
     class BrokenStore(JobStore):
         calls = 0
 
-        def claim_next(self) -> Any:
+        def claim_next(self, *args: Any, **kwargs: Any) -> Any:
             BrokenStore.calls += 1
             if BrokenStore.calls == 1:
                 raise OSError("database or disk is full")

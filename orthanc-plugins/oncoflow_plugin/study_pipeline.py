@@ -262,7 +262,7 @@ class StudyPipeline:
              "runtime_s": panel.runs[name].runtime_s}
             for name, a in fusion.experts.items()
         ])
-        self.store.finish(job.id, "done")
+        self.store.finish(job.id, "done", attempt=job.attempts)  # acknowledged only now (at-least-once delivery)
         log.info("study %s: %d SEGs stored (%s, agreement %s) in %.2f s", study_id, len(segs), fusion.strategy,
                  fusion.agreement_score, sum(timings.values()))
 
