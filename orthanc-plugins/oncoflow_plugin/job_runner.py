@@ -10,7 +10,8 @@ the job runs; a consumer that dies loses its jobs to the next one when the lease
 Failures are classified:
 
 * :class:`InputError` and :class:`ModelUnavailable`: the job fails with the reason;
-* :class:`WorkerUnavailable`: the job is re-queued with back-off, until
+* :class:`WorkerUnavailable`, and :class:`.orthanc_http.OrthancUnavailable` for a pipeline worker whose
+  Orthanc is restarting: the job is re-queued with back-off, until
   ``ONCOFLOW_JOB_MAX_ATTEMPTS`` is reached;
 * too little free disk space under ``ONCOFLOW_HOME`` (:mod:`oncoflow.disk_space`): the job is not started
   but re-queued every :data:`DISK_WAIT_S` with the numbers in its events, and fails with them after
@@ -33,6 +34,7 @@ from oncoflow.audit_log import AuditLog
 from oncoflow.disk_space import DiskSpace
 
 from .job_store import Job, JobStore
+from .orthanc_http import OrthancUnavailable
 from .orthanc_rest import OrthancRest
 from .sql_database import DatabaseUnavailable
 from .study_pipeline import StudyPipeline
@@ -256,8 +258,9 @@ class JobRunner:
             log.warning("study %s failed: %s", job.orthanc_study_id, exc)
             if self.store.finish(job.id, "failed", str(exc), job.attempts):
                 self._audit(job, "failed", f"{job.trigger}: {type(exc).__name__}")
-        except WorkerUnavailable as exc:
-            self._retry_or_give_up(job, min(2.0 ** (job.attempts - 1), MAX_BACKOFF_S), str(exc), "worker unavailable")
+        except (WorkerUnavailable, OrthancUnavailable) as exc:
+            what = "worker unavailable" if isinstance(exc, WorkerUnavailable) else "Orthanc unavailable"
+            self._retry_or_give_up(job, min(2.0 ** (job.attempts - 1), MAX_BACKOFF_S), str(exc), what)
         except DatabaseUnavailable:
             raise  # the job stays claimed; its lease lapses and it is redelivered once the database is back
         except Exception as exc:

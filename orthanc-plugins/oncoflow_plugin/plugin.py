@@ -38,31 +38,25 @@ from typing import Any
 
 from oncoflow import __version__
 from oncoflow.access_tokens import TokenValidator
-from oncoflow.audit_log import AuditLog
 from oncoflow.config import load_settings
-from oncoflow.disk_space import DiskSpace, disk_space
-from oncoflow.pseudonyms import pseudonym_key
 
-from .access_audit import AccessAudit, outcome_of
+from .access_audit import outcome_of
 from .clinical_notes_routes import ClinicalNotesRoutes
-from .clinical_report import ClinicalReportWriter, ReportError
+from .clinical_report import ReportError
 from .encapsulated_pdf_writer import NotAnEncapsulatedPdf, read_encapsulated_pdf
-from .expert_panel import ExpertPanel
 from .http_access_filter import HttpAccessFilter
 from .http_answers import answer_json, only
-from .job_runner import JobRunner
-from .job_store import JobStore
 from .model_stats_chart import render_model_stats_png
 from .notes_service import NotesService
 from .orthanc_rest import OrthancRest
 from .patient_assignments import PatientAssignments
 from .patient_resolver import PatientResolver
-from .patient_timeline import PatientTimeline
+from .pipeline_assembly import assemble_pipeline, consumer_name
 from .refinement import RefineError, Refinement
-from .study_pipeline import REANALYSE_TRIGGER, StudyPipeline
+from .study_pipeline import REANALYSE_TRIGGER
 from .upload_guard import register_upload_guard
 from .viewer_routes import register_viewer_routes
-from .worker_client import WorkerClient, WorkerUnavailable
+from .worker_client import WorkerUnavailable
 
 
 class _OrthancLogHandler(logging.Handler):
@@ -105,13 +99,8 @@ def register(orthanc: Any) -> None:
 
     settings = load_settings()
     rest = OrthancRest(orthanc)
-    store = JobStore(settings.job_db_path)
-    worker = WorkerClient(settings.worker_url, settings.worker_timeout_s)
-    pipeline = StudyPipeline(settings, rest, store, ExpertPanel(settings, worker))
-    notes = NotesService(settings.rag_dir)
-    audit_log = AuditLog(settings.audit_db_path)
-    secret = pseudonym_key(settings.pseudonym_key_path)  # report pseudonyms and audit patient tokens
-    audit = AccessAudit(audit_log, secret)
+    parts = assemble_pipeline(settings, rest)
+    store, worker, pipeline, notes, audit = parts.store, parts.worker, parts.pipeline, parts.notes, parts.audit
     guard_stored_instance = register_upload_guard(orthanc, audit)  # polyglot / deeply nested uploads: audited
     access_filter: HttpAccessFilter | None = None
     if settings.auth is not None:
@@ -126,14 +115,14 @@ def register(orthanc: Any) -> None:
         logger.warning("LOGIN IS OFF (ONCOFLOW_AUTH=off): anyone who reaches port %d reads every patient's "
                        "images, results and reports. Development only.", settings.http_port)
     assignments = PatientAssignments(settings.auth, settings.assignments_client_path, audit)
-    reports = ClinicalReportWriter(settings, rest, store, notes, secret, audit)
-    patient_timeline = PatientTimeline(settings, rest, store, pipeline, reports)
-    pipeline.timeline = patient_timeline.update
+    patient_timeline = parts.timeline
     notes_routes = ClinicalNotesRoutes(settings, rest, notes, audit)
-    def home_disk_space() -> DiskSpace:
-        return disk_space(settings.home, settings.min_free_mb)
-
-    runner = JobRunner(store, pipeline, rest, settings.job_max_attempts, audit_log, home_disk_space)
+    home_disk_space = parts.home_disk_space
+    # a consumer of the queue unless ONCOFLOW_JOB_CONSUMER=off (then pipeline workers run the jobs)
+    runner = parts.job_runner(consumer_name("orthanc", settings.http_port), consume=settings.job_consumer)
+    if store.shared:
+        logger.info("job queue in PostgreSQL (shared); this Orthanc %s jobs", "runs" if settings.job_consumer
+                    else "only queues")
     refinement = Refinement(rest, store, pipeline, worker)
 
     def on_change(change_type: int, level: int, resource_id: str) -> None:
@@ -149,9 +138,7 @@ def register(orthanc: Any) -> None:
             threading.Thread(target=_warm_up_notes, args=(notes,), name="oncoflow-notes-load", daemon=True).start()
         elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
             runner.stop()
-            store.close()
-            notes.close()
-            audit_log.close()
+            parts.close()
 
     @only("GET")
     def health(output: Any, uri: str, **request: Any) -> None:
