@@ -69,3 +69,20 @@ def test_overlay_figure_draws_the_mask_in_red_and_the_plot_its_band() -> None:
     plot = volume_plot([VolumePoint(date(2025, 1, 1), 10.0, (9.0, 11.0), is_baseline=True),
                         VolumePoint(date(2025, 4, 1), 14.0, (12.5, 15.5), is_current=True)])
     assert Image.open(BytesIO(plot)).size[0] > 400
+
+
+def test_a_tall_figure_is_scaled_to_fit_the_page() -> None:
+    from io import BytesIO
+
+    from oncoflow_plugin.report_pdf import MAX_IMAGE_HEIGHT_MM, _image
+    from PIL import Image as PilImage
+    from reportlab.lib.units import mm
+
+    png = BytesIO()
+    PilImage.new("RGB", (100, 300)).save(png, format="PNG")  # three time points stacked: 1 : 3
+    image = _image(png.getvalue(), 100)
+    assert abs(image.drawHeight - MAX_IMAGE_HEIGHT_MM * mm) < 1e-6  # 300 mm asked, 200 mm given
+    assert abs(image.drawWidth / image.drawHeight - 1 / 3) < 1e-6  # the aspect kept
+    wide = BytesIO()
+    PilImage.new("RGB", (300, 100)).save(wide, format="PNG")
+    assert abs(_image(wide.getvalue(), 100).drawWidth - 100 * mm) < 1e-6  # a wide one keeps its width

@@ -83,13 +83,18 @@ def _table(rows: Sequence[Sequence[str]], widths: Sequence[float], header: bool 
     return table
 
 
-def _image(png: bytes, width_mm: float) -> Image:
+MAX_IMAGE_HEIGHT_MM = 200.0  # an A4 page's frame is about 260 mm high: room for a heading above a figure
+
+
+def _image(png: bytes, width_mm: float, max_height_mm: float = MAX_IMAGE_HEIGHT_MM) -> Image:
+    """The PNG ``width_mm`` wide, or narrower when it would be taller than ``max_height_mm`` (a tall overlay of
+    several time points must never overflow the page, which reportlab refuses with a LayoutError)."""
     from reportlab.lib.utils import ImageReader
 
     reader = ImageReader(BytesIO(png))
     pixel_width, pixel_height = reader.getSize()
-    width = width_mm * mm
-    return Image(BytesIO(png), width=width, height=width * pixel_height / pixel_width)
+    scale_mm = min(width_mm / pixel_width, max_height_mm / pixel_height)  # mm per pixel
+    return Image(BytesIO(png), width=pixel_width * scale_mm * mm, height=pixel_height * scale_mm * mm)
 
 
 def render_report_pdf(content: ReportContent) -> bytes:
