@@ -210,9 +210,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[postgres_server.PostgresCluster]:
-    """A real PostgreSQL (Debian's server, our own cluster) on a free loopback port, removed after the session.
+@contextmanager
+def postgres_cluster() -> Iterator[postgres_server.PostgresCluster]:
+    """A real PostgreSQL (Debian's server, a cluster of our own) on a free loopback port, removed after.
 
     Its folder is a fresh ``/tmp/oncoflow-pg-*`` (mode 0755 parent): PostgreSQL runs as Debian's ``postgres``
     user when the tests run as root, and pytest's own temporary folders are closed to other users.
@@ -230,6 +230,13 @@ def postgres() -> Iterator[postgres_server.PostgresCluster]:
     finally:
         postgres_server.remove(cluster)
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[postgres_server.PostgresCluster]:
+    """The session's PostgreSQL (each test takes a fresh database in it: :func:`fresh_database`)."""
+    with postgres_cluster() as cluster:
+        yield cluster
 
 
 def fresh_database(cluster: postgres_server.PostgresCluster, prefix: str) -> str:

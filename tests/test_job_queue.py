@@ -9,7 +9,6 @@ attempt). On PostgreSQL, consumers with their own connections never claim the sa
 from __future__ import annotations
 
 import sqlite3
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -17,13 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from oncoflow_plugin import sql_database
 from oncoflow_plugin.job_runner import JobRunner
 from oncoflow_plugin.job_store import JobStore
 from oncoflow_plugin.sql_database import DatabaseUnavailable
 
 from oncoflow import postgres_server
 
-from .conftest import free_port, fresh_database
+from .conftest import fresh_database, postgres_cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -102,12 +102,8 @@ def test_postgresql_consumers_never_claim_the_same_job(postgres: postgres_server
 @pytest.fixture
 def private_postgres() -> Iterator[postgres_server.PostgresCluster]:
     """A cluster of this test's own, to stop and start."""
-    parent = Path(tempfile.mkdtemp(prefix="oncoflow-pg-", dir="/tmp"))
-    parent.chmod(0o755)
-    cluster = postgres_server.PostgresCluster(parent / "cluster", free_port())
-    postgres_server.start(cluster)
-    yield cluster
-    postgres_server.remove(cluster)
+    with postgres_cluster() as cluster:
+        yield cluster
 
 
 class RecordingPipeline:
@@ -137,6 +133,17 @@ def test_the_queue_rides_out_a_database_outage(private_postgres: postgres_server
     assert job is not None and job.orthanc_study_id == "study-during-outage" and job.trigger == "stable-study"
     runner._run_one(job)
     assert pipeline.ran == [job.id] and store.get(job.id).state == "done"
+    store.close()
+
+
+def test_a_restarted_database_is_reconnected_to_without_a_failed_call(
+        private_postgres: postgres_server.PostgresCluster) -> None:
+    store = JobStore(postgres_server.ensure_database(private_postgres, "oncoflow_restart"))
+    store.enqueue("study", "stable-study")
+    postgres_server.stop(private_postgres, "fast")
+    postgres_server.start(private_postgres)  # the store's connection is closed by the server, unnoticed yet
+    time.sleep(sql_database.PRE_PING_AFTER_S + 0.1)
+    assert store.counts() == {"queued": 1}  # checked before use, replaced: the first call after it succeeds
     store.close()
 
 

@@ -27,6 +27,7 @@ from oncoflow.lesion_metrics import volume_ci95
 from .clinical_report import ClinicalReportWriter, ReportError, ReportInputs
 from .job_store import Job, JobStore
 from .longitudinal_comparison import Comparison, ComparisonError, TimePointData, compare
+from .orthanc_http import OrthancUnavailable
 from .orthanc_rest import OrthancRest
 from .registration_writer import write_spatial_registration
 from .seg_writer import derived_uid, read_segmentation_mask
@@ -227,6 +228,8 @@ class PatientTimeline:
             try:
                 outcome["report"] = self.report.write(ReportInputs(patient_id, orthanc_id, job, current,
                                                                    stack.datasets[0], seg, sr, baseline))
+            except OrthancUnavailable:
+                raise  # Orthanc restarting (a pipeline worker's HTTP): the whole job is retried, idempotently
             except (ReportError, OSError, ValueError, RuntimeError) as exc:
                 log.warning("report of study %s not made: %s", current.study_instance_uid, exc)
                 outcome["report"] = {"error": f"report not made: {exc}"}

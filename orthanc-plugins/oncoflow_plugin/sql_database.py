@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+PRE_PING_AFTER_S = 1.0  # an idle PostgreSQL connection is checked before use (after a server restart)
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -125,6 +128,7 @@ class PostgresDatabase:
         self._connect_timeout_s = connect_timeout_s
         self._lock = threading.RLock()
         self._connection: Any = None
+        self._used_at = 0.0  # time.monotonic() of the connection's last use
         with self.transaction() as db:
             self.lock_in_transaction(db, "oncoflow-schema")  # concurrent CREATE TABLE IF NOT EXISTS collide
             for statement in (s.strip() for s in schema.split(";")):
@@ -132,6 +136,16 @@ class PostgresDatabase:
                     db.execute(statement)
 
     def _connect(self) -> Any:
+        """The open connection, checked with ``SELECT 1`` when idle for :data:`PRE_PING_AFTER_S` (a restarted
+        server closes it, and that only shows at the next use): a new one when it is gone."""
+        connection = self._connection
+        if connection is not None and not (connection.closed or connection.broken) \
+                and time.monotonic() - self._used_at > PRE_PING_AFTER_S:
+            try:
+                connection.execute("SELECT 1")
+            except self._psycopg.Error:
+                self._drop()
+        self._used_at = time.monotonic()
         if self._connection is None or self._connection.closed or self._connection.broken:
             from psycopg.rows import dict_row
 

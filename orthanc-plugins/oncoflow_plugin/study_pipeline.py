@@ -26,6 +26,7 @@ from oncoflow.config import Settings
 
 from .expert_panel import ExpertPanel, PanelResult
 from .job_store import Job, JobStore
+from .orthanc_http import OrthancUnavailable
 from .orthanc_rest import OrthancRest
 from .patient_timeline import loaded_time_point
 from .seg_writer import (
@@ -152,6 +153,8 @@ class StudyPipeline:
         study_id = job.orthanc_study_id
         try:
             study = self.rest.get_json(f"/studies/{study_id}")
+        except OrthancUnavailable:
+            raise  # Orthanc restarting (a pipeline worker's HTTP): the job is retried, not failed
         except Exception as exc:
             raise InputError(f"study {study_id} is no longer in Orthanc ({exc})") from exc
         study_uid = str(study["MainDicomTags"].get("StudyInstanceUID"))
