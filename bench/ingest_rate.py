@@ -47,7 +47,7 @@ def write_studies(directory: Path) -> int:
 
 def one_run(base: Path, studies: Path, with_plugin: bool, run: int) -> float:
     from oncoflow.config import load_settings
-    from oncoflow.orthanc_config import ORTHANC_PLUGIN_DIR, orthanc_configuration
+    from oncoflow.orthanc_config import orthanc_configuration
 
     home = base / f"{'with' if with_plugin else 'without'}-{run}"
     env = {**os.environ, "ONCOFLOW_HOME": str(home), "ONCOFLOW_HTTP_PORT": str(free_port()),
@@ -56,7 +56,7 @@ def one_run(base: Path, studies: Path, with_plugin: bool, run: int) -> float:
     settings = load_settings(env)
     configuration: dict[str, Any] = orthanc_configuration(settings)
     if not with_plugin:
-        configuration["Plugins"] = [str(ORTHANC_PLUGIN_DIR / "libOrthancDicomWeb.so")]
+        configuration["Plugins"] = [str(settings.orthanc_plugin_dir / "libOrthancDicomWeb.so")]
         configuration.pop("PythonScript")
     home.mkdir(parents=True)
     settings.orthanc_storage_dir.mkdir(parents=True)

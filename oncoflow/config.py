@@ -15,6 +15,7 @@ from pathlib import Path
 from .change_flags import ChangeThresholds
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEBIAN_ORTHANC_PLUGIN_DIR = Path("/usr/share/orthanc/plugins")  # orthanc-python, -dicomweb, -postgresql
 
 SERIES_KINDS = ("t1c", "t1", "flair", "t2")
 FUSION_STRATEGIES = ("majority", "staple", "weighted", "confidence")
@@ -123,6 +124,15 @@ class Settings:
     # PostgreSQL, shared by every Orthanc and pipeline worker; None: SQLite under ONCOFLOW_HOME (one machine)
     database_url: str | None = None
     job_consumer: bool = True  # ONCOFLOW_JOB_CONSUMER=on|off: Orthanc's plugin runs jobs itself (off: it only queues)
+    # ONCOFLOW_WORKER_BIND: the address the inference worker listens on (0.0.0.0 in a container, behind a network
+    # only the pipeline reaches; the KServe API has no login)
+    worker_bind: str = "127.0.0.1"
+    # ONCOFLOW_HTTP_REMOTE_ACCESS=on|off (default off: loopback only): Orthanc's RemoteAccessAllowed, e.g. behind
+    # the TLS proxy in another container. Needs login on: every request then carries a checked token.
+    http_remote_access: bool = False
+    # ONCOFLOW_ORTHANC_PLUGIN_DIR: where Orthanc's plugin libraries are (Debian: /usr/share/orthanc/plugins)
+    orthanc_plugin_dir: Path = DEBIAN_ORTHANC_PLUGIN_DIR
+    pipeline_workers: int = 0  # ONCOFLOW_PIPELINE_WORKERS: pipeline worker processes `make up` starts (shared queue)
     job_lease_s: float = 60.0  # ONCOFLOW_JOB_LEASE_S: a claimed job's lease, renewed while it runs; then redelivered
     # ONCOFLOW_ORTHANC_URL: where a pipeline worker reaches Orthanc's REST API (default: this stack's HTTP port)
     orthanc_api_url: str | None = None
@@ -415,6 +425,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if job_consumer == "off" and database_url is None:
         errors.append("ONCOFLOW_JOB_CONSUMER=off needs ONCOFLOW_DATABASE_URL: with the SQLite queue nobody else "
                       "could run the jobs")
+    remote_access = env.get("ONCOFLOW_HTTP_REMOTE_ACCESS", "off").strip().lower()
+    if remote_access not in ("on", "off"):
+        errors.append(f"ONCOFLOW_HTTP_REMOTE_ACCESS={remote_access!r} must be on or off")
+    if remote_access == "on" and auth is None:
+        errors.append("ONCOFLOW_HTTP_REMOTE_ACCESS=on needs login (ONCOFLOW_AUTH=on): Orthanc's API would be open "
+                      "to the network")
+    pipeline_workers = _int(env, "ONCOFLOW_PIPELINE_WORKERS", 0, 0, 64, errors)
+    if pipeline_workers and database_url is None:
+        errors.append("ONCOFLOW_PIPELINE_WORKERS needs ONCOFLOW_DATABASE_URL: pipeline workers share the "
+                      "PostgreSQL queue")
     orthanc_api_url = env.get("ONCOFLOW_ORTHANC_URL", "").strip().rstrip("/") or None
     if orthanc_api_url is not None and not orthanc_api_url.startswith(("http://", "https://")):
         errors.append(f"ONCOFLOW_ORTHANC_URL={orthanc_api_url!r} must be an http(s):// URL")
@@ -454,6 +474,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth=auth,
         database_url=database_url,
         job_consumer=job_consumer != "off",
+        pipeline_workers=pipeline_workers,
+        worker_bind=env.get("ONCOFLOW_WORKER_BIND", "127.0.0.1").strip() or "127.0.0.1",
+        http_remote_access=remote_access == "on",
+        orthanc_plugin_dir=Path(env.get("ONCOFLOW_ORTHANC_PLUGIN_DIR", "").strip() or DEBIAN_ORTHANC_PLUGIN_DIR),
         job_lease_s=_float(env, "ONCOFLOW_JOB_LEASE_S", 60.0, 3.0, errors),
         orthanc_api_url=orthanc_api_url,
         orthanc_index_url=orthanc_index_url,

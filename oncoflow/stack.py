@@ -1,5 +1,8 @@
 """Start and stop the embedded OncoFlow stack (Orthanc + inference worker, and Keycloak when login is on) by PID.
 
+With ``ONCOFLOW_PIPELINE_WORKERS=N`` (and the PostgreSQL queue, ``ONCOFLOW_DATABASE_URL``) it starts N pipeline
+workers too (``pipeline-1`` ... ``pipeline-N``), consumers of the shared job queue beside Orthanc's own.
+
 Each service runs in its own process session, logs to ``$ONCOFLOW_HOME/log`` and
 records its PID in ``$ONCOFLOW_HOME/run``. :func:`stop_service` only signals a PID
 whose command line still is the service it started, so a stale PID file never
@@ -22,11 +25,27 @@ from pathlib import Path
 
 from . import keycloak_server
 from .config import Settings
-from .orthanc_config import orthanc_configuration
+from .orthanc_config import write_orthanc_configuration
 from .signing_certificates import ensure_development_signer
 
-SERVICES = ("orthanc", "worker")
-_CMDLINE_MARK = {"orthanc": "Orthanc", "worker": "oncoflow_inference"}
+SERVICES = ("orthanc", "worker")  # always; then the pipeline workers, see services()
+PIPELINE_WORKER = "pipeline"  # pipeline-1, pipeline-2, ...
+_CMDLINE_MARK = {"orthanc": "Orthanc", "worker": "oncoflow_inference",
+                 PIPELINE_WORKER: "oncoflow_plugin.pipeline_worker"}
+
+
+def services(settings: Settings) -> tuple[str, ...]:
+    """The services of this stack: Orthanc, the inference worker and ``ONCOFLOW_PIPELINE_WORKERS`` pipeline
+    workers, plus any pipeline worker whose PID file is left from a start with more of them."""
+    named = {f"{PIPELINE_WORKER}-{index}" for index in range(1, settings.pipeline_workers + 1)}
+    if settings.run_dir.is_dir():
+        named |= {path.stem for path in settings.run_dir.glob(f"{PIPELINE_WORKER}-*.pid")}
+    return (*SERVICES, *sorted(named, key=lambda name: int(name.rsplit("-", 1)[1])))
+
+
+def _kind(name: str) -> str:
+    """``orthanc``, ``worker`` or ``pipeline`` (of ``pipeline-2``)."""
+    return PIPELINE_WORKER if name.startswith(f"{PIPELINE_WORKER}-") else name
 
 
 class StackError(RuntimeError):
@@ -60,7 +79,7 @@ def service_pid(settings: Settings, name: str) -> int | None:
     except (OSError, ValueError):
         return None
     # A live process reads an empty command line for a moment around its exec: still ours.
-    return pid if not cmdline or _CMDLINE_MARK[name] in cmdline else None
+    return pid if not cmdline or _CMDLINE_MARK[_kind(name)] in cmdline else None
 
 
 def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
@@ -101,7 +120,10 @@ def wait_model_settled(settings: Settings, model: str, timeout_s: float) -> tupl
     return state, reason
 
 
-def health_url(settings: Settings, name: str) -> str:
+def health_url(settings: Settings, name: str) -> str | None:
+    """The service's health route; ``None`` for a pipeline worker (no HTTP: see :func:`_pipeline_worker_ok`)."""
+    if _kind(name) == PIPELINE_WORKER:
+        return None
     if name == "orthanc":
         return f"{settings.orthanc_url}/oncoflow/health"
     return f"{settings.worker_http_url}/v2/health/ready"
@@ -139,11 +161,10 @@ def start_service(settings: Settings, name: str) -> int:
         return pid
     if name == "orthanc":
         ensure_report_signer(settings)
-        settings.orthanc_storage_dir.mkdir(parents=True, exist_ok=True)
-        config_path = settings.run_dir / "orthanc.json"
-        settings.run_dir.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(json.dumps(orthanc_configuration(settings), indent=2))
+        config_path = write_orthanc_configuration(settings, settings.run_dir / "orthanc.json")
         argv = ["/usr/sbin/Orthanc", str(config_path)]
+    elif _kind(name) == PIPELINE_WORKER:
+        argv = [sys.executable, "-m", "oncoflow_plugin.pipeline_worker"]
     else:
         argv = [sys.executable, "-m", "oncoflow_inference"]
     return _spawn(settings, name, argv)
@@ -155,7 +176,13 @@ def wait_healthy(settings: Settings, name: str, timeout_s: float) -> None:
     while time.monotonic() < deadline:
         if service_pid(settings, name) is None:
             raise StackError(f"{name} exited during start-up; see {_log_file(settings, name)}")
-        status, body = http_get(health_url(settings, name))
+        url = health_url(settings, name)
+        if url is None:
+            if _pipeline_worker_ok(settings):
+                return
+            time.sleep(1)
+            continue
+        status, body = http_get(url)
         if status == 200:
             return
         if status == 503 and name == "orthanc":  # up, but cannot work (e.g. the disk is full): say why now
@@ -166,6 +193,14 @@ def wait_healthy(settings: Settings, name: str, timeout_s: float) -> None:
             raise StackError(f"orthanc is up but not healthy: {reason}")
         time.sleep(0.2)
     raise StackError(f"{name} did not become healthy in {timeout_s:.0f} s; see {_log_file(settings, name)}")
+
+
+def _pipeline_worker_ok(settings: Settings) -> bool:
+    """``python -m oncoflow_plugin.pipeline_worker --check``: the queue and Orthanc answer a pipeline worker."""
+    env = {**os.environ, "ONCOFLOW_HOME": str(settings.home)}
+    checked = subprocess.run([sys.executable, "-m", "oncoflow_plugin.pipeline_worker", "--check"], env=env,
+                             capture_output=True, timeout=60, check=False)
+    return checked.returncode == 0
 
 
 def _has_exited(pid: int) -> bool:
@@ -245,24 +280,28 @@ def start_stack(settings: Settings, timeout_s: float) -> dict[str, str]:
     users' passwords (empty with login off); raises :class:`StackError` with the reason when one fails.
     """
     start_login_server(settings)
-    for name in SERVICES:
+    for name in services(settings):
         start_service(settings, name)
-    for name in SERVICES:
+    for name in services(settings):
         wait_healthy(settings, name, timeout_s)
     return set_up_login(settings, timeout_s)
 
 
 def stop_stack(settings: Settings) -> dict[str, bool]:
     """Stop what :func:`start_stack` started, by PID; for each service, whether it ran."""
-    stopped = {name: stop_service(settings, name) for name in reversed(SERVICES)}
+    stopped = {name: stop_service(settings, name) for name in reversed(services(settings))}
     stopped["keycloak"] = stop_login_server(settings)
     return stopped
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
     result = []
-    for name in SERVICES:
+    for name in services(settings):
         pid = service_pid(settings, name)
-        code, body = http_get(health_url(settings, name)) if pid else (0, b"")
+        url = health_url(settings, name)
+        if url is None:  # a pipeline worker: alive is all status shows (its --check starts a Python each time)
+            result.append(ServiceStatus(name, pid, pid is not None, pid is not None, "pipeline worker"))
+            continue
+        code, body = http_get(url) if pid else (0, b"")
         result.append(ServiceStatus(name, pid, pid is not None, code == 200, body.decode(errors="replace")[:200]))
     return result

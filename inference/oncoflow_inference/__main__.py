@@ -1,4 +1,5 @@
-"""``python -m oncoflow_inference``: serve the model repository on 127.0.0.1:ONCOFLOW_WORKER_PORT.
+"""``python -m oncoflow_inference``: serve the model repository on ONCOFLOW_WORKER_BIND:ONCOFLOW_WORKER_PORT
+(default 127.0.0.1).
 
 Settings come from the environment (:func:`oncoflow.config.load_settings`); an invalid
 one prints every problem and exits with status 2. Logs go to stdout.
@@ -28,9 +29,9 @@ def main() -> int:
     from .kserve_server import create_app
 
     logging.getLogger("oncoflow.worker").info(
-        "serving %s on 127.0.0.1:%d", settings.model_repository, settings.worker_port
+        "serving %s on %s:%d", settings.model_repository, settings.worker_bind, settings.worker_port
     )
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.worker_port, log_level="warning",
+    uvicorn.run(create_app(settings), host=settings.worker_bind, port=settings.worker_port, log_level="warning",
                 access_log=False, log_config=None)
     return 0
 
