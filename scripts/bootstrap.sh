@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs whatever OncoFlow needs and is missing, then exits. Idempotent and quick when all is there.
-#  1. Debian packages (Orthanc, its Python and DICOMweb plugins, dcmtk, dicom3tools, anatomy templates).
-#     The packaged Orthanc service is never started: OncoFlow runs Orthanc as its own process.
+#  1. Debian packages (Orthanc, its Python, DICOMweb and PostgreSQL plugins, dcmtk, dicom3tools, anatomy templates,
+#     the PostgreSQL server). The packaged Orthanc and PostgreSQL
+#     services are never started: OncoFlow runs Orthanc and its own PostgreSQL clusters as its processes.
 #  2. The heavy Python dependencies (torch, nnU-Net, highdicom, ...) in a virtualenv cached under
 #     ${ONCOFLOW_CACHE:-~/.cache/oncoflow}, keyed by the hash of requirements.lock and requirements-nodeps.lock, built with Debian's
 #     python3.11: the interpreter that orthanc-python embeds.
@@ -14,7 +15,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 apt_packages=(orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools mricron-data python3.11-venv poppler-utils
-              chromium openjdk-17-jre-headless maven)
+              chromium openjdk-17-jre-headless maven postgresql orthanc-postgresql)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,7 +28,9 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [ "$made_policy" = 1 ] && $sudo rm -f "$policy"
-  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then $sudo systemctl disable --now orthanc || true; fi
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now orthanc postgresql || true
+  fi
 fi
 
 cache=${ONCOFLOW_CACHE:-$HOME/.cache/oncoflow}
@@ -84,3 +87,19 @@ fi
 # Keycloak (issue 7): keycloak-quarkus-dist from Maven Central (checksums strict), unpacked and built once in
 # the cache; quick when present.
 .venv/bin/python -m oncoflow.keycloak_server fetch >/dev/null
+
+# Docker Compose v5 (issue 8): the `docker compose` client plugin, built once from the Go module proxy
+# (deploy/compose-cli pins it) and linked into ~/.docker/cli-plugins, to validate docker-compose.yml; no engine
+# runs here. Skipped when `docker compose` already answers or there is no docker client to plug into.
+compose_version=$(sed -n 's/^require github.com\/docker\/compose\/v5 //p' deploy/compose-cli/go.mod)
+if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then
+  compose_bin="$cache/docker-compose-$compose_version"
+  if [ ! -x "$compose_bin" ]; then
+    command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+    echo "bootstrap: building docker compose $compose_version (about a minute)"
+    (cd deploy/compose-cli && go build -mod=mod -o "$compose_bin.tmp" \
+       -ldflags "-X github.com/docker/compose/v5/internal.Version=$compose_version" github.com/docker/compose/v5/cmd) \
+      && mv "$compose_bin.tmp" "$compose_bin"
+  fi
+  mkdir -p "$HOME/.docker/cli-plugins" && ln -sf "$compose_bin" "$HOME/.docker/cli-plugins/docker-compose"
+fi
