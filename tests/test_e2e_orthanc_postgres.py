@@ -198,3 +198,53 @@ def test_two_orthancs_share_one_postgresql_index_and_storage(postgres, tmp_path:
     finally:
         for orthanc in (a, b):
             orthanc.stop()
+
+
+def test_a_study_split_across_two_orthancs_makes_one_job_on_the_shared_queue(postgres, tmp_path: Path) -> None:
+    """Half the slices C-STOREd to A, half to B: both see the study become stable (two StableStudy changes in
+    the shared index), and the shared queue holds one job for it, also after a restart's catch-up."""
+    from oncoflow_plugin.job_store import JobStore
+
+    index_url, queue_url = fresh_database(postgres, "orthanc_index"), fresh_database(postgres, "oncoflow_jobs")
+    storage = tmp_path / "shared-storage"
+    # no consumer anywhere: the job stays queued, so nothing but the triggers can add or remove jobs
+    queue = {"ONCOFLOW_DATABASE_URL": queue_url, "ONCOFLOW_JOB_CONSUMER": "off"}
+    a = OrthancProcess("A", {**_orthanc_env(tmp_path / "home-a", index_url, storage), **queue})
+    b = OrthancProcess("B", {**_orthanc_env(tmp_path / "home-b", index_url, storage), **queue})
+    uid = _phantom_study(tmp_path / "study", "pg-split", 13)
+    files = sorted((tmp_path / "study").rglob("*.dcm")) or sorted(p for p in (tmp_path / "study").rglob("*")
+                                                                   if p.is_file())
+    for index, path in enumerate(files):
+        half = tmp_path / ("half-a" if index % 2 == 0 else "half-b")
+        half.mkdir(exist_ok=True)
+        path.rename(half / path.name)
+    jobs = JobStore(queue_url)
+    try:
+        a.start()
+        b.start()
+        a.wait_healthy()
+        b.wait_healthy()
+        a.push(tmp_path / "half-a")
+        b.push(tmp_path / "half-b")
+        study_id = _the_study(a, uid)
+        deadline = time.monotonic() + 60
+        stable: list[dict[str, Any]] = []
+        while len(stable) < 2 and time.monotonic() < deadline:
+            changes = a.get_json("/changes?limit=10000")["Changes"]
+            stable = [c for c in changes if c["ChangeType"] == "StableStudy" and c["ID"] == study_id]
+            time.sleep(0.5)
+        assert len(stable) == 2, f"StableStudy fired {len(stable)} time(s), expected once in each; {_logs(a, b)}"
+        time.sleep(2)  # both plugins have handled their change by now
+        history = jobs.history(study_id)
+        assert [(j.state, j.trigger) for j in history] == [("queued", "stable-study")], history
+
+        b.stop()  # a restart catches up from /changes under the shared lock: nothing new to queue
+        b.start()
+        b.wait_healthy()
+        time.sleep(2)
+        assert len(jobs.history(study_id)) == 1, jobs.history(study_id)
+        assert len(a.instances(study_id)) == SLICES
+    finally:
+        jobs.close()
+        for orthanc in (a, b):
+            orthanc.stop()
