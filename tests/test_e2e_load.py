@@ -4,8 +4,10 @@ Every study must be processed exactly once (one job done, one ensemble SEG, one 
 duplicate series), Orthanc and the worker stay within a memory bound while it runs, and the plugin's
 C-STORE path holds up under concurrent associations while the pipeline stores its own results (the
 situation that deadlocked Orthanc when the upload guard ran in the received-instance callback).
-Throughput is printed (speed goals live in ``make bench``, not here). One inference worker: the embedded
-stack runs one job at a time; several workers on a shared queue are not built yet.
+Throughput is printed (speed goals live in ``make bench``, not here). Two configurations: the embedded one
+(Orthanc's plugin runs the jobs one at a time, SQLite queue), and the scale-out one (PostgreSQL queue,
+Orthanc only queues, two pipeline worker processes share one inference worker), where the jobs must
+also have been spread over both workers.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 from oncoflow.phantom import make_phantom
 from oncoflow.stack import service_pid
 
-from .conftest import TEST_AET, running_stack, unique_study, write_series
+from .conftest import TEST_AET, fresh_database, running_stack, unique_study, write_series
 
 pytestmark = pytest.mark.e2e
 
@@ -39,15 +41,22 @@ def rss_gib(pid: int) -> float:
     return 0.0
 
 
-def test_thirty_studies_from_three_senders_are_each_processed_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pipeline_workers", [0, 2], ids=["embedded", "two-pipeline-workers"])
+def test_thirty_studies_from_three_senders_are_each_processed_once(tmp_path: Path, pipeline_workers: int,
+                                                                   request: pytest.FixtureRequest) -> None:
     uids = []
     for index in range(STUDIES):
         study = dataclasses.replace(unique_study(f"load-{index}"), patient_id=f"LOAD-{index:02d}")
         write_series(tmp_path / f"sender-{index % SENDERS}" / str(index),
                      make_phantom(7000 + index, shape=(24, 48, 48)).volume, study)
         uids.append(study.study_instance_uid)
-    with running_stack(tmp_path / "home", ONCOFLOW_PANEL="nnunet_demo") as stack:
-        pids = {name: service_pid(stack.settings, name) for name in RSS_LIMIT_GIB}
+    scale_out = {}
+    if pipeline_workers:
+        scale_out = {"ONCOFLOW_DATABASE_URL": fresh_database(request.getfixturevalue("postgres"), "load"),
+                     "ONCOFLOW_JOB_CONSUMER": "off", "ONCOFLOW_PIPELINE_WORKERS": str(pipeline_workers)}
+    with running_stack(tmp_path / "home", ONCOFLOW_PANEL="nnunet_demo", **scale_out) as stack:
+        limits = {**RSS_LIMIT_GIB, **{f"pipeline-{i}": 3.0 for i in range(1, pipeline_workers + 1)}}
+        pids = {name: service_pid(stack.settings, name) for name in limits}
         started = time.monotonic()
 
         def send(sender: int) -> subprocess.CompletedProcess[str]:
@@ -59,7 +68,7 @@ def test_thirty_studies_from_three_senders_are_each_processed_once(tmp_path: Pat
             results = list(pool.map(send, range(SENDERS)))
         pushed_s = time.monotonic() - started
         assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
-        peak = dict.fromkeys(RSS_LIMIT_GIB, 0.0)
+        peak = dict.fromkeys(limits, 0.0)
         jobs = {}
         deadline = time.monotonic() + 900
         while len(jobs) < STUDIES and time.monotonic() < deadline:
@@ -84,9 +93,15 @@ def test_thirty_studies_from_three_senders_are_each_processed_once(tmp_path: Pat
             assert not duplicated, (uid, duplicated)
             assert {"MR", "SEG", "SR", "DOC"} <= {kind for kind, _ in kinds}, (uid, kinds)
             assert [j["state"] for j in jobs[uid]["history"]].count("done") == 1, jobs[uid]["history"]
-        for name, limit in RSS_LIMIT_GIB.items():
+        for name, limit in limits.items():
             assert peak[name] < limit, f"{name} peaked at {peak[name]:.2f} GiB"
-        print(json.dumps({"studies": STUDIES, "senders": SENDERS, "push_s": round(pushed_s, 1),
+        consumers = Counter(str(job["claimed_by"]).split("@")[0] for job in jobs.values())
+        if pipeline_workers:  # every job ran in a pipeline worker, and both workers took their share
+            claimed_by = Counter(job["claimed_by"] for job in jobs.values())
+            assert set(consumers) == {"worker"} and len(claimed_by) == pipeline_workers, claimed_by
+        print(json.dumps({"studies": STUDIES, "senders": SENDERS, "pipeline_workers": pipeline_workers,
+                          "jobs_per_consumer": sorted(Counter(j["claimed_by"] for j in jobs.values()).values()),
+                          "push_s": round(pushed_s, 1),
                           "all_processed_s": round(processed_s, 1),
                           "studies_per_hour": round(STUDIES / processed_s * 3600),
                           "peak_rss_gib": {k: round(v, 2) for k, v in peak.items()}}))
