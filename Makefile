@@ -30,6 +30,7 @@ bench: env
 	$(PY) bench/viewer_speed.py
 	$(PY) bench/access_filter.py
 	$(PY) bench/ingest_rate.py
+	$(PY) bench/scale_out.py
 
 # 40 longitudinal phantom pairs: % change error, flag accuracy, registration target error (about 20 min)
 bench-longitudinal: env

@@ -91,11 +91,12 @@ def push_and_wait(settings: Any, study_dir: Path, study_uid: str) -> tuple[dict[
 
 
 @contextmanager
-def bench_stack(home: Path, panel: str | None, auth: bool = False) -> Iterator[Any]:
+def bench_stack(home: Path, panel: str | None, auth: bool = False, **extra_env: str) -> Iterator[Any]:
     """Orthanc + worker on free ports with ``home`` and ``panel`` (None: the default panel), every
     expert settled; yields the settings and stops both afterwards.
 
     Login is off (the benchmarks time the pipeline) unless ``auth``: then the stack's own Keycloak runs too.
+    ``extra_env``: more ``ONCOFLOW_*`` settings (e.g. the scale-out queue and pipeline workers).
     """
     os.environ.update({
         "ONCOFLOW_HOME": str(home),
@@ -105,6 +106,7 @@ def bench_stack(home: Path, panel: str | None, auth: bool = False) -> Iterator[A
         "ONCOFLOW_KEYCLOAK_PORT": str(free_port()),
         "ONCOFLOW_STABLE_AGE_S": os.environ.get("ONCOFLOW_STABLE_AGE_S", "1"),
         "ONCOFLOW_AUTH": "on" if auth else "off",
+        **extra_env,
     })
     if panel is None:
         os.environ.pop("ONCOFLOW_PANEL", None)

@@ -270,6 +270,15 @@ def parse_dicom_peers(raw: str, errors: list[str]) -> tuple[DicomPeer, ...]:
     return tuple(peers)
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool, errors: list[str]) -> bool:
+    """An ``on`` / ``off`` setting."""
+    raw = env.get(name, "on" if default else "off").strip().lower()
+    if raw not in ("on", "off"):
+        errors.append(f"{name}={raw!r} must be on or off")
+        return default
+    return raw == "on"
+
+
 def _postgres_url(env: Mapping[str, str], name: str, errors: list[str]) -> str | None:
     """A ``postgresql://`` URL (libpq URI) from ``name``, or ``None`` when unset."""
     raw = env.get(name, "").strip()
@@ -419,16 +428,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     auth = _auth_settings(env, errors)
     database_url = _postgres_url(env, "ONCOFLOW_DATABASE_URL", errors)
     orthanc_index_url = _postgres_url(env, "ONCOFLOW_ORTHANC_INDEX_URL", errors)
-    job_consumer = env.get("ONCOFLOW_JOB_CONSUMER", "on").strip().lower()
-    if job_consumer not in ("on", "off"):
-        errors.append(f"ONCOFLOW_JOB_CONSUMER={job_consumer!r} must be on or off")
-    if job_consumer == "off" and database_url is None:
+    job_consumer = _switch(env, "ONCOFLOW_JOB_CONSUMER", True, errors)
+    if not job_consumer and database_url is None:
         errors.append("ONCOFLOW_JOB_CONSUMER=off needs ONCOFLOW_DATABASE_URL: with the SQLite queue nobody else "
                       "could run the jobs")
-    remote_access = env.get("ONCOFLOW_HTTP_REMOTE_ACCESS", "off").strip().lower()
-    if remote_access not in ("on", "off"):
-        errors.append(f"ONCOFLOW_HTTP_REMOTE_ACCESS={remote_access!r} must be on or off")
-    if remote_access == "on" and auth is None:
+    remote_access = _switch(env, "ONCOFLOW_HTTP_REMOTE_ACCESS", False, errors)
+    if remote_access and auth is None:
         errors.append("ONCOFLOW_HTTP_REMOTE_ACCESS=on needs login (ONCOFLOW_AUTH=on): Orthanc's API would be open "
                       "to the network")
     pipeline_workers = _int(env, "ONCOFLOW_PIPELINE_WORKERS", 0, 0, 64, errors)
@@ -473,10 +478,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dicom_tls=dicom_tls,
         auth=auth,
         database_url=database_url,
-        job_consumer=job_consumer != "off",
+        job_consumer=job_consumer,
         pipeline_workers=pipeline_workers,
         worker_bind=env.get("ONCOFLOW_WORKER_BIND", "127.0.0.1").strip() or "127.0.0.1",
-        http_remote_access=remote_access == "on",
+        http_remote_access=remote_access,
         orthanc_plugin_dir=Path(env.get("ONCOFLOW_ORTHANC_PLUGIN_DIR", "").strip() or DEBIAN_ORTHANC_PLUGIN_DIR),
         job_lease_s=_float(env, "ONCOFLOW_JOB_LEASE_S", 60.0, 3.0, errors),
         orthanc_api_url=orthanc_api_url,

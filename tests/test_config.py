@@ -107,3 +107,22 @@ def test_login_is_on_by_default_with_the_embedded_keycloak() -> None:
     assert "ONCOFLOW_AUTH='maybe' must be on or off" in str(error.value)
     with pytest.raises(ConfigError, match="must be a Keycloak realm URL"):
         settings(ONCOFLOW_OIDC_ISSUER="sso.example.org")
+
+
+def test_scale_out_settings_are_checked_together() -> None:
+    url = "postgresql://oncoflow:s3cret@db:5432/oncoflow"
+    s = settings(ONCOFLOW_DATABASE_URL=url, ONCOFLOW_JOB_CONSUMER="off", ONCOFLOW_PIPELINE_WORKERS="2",
+                 ONCOFLOW_JOB_LEASE_S="6")
+    assert (s.database_url, s.job_consumer, s.pipeline_workers, s.job_lease_s) == (url, False, 2, 6.0)
+    defaults = settings()
+    assert defaults.database_url is None and defaults.job_consumer and defaults.pipeline_workers == 0
+    with pytest.raises(ConfigError) as caught:
+        settings(ONCOFLOW_JOB_CONSUMER="maybe", ONCOFLOW_PIPELINE_WORKERS="1",
+                 ONCOFLOW_ORTHANC_INDEX_URL="mysql://orthanc:hunter2@db/index", ONCOFLOW_JOB_LEASE_S="1")
+    message = str(caught.value)
+    assert "ONCOFLOW_JOB_CONSUMER='maybe' must be on or off" in message
+    assert "ONCOFLOW_PIPELINE_WORKERS needs ONCOFLOW_DATABASE_URL" in message
+    assert "ONCOFLOW_ORTHANC_INDEX_URL must be postgresql://" in message and "hunter2" not in message
+    assert "ONCOFLOW_JOB_LEASE_S" in message
+    with pytest.raises(ConfigError, match="ONCOFLOW_JOB_CONSUMER=off needs ONCOFLOW_DATABASE_URL"):
+        settings(ONCOFLOW_JOB_CONSUMER="off")
