@@ -22,7 +22,7 @@ from .stack import (
 
 
 def cmd_up(settings: Settings, timeout_s: float) -> int:
-    missing = missing_orthanc_parts()
+    missing = missing_orthanc_parts(settings)
     if missing:
         print(f"missing Orthanc parts: {', '.join(missing)} (run `make up`, which installs them)", file=sys.stderr)
         return 1
@@ -45,6 +45,11 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     print(f"  Viewer (OHIF)  {settings.orthanc_url}/ohif/  "
           "(OncoFlow review: /ohif/oncoflow-review?StudyInstanceUIDs=<follow-up>,<baseline>)")
     print(f"  Job status     {settings.orthanc_url}/oncoflow/studies/<StudyInstanceUID>")
+    if settings.database_url is not None:
+        consumers = ["Orthanc"] if settings.job_consumer else []
+        consumers += [f"{settings.pipeline_workers} pipeline worker(s)"] if settings.pipeline_workers else []
+        print(f"  Job queue      PostgreSQL {settings.database_url.rsplit('@', 1)[-1]}, run by "
+              f"{' and '.join(consumers) or 'consumers elsewhere'} (lease {settings.job_lease_s:.0f} s)")
     print(f"  Worker (KServe v2) {settings.worker_http_url}/v2  panel (fusion {settings.fusion}):")
     for name, (state, reason) in experts.items():
         print(f"    {name:22} {'ready' if state == 'READY' else f'NOT ready ({state}): {reason}'}")
