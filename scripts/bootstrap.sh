@@ -103,3 +103,10 @@ if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; the
   fi
   mkdir -p "$HOME/.docker/cli-plugins" && ln -sf "$compose_bin" "$HOME/.docker/cli-plugins/docker-compose"
 fi
+# The Compose Specification's JSON schema for tests/test_docker_compose.py, from the same compose-go module
+# (already in Go's module cache when the client was built here; a quick no-op then).
+command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+if command -v go >/dev/null; then
+  (cd deploy/compose-cli && go mod download github.com/compose-spec/compose-go/v2) \
+    || echo "bootstrap: compose-go's schema not fetched (tests/test_docker_compose.py will say so)" >&2
+fi
