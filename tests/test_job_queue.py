@@ -99,6 +99,39 @@ def test_postgresql_consumers_never_claim_the_same_job(postgres: postgres_server
     producer.close()
 
 
+def test_postgresql_consumers_never_run_two_jobs_of_one_study(postgres: postgres_server.PostgresCluster) -> None:
+    """Each study has an expired job (its consumer died) and a newer queued one: concurrent consumers must take
+    one of them per study, never both (the second waits while the first runs)."""
+    url = fresh_database(postgres, "one_per_study")
+    producer = JobStore(url)
+    studies = [f"study-{i}" for i in range(30)]
+    for study in studies:
+        producer.enqueue(study, "stable-study")
+        first = producer.claim_next("dead-consumer", lease_s=2)
+        assert first is not None and first.orthanc_study_id == study
+        assert producer.enqueue(study, "new-instances") is not None  # the first one is running: a second job
+    time.sleep(2.1)  # every lease of the dead consumer has lapsed
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def consume(name: str) -> None:
+        store = JobStore(url)
+        while (job := store.claim_next(name, lease_s=60)) is not None:  # held, never finished
+            with lock:
+                claimed.append(job.orthanc_study_id)
+        store.close()
+
+    threads = [threading.Thread(target=consume, args=(f"consumer-{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    twice = [study for study, n in Counter(claimed).items() if n > 1]
+    assert not twice, f"two jobs of one study running at once: {twice}"
+    assert sorted(claimed) == sorted(studies)
+    producer.close()
+
+
 @pytest.fixture
 def private_postgres() -> Iterator[postgres_server.PostgresCluster]:
     """A cluster of this test's own, to stop and start."""

@@ -96,6 +96,7 @@ _DIALECT_SCHEMA = {
     "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "event_key": "", "event_order": "rowid"},
     "postgresql": {"serial": "BIGSERIAL PRIMARY KEY", "event_key": "seq BIGSERIAL PRIMARY KEY,", "event_order": "seq"},
 }
+CLAIM_LOCK = "claim"  # PostgreSQL: claims one at a time, so a study never runs on two consumers at once
 _LEASE_COLUMNS = {"lease_until": "REAL", "claimed_by": "TEXT"}  # added to SQLite stores made before leases
 
 
@@ -208,11 +209,15 @@ class JobStore:
         """Claim the oldest due job for ``lease_s`` seconds and return it (``running``), or ``None``.
 
         Due: ``queued`` with ``not_before`` passed and no live job of the same study running; or ``running``
-        with an expired lease (its consumer died: redelivered, one more attempt).
+        with an expired lease (its consumer died: redelivered, one more attempt). On PostgreSQL the claims of
+        all consumers take turns (:data:`CLAIM_LOCK`) and skip rows locked by a finish or renewal.
         """
-        now = time.time()
-        skip_locked = " FOR UPDATE SKIP LOCKED" if self.shared else ""
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self.shared else ""  # never wait on a row being updated
         with self._transaction() as db:
+            # Serialised (a transaction of milliseconds): without it two consumers could each see the other's
+            # claim uncommitted and run two jobs of one study (an expired one and a newer one) side by side.
+            self._database.lock_in_transaction(db, CLAIM_LOCK)
+            now = time.time()
             row = db.execute(
                 "SELECT * FROM jobs j WHERE ((j.state='queued' AND j.not_before<=?) "
                 "OR (j.state='running' AND j.lease_until<?)) AND NOT EXISTS (SELECT 1 FROM jobs r WHERE "
