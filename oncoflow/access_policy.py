@@ -12,6 +12,8 @@ doctor      read images and results of assigned patients; upload notes
 radiologist the same, plus re-analyse, refine and report again
 admin       everything, plus assignments, the audit log and Orthanc's admin
 worker      the service account: read images and results of any patient
+pipeline    pipeline workers' service account: read any patient; store, look up and replace
+            the derived objects (``POST /instances``, ``DELETE /series/<id>``, ``/tools/lookup``)
 =========== ===============================================================
 
 A route this module does not know is admin-only (fail closed): Orthanc's own listings (``/patients``,
@@ -36,6 +38,7 @@ class Permission(Enum):
     READ_RESULTS = "read images and results"
     UPLOAD_NOTES = "upload notes"
     ANALYSE = "analyse"  # re-analyse, refine, report again
+    STORE_RESULTS = "store results"  # a pipeline worker storing, looking up and replacing derived SEG/SR/PDF
     ADMIN = "admin"
 
 
@@ -46,8 +49,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
                               Permission.ANALYSE}),
     "admin": frozenset(Permission),
     "worker": frozenset({Permission.READ_RESULTS}),
+    "pipeline": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.STORE_RESULTS}),
 }
-ALL_PATIENTS_ROLES = frozenset({"admin", "worker"})  # not limited to assigned patients
+ALL_PATIENTS_ROLES = frozenset({"admin", "worker", "pipeline"})  # not limited to assigned patients
 
 PatientReference = Literal["none", "study_uid", "sop_instance_uid", "patient_id", "orthanc_id"]
 
@@ -79,11 +83,14 @@ _RULES: tuple[tuple[str, re.Pattern[str], Permission, PatientReference], ...] = 
         ("GET", r"/oncoflow/dicom-web/(?:studies|series|instances)", Permission.READ_RESULTS, "none"),  # filtered
         ("GET", rf"/(?:oncoflow/)?dicom-web/studies/{_UID}(?:/.*)?", Permission.READ_RESULTS, "study_uid"),
         ("GET", rf"/((?:studies|series|instances|patients)/{_ID})(?:/.*)?", Permission.READ_RESULTS, "orthanc_id"),
+        ("POST", r"/instances", Permission.STORE_RESULTS, "none"),
+        ("DELETE", rf"/(series/{_ID})", Permission.STORE_RESULTS, "orthanc_id"),
+        ("POST", r"/tools/lookup", Permission.STORE_RESULTS, "none"),
     )
 )
 
 
-ROLE_PRECEDENCE = ("admin", "radiologist", "doctor", "clinician", "worker")
+ROLE_PRECEDENCE = ("admin", "radiologist", "doctor", "clinician", "pipeline", "worker")
 
 
 def primary_role(roles: Collection[str]) -> str:

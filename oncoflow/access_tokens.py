@@ -21,7 +21,9 @@ from typing import Any
 import jwt
 from jwt import PyJWK, PyJWKClient
 
-ONCOFLOW_ROLES = frozenset({"admin", "radiologist", "doctor", "clinician", "worker"})
+from .access_policy import ROLE_PERMISSIONS
+
+ONCOFLOW_ROLES = frozenset(ROLE_PERMISSIONS)  # the roles the role table knows; others are ignored
 ALGORITHMS = ("RS256",)
 
 # TokenRejected reasons (stable strings: the filter may log them and map them to 401/503).

@@ -144,6 +144,12 @@ class Settings:
     orthanc_storage: Path | None = None
 
     @property
+    def pipeline_client_path(self) -> Path:
+        """The secret of Keycloak's ``oncoflow-pipeline`` service account (JSON, mode 0600): a pipeline worker's
+        tokens for Orthanc's API when login is on."""
+        return self.home / "secrets" / "keycloak-pipeline.json"
+
+    @property
     def assignments_client_path(self) -> Path:
         """The secret of Keycloak's ``oncoflow-assignments`` service account (JSON, mode 0600)."""
         return self.home / "secrets" / "keycloak-assignments.json"

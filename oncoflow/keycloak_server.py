@@ -555,22 +555,23 @@ def create_development_users(base_url: str, admin_password: str, home: Path,
     return passwords
 
 
-ASSIGNMENTS_CLIENT = "oncoflow-assignments"
+ASSIGNMENTS_CLIENT = "oncoflow-assignments"  # the plugin changes patient assignments with it
+PIPELINE_CLIENT = "oncoflow-pipeline"  # pipeline workers reach Orthanc's API with its tokens
 
 
 def set_up_stack_realm(base_url: str, admin_password: str, home: Path, viewer_origins: Sequence[str],
-                       assignments_secret_path: Path) -> dict[str, str]:
+                       client_secret_paths: Mapping[str, Path]) -> dict[str, str]:
     """Everything one OncoFlow stack needs from its embedded Keycloak; returns the development passwords.
 
     Creates the development users (:func:`create_development_users`), lets the viewer client redirect to
-    this stack's Orthanc origins, and writes the ``oncoflow-assignments`` service account's secret (which
-    Keycloak generated at import) to ``assignments_secret_path`` (mode 0600) for the Orthanc plugin.
+    this stack's Orthanc origins, and writes the secret of each service account in ``client_secret_paths``
+    (client ID -> file; Keycloak generated them at import) as ``{"client_id", "secret"}``, mode 0600.
     """
     admin = AdminClient.bootstrap_admin(base_url, admin_password)
     passwords = create_development_users(base_url, admin_password, home, admin=admin)
     admin.set_redirect_origins("ohif", viewer_origins)
-    secret = {"client_id": ASSIGNMENTS_CLIENT, "secret": admin.client_secret(ASSIGNMENTS_CLIENT)}
-    _write_private(assignments_secret_path, json.dumps(secret) + "\n")
+    for client_id, path in client_secret_paths.items():
+        _write_private(path, json.dumps({"client_id": client_id, "secret": admin.client_secret(client_id)}) + "\n")
     return passwords
 
 

@@ -121,7 +121,7 @@ def wait_model_settled(settings: Settings, model: str, timeout_s: float) -> tupl
 
 
 def health_url(settings: Settings, name: str) -> str | None:
-    """The service's health route; ``None`` for a pipeline worker (no HTTP: see :func:`_pipeline_worker_ok`)."""
+    """The service's health route; ``None`` for a pipeline worker (no HTTP: see :func:`_pipeline_worker_problem`)."""
     if _kind(name) == PIPELINE_WORKER:
         return None
     if name == "orthanc":
@@ -173,13 +173,16 @@ def start_service(settings: Settings, name: str) -> int:
 def wait_healthy(settings: Settings, name: str, timeout_s: float) -> None:
     """Poll the service's health route until it answers 200, or raise :class:`StackError`."""
     deadline = time.monotonic() + timeout_s
+    last_problem = ""
     while time.monotonic() < deadline:
         if service_pid(settings, name) is None:
             raise StackError(f"{name} exited during start-up; see {_log_file(settings, name)}")
         url = health_url(settings, name)
         if url is None:
-            if _pipeline_worker_ok(settings):
+            problem = _pipeline_worker_problem(settings)
+            if problem is None:
                 return
+            last_problem = f" (its check: {problem})"
             time.sleep(1)
             continue
         status, body = http_get(url)
@@ -192,15 +195,17 @@ def wait_healthy(settings: Settings, name: str, timeout_s: float) -> None:
                 reason = body.decode(errors="replace")[:200]
             raise StackError(f"orthanc is up but not healthy: {reason}")
         time.sleep(0.2)
-    raise StackError(f"{name} did not become healthy in {timeout_s:.0f} s; see {_log_file(settings, name)}")
+    raise StackError(f"{name} did not become healthy in {timeout_s:.0f} s{last_problem}; "
+                     f"see {_log_file(settings, name)}")
 
 
-def _pipeline_worker_ok(settings: Settings) -> bool:
-    """``python -m oncoflow_plugin.pipeline_worker --check``: the queue and Orthanc answer a pipeline worker."""
+def _pipeline_worker_problem(settings: Settings) -> str | None:
+    """``python -m oncoflow_plugin.pipeline_worker --check``: ``None`` when the queue and Orthanc answer a
+    pipeline worker, else what the check said."""
     env = {**os.environ, "ONCOFLOW_HOME": str(settings.home)}
     checked = subprocess.run([sys.executable, "-m", "oncoflow_plugin.pipeline_worker", "--check"], env=env,
-                             capture_output=True, timeout=60, check=False)
-    return checked.returncode == 0
+                             capture_output=True, text=True, timeout=60, check=False)
+    return None if checked.returncode == 0 else (checked.stdout + checked.stderr).strip()[-300:]
 
 
 def _has_exited(pid: int) -> bool:
@@ -264,8 +269,9 @@ def set_up_login(settings: Settings, timeout_s: float) -> dict[str, str]:
         raise StackError(str(exc)) from exc
     admin_password = keycloak_server.admin_password_file(settings.home).read_text().strip()
     origins = [f"http://127.0.0.1:{settings.http_port}", f"http://localhost:{settings.http_port}"]
-    return keycloak_server.set_up_stack_realm(auth.keycloak_url, admin_password, settings.home, origins,
-                                              settings.assignments_client_path)
+    return keycloak_server.set_up_stack_realm(auth.keycloak_url, admin_password, settings.home, origins, {
+        keycloak_server.ASSIGNMENTS_CLIENT: settings.assignments_client_path,
+        keycloak_server.PIPELINE_CLIENT: settings.pipeline_client_path})
 
 
 def stop_login_server(settings: Settings) -> bool:
@@ -274,17 +280,26 @@ def stop_login_server(settings: Settings) -> bool:
 
 
 def start_stack(settings: Settings, timeout_s: float) -> dict[str, str]:
-    """Start Keycloak (when login is on), Orthanc and the worker, and wait until each answers.
+    """Start Keycloak (when login is on), Orthanc and the worker, then the pipeline workers, and wait until
+    each answers.
 
-    Keycloak starts first (about 15 s) and Orthanc and the worker start meanwhile. Returns the development
-    users' passwords (empty with login off); raises :class:`StackError` with the reason when one fails.
+    Keycloak starts first (about 15 s) and Orthanc and the worker start meanwhile; the pipeline workers start
+    once the realm is set up (with login on they need the service account's secret it writes). Returns the
+    development users' passwords (empty with login off); raises :class:`StackError` with the reason when one
+    fails.
     """
     start_login_server(settings)
-    for name in services(settings):
+    for name in SERVICES:
         start_service(settings, name)
-    for name in services(settings):
+    for name in SERVICES:
         wait_healthy(settings, name, timeout_s)
-    return set_up_login(settings, timeout_s)
+    passwords = set_up_login(settings, timeout_s)
+    pipeline_workers = [name for name in services(settings) if name not in SERVICES]
+    for name in pipeline_workers:
+        start_service(settings, name)
+    for name in pipeline_workers:
+        wait_healthy(settings, name, timeout_s)
+    return passwords
 
 
 def stop_stack(settings: Settings) -> dict[str, bool]:

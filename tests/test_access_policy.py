@@ -44,7 +44,7 @@ def test_rules_name_the_patient_reference_and_unknown_routes_are_admin_only() ->
     assert route_rule("GET", "/oncoflow/patients/PAT-A/timeline").value == "PAT-A"
     assert route_rule("GET", "/wado", {"studyUID": STUDY}) == RouteRule(Permission.READ_RESULTS, "study_uid", STUDY)
     assert route_rule("GET", "/tools/find").permission is Permission.ADMIN
-    assert route_rule("POST", "/instances").permission is Permission.ADMIN
+    assert route_rule("POST", "/instances").permission is Permission.STORE_RESULTS  # admins and pipelines
     assert route_rule("GET", "/ohif/app.bundle.js").permission is Permission.PUBLIC
 
 
@@ -56,6 +56,22 @@ def test_no_token_no_access_and_the_worker_reads_every_patient() -> None:
     assert is_allowed({"worker"}, set(), rule, "PAT-Z")
     assert not is_allowed({"worker"}, set(), route_rule("POST", f"/oncoflow/studies/{STUDY}/refine"), "PAT-Z")
     assert not is_allowed({"radiologist"}, {"PAT-A"}, rule, None)  # an unresolved patient never passes
+
+
+def test_the_pipeline_account_stores_and_replaces_results_and_nothing_more() -> None:
+    series = "series/0f1e2d3c-4b5a6978-0f1e2d3c-4b5a6978-0f1e2d3c"
+    store, replace = route_rule("POST", "/instances"), route_rule("DELETE", f"/{series}")
+    assert replace == RouteRule(Permission.STORE_RESULTS, "orthanc_id", series)
+    for rule in (store, replace, route_rule("POST", "/tools/lookup"), route_rule("GET", f"/oncoflow/studies/{STUDY}")):
+        assert is_allowed({"pipeline"}, set(), rule, "PAT-Z"), rule  # any patient, none assigned
+        assert is_allowed({"admin"}, set(), rule, "PAT-Z")
+    for role in ("radiologist", "doctor", "clinician", "worker"):  # nobody else stores or deletes over REST
+        assert not is_allowed({role}, {"PAT-Z"}, store, None) and not is_allowed({role}, {"PAT-Z"}, replace, "PAT-Z")
+    study = "studies/0f1e2d3c-4b5a6978-0f1e2d3c-4b5a6978-0f1e2d3c"
+    for method, uri in (("DELETE", f"/{study}"), ("GET", "/patients"), ("POST", "/tools/find"),
+                        ("GET", "/oncoflow/audit"), ("POST", f"/oncoflow/studies/{STUDY}/reanalyse")):
+        assert not is_allowed({"pipeline"}, set(), route_rule(method, uri), "PAT-Z"), (method, uri)
+    assert primary_role({"pipeline"}) == "pipeline"
 
 
 def test_orthanc_resources_are_named_with_their_level() -> None:

@@ -20,7 +20,7 @@ import yaml
 
 from oncoflow.config import REPO_ROOT
 
-SERVICES = {"postgres", "keycloak", "orthanc", "orthanc-jobs", "inference", "nginx"}
+SERVICES = {"postgres", "keycloak", "orthanc", "orthanc-jobs", "pipeline-worker", "inference", "nginx"}
 PROJECT_FILES = ("docker-compose.yml", "deploy", "keycloak", "inference", "orthanc-plugins")
 
 
@@ -86,7 +86,7 @@ def test_every_service_is_health_checked_restarted_and_on_named_volumes(resolved
                 assert volume["type"] == "volume" and volume["source"] in resolved["volumes"], (name, volume)
     assert {"postgres-data", "orthanc-storage", "oncoflow-home"} <= set(resolved["volumes"])
     # both Orthanc services share the index's files and OncoFlow's home
-    for name in ("orthanc", "orthanc-jobs"):
+    for name in ("orthanc", "orthanc-jobs", "pipeline-worker"):
         assert {v["source"] for v in services[name]["volumes"]} >= {"orthanc-storage", "oncoflow-home"}
 
 
@@ -96,6 +96,10 @@ def test_workers_reserve_gpus_and_scale_by_replicas(resolved: dict[str, Any]) ->
         devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
         assert devices and devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"], name
     assert services["inference"]["deploy"]["replicas"] == 1 and services["orthanc-jobs"]["deploy"]["replicas"] == 1
+    worker = services["pipeline-worker"]
+    assert worker["deploy"]["replicas"] == 0 and worker["entrypoint"][-1] == "oncoflow_plugin.pipeline_worker"
+    assert worker["environment"]["ONCOFLOW_ORTHANC_URL"] == "http://orthanc:8042"
+    assert worker["healthcheck"]["test"][-1] == "--check" and "ports" not in worker
     assert services["triton"]["profiles"] == ["triton"]  # the alternative worker, off by default
     assert services["triton"]["command"][:2] == ["tritonserver", "--model-repository=/models"]
     environment = services["orthanc"]["environment"]
@@ -111,10 +115,12 @@ def test_replicas_and_the_worker_follow_the_environment(tmp_path: Path) -> None:
                             text=True, timeout=60, check=False,
                             env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()),
                                  "ONCOFLOW_INFERENCE_REPLICAS": "4", "ONCOFLOW_JOB_ORTHANCS": "3",
+                                 "ONCOFLOW_PIPELINE_WORKERS": "2",
                                  "ONCOFLOW_WORKER_URL": "triton:8000"})
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert services["inference"]["deploy"]["replicas"] == 4 and services["orthanc-jobs"]["deploy"]["replicas"] == 3
+    assert services["pipeline-worker"]["deploy"]["replicas"] == 2
     assert services["orthanc-jobs"]["environment"]["ONCOFLOW_WORKER_URL"] == "triton:8000"
 
 

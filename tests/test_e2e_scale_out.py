@@ -210,3 +210,32 @@ def test_orthanc_restarted_during_a_c_store_burst_loses_nothing(scale_out: Scale
     print({"signal": stop_signal.name, "received_at_restart": received_at_restart[0], "of": total,
            "senders_interrupted": interrupted,
            "jobs_per_study": {uid[-6:]: len(scale_out.jobs_of(uid)) for uid in uids}})
+
+
+def test_a_pipeline_worker_with_login_on_works_with_its_service_account_only(postgres, tmp_path: Path) -> None:
+    """Login on: the pipeline worker's requests carry the ``oncoflow-pipeline`` service account's tokens (role
+    ``pipeline``): it processes a study to the end, never refused, while the same request without a token is."""
+    from .conftest import fresh_database
+
+    uid = _study(tmp_path / "study", "login-on", 8401)
+    env = {"ONCOFLOW_AUTH": "on", "ONCOFLOW_PANEL": "nnunet_demo", "ONCOFLOW_REGISTRATION": "sitk",
+           "ONCOFLOW_DATABASE_URL": fresh_database(postgres, "login_on"), "ONCOFLOW_JOB_CONSUMER": "off",
+           "ONCOFLOW_PIPELINE_WORKERS": "1"}
+    with running_stack(tmp_path / "home", **env) as stack:
+        assert stack.settings.pipeline_client_path.stat().st_mode & 0o777 == 0o600
+        stack.push(tmp_path / "study")
+        job = stack.wait_job(uid, timeout_s=240)
+        assert job["state"] == "done", job["error"]
+        assert job["claimed_by"].startswith("worker@"), job["claimed_by"]
+        _, series = stack.get(f"/studies/{stack.study_id(uid)}/series")
+        assert {"SEG", "SR", "DOC"} <= {s["MainDicomTags"].get("Modality") for s in series}
+        from oncoflow_plugin.orthanc_http import HttpOrthanc, OrthancHttpError
+
+        with pytest.raises(OrthancHttpError) as refused:  # the same calls without the account's token
+            HttpOrthanc(stack.settings.orthanc_url, 10).RestApiGet(f"/studies/{stack.study_id(uid)}")
+        assert refused.value.status == 403  # what the request filter answers a request without a token
+        status, body = stack.get("/oncoflow/audit?limit=1000")
+        assert status == 200
+        refusals = [r for r in body["records"]
+                    if r["actor"] == "service-account-oncoflow-pipeline" and r["outcome"] != "success"]
+        assert not refusals, refusals[:3]

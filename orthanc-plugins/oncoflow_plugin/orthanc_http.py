@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -28,15 +29,19 @@ _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 
 @dataclass(frozen=True)
 class HttpOrthanc:
-    """``base_url``: Orthanc's REST root, e.g. ``http://orthanc:8042`` (``ONCOFLOW_ORTHANC_URL``)."""
+    """``base_url``: Orthanc's REST root, e.g. ``http://orthanc:8042`` (``ONCOFLOW_ORTHANC_URL``); ``token``:
+    the bearer token of each request when login is on (:class:`.service_account.ServiceAccountToken`)."""
 
     base_url: str
     timeout_s: float = 120.0
+    token: Callable[[], str] | None = None
 
     def _call(self, method: str, uri: str, body: bytes | None = None) -> bytes:
         request = urllib.request.Request(f"{self.base_url}{uri}", data=body, method=method)
         if body is not None:
             request.add_header("Content-Type", "application/octet-stream")
+        if self.token is not None:
+            request.add_header("Authorization", f"Bearer {self.token()}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return bytes(response.read())

@@ -10,6 +10,10 @@ redelivered job never duplicates a result.
 
 ``--check`` (a container health check): exit 0 when the queue and Orthanc answer, 1 with the reason.
 
+With login on (``ONCOFLOW_AUTH=on``) every request to Orthanc carries a token of the ``oncoflow-pipeline``
+service account (role ``pipeline``: read any patient, store and replace the derived objects), from the
+secret in ``ONCOFLOW_HOME/secrets/keycloak-pipeline.json`` (:mod:`.service_account`).
+
 The worker's ``ONCOFLOW_HOME`` holds what the report stage reads besides Orthanc: the clinical notes store
 (``rag/``), the pseudonym key and signing material (``secrets/``, ``signing/``) and the audit log; on several
 hosts that folder is shared with Orthanc's (a network volume), as on one host it is the same folder.
@@ -28,9 +32,20 @@ from oncoflow.config import ConfigError, Settings, load_settings
 from .orthanc_http import HttpOrthanc, OrthancHttpError
 from .orthanc_rest import OrthancRest
 from .pipeline_assembly import assemble_pipeline, consumer_name
+from .service_account import ServiceAccountError, ServiceAccountToken
 from .sql_database import DatabaseUnavailable
 
 log = logging.getLogger("oncoflow.pipeline_worker")
+
+
+def orthanc_client(settings: Settings, timeout_s: float) -> HttpOrthanc:
+    """Orthanc's API over HTTP, with the pipeline service account's tokens when login is on
+    (raises :class:`.service_account.ServiceAccountError` when its secret is missing)."""
+    if settings.auth is None:
+        return HttpOrthanc(settings.orthanc_url, timeout_s)
+    token_url = f"{settings.auth.issuer}/protocol/openid-connect/token"
+    account = ServiceAccountToken(token_url, settings.pipeline_client_path)
+    return HttpOrthanc(settings.orthanc_url, timeout_s, account.token)
 
 
 def check(settings: Settings) -> str | None:
@@ -46,8 +61,8 @@ def check(settings: Settings) -> str | None:
     except (DatabaseUnavailable, OSError) as exc:
         return f"job queue: {exc}"
     try:
-        HttpOrthanc(settings.orthanc_url, timeout_s=5).RestApiGet("/system")
-    except OrthancHttpError as exc:
+        orthanc_client(settings, timeout_s=5).RestApiGet("/oncoflow/panel")  # needs a valid token with login on
+    except (OrthancHttpError, ServiceAccountError) as exc:
         return f"Orthanc: {exc}"
     return None
 
@@ -71,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         print(problem or "ok")
         return 0 if problem is None else 1
 
-    parts = assemble_pipeline(settings, OrthancRest(HttpOrthanc(settings.orthanc_url, settings.worker_timeout_s)))
+    try:
+        orthanc = orthanc_client(settings, settings.worker_timeout_s)
+    except ServiceAccountError as exc:
+        print(f"{exc} (login is on: a pipeline worker needs the oncoflow-pipeline service account's secret)",
+              file=sys.stderr)
+        return 2
+    parts = assemble_pipeline(settings, OrthancRest(orthanc))
     name = consumer_name("worker", os.getpid())
     runner = parts.job_runner(name, consume=True, catch_up=False)  # Orthanc's plugin reads its /changes
 
