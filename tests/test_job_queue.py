@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +71,15 @@ def test_a_study_runs_one_job_at_a_time_and_a_retry_waits(location: str | Path) 
     store.close()
 
 
+def run_consumers(consume: Callable[[str], None], count: int = 4) -> None:
+    """``consume(name)`` in ``count`` threads at once (each its own store: as other processes or hosts)."""
+    threads = [threading.Thread(target=consume, args=(f"consumer-{n}",)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+
 def test_postgresql_consumers_never_claim_the_same_job(postgres: postgres_server.PostgresCluster) -> None:
     url = fresh_database(postgres, "concurrent")
     producer = JobStore(url)
@@ -86,11 +95,7 @@ def test_postgresql_consumers_never_claim_the_same_job(postgres: postgres_server
             assert store.finish(job.id, "done", attempt=job.attempts)
         store.close()
 
-    threads = [threading.Thread(target=consume, args=(f"consumer-{n}",)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_consumers(consume)
     assert Counter(claimed).most_common(1)[0][1] == 1, "a job was claimed twice"
     assert set(claimed) == jobs
     assert producer.counts() == {"done": 40}
@@ -121,11 +126,7 @@ def test_postgresql_consumers_never_run_two_jobs_of_one_study(postgres: postgres
                 claimed.append(job.orthanc_study_id)
         store.close()
 
-    threads = [threading.Thread(target=consume, args=(f"consumer-{n}",)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_consumers(consume)
     twice = [study for study, n in Counter(claimed).items() if n > 1]
     assert not twice, f"two jobs of one study running at once: {twice}"
     assert sorted(claimed) == sorted(studies)
