@@ -34,7 +34,7 @@ def token(settings: Any, username: str) -> str:
     password = json.loads((settings.home / "keycloak" / "dev-users.json").read_text())["users"][username]["password"]
     form = urllib.parse.urlencode({"grant_type": "password", "client_id": "oncoflow-cli", "username": username,
                                    "password": password}).encode()
-    with urllib.request.urlopen(f"{settings.auth.issuer}/protocol/openid-connect/token", form) as answer:
+    with urllib.request.urlopen(settings.auth.token_url, form) as answer:
         return str(json.loads(answer.read())["access_token"])
 
 

@@ -69,6 +69,11 @@ class AuthSettings:
         return f"{self.issuer}/protocol/openid-connect/certs"
 
     @property
+    def token_url(self) -> str:
+        """The realm's token endpoint (password and client-credentials grants)."""
+        return f"{self.issuer}/protocol/openid-connect/token"
+
+    @property
     def keycloak_url(self) -> str:
         """The Keycloak server (the issuer without ``/realms/<realm>``): its admin API lives there."""
         return self.issuer.rsplit("/realms/", 1)[0]

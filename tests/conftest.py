@@ -68,7 +68,7 @@ class Stack:
         assert self.settings.auth is not None, "login is off on this stack"
         form = urllib.parse.urlencode({"grant_type": "password", "client_id": "oncoflow-cli", "username": username,
                                        "password": self.passwords[username], "scope": "openid"}).encode()
-        with urllib.request.urlopen(f"{self.settings.auth.issuer}/protocol/openid-connect/token", form,
+        with urllib.request.urlopen(self.settings.auth.token_url, form,
                                     timeout=30) as response:
             answer = json.loads(response.read())
         self._tokens[username] = (time.monotonic() + answer["expires_in"] - 30, answer["access_token"])

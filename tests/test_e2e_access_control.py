@@ -163,7 +163,7 @@ def test_the_worker_account_reads_any_patient_but_changes_nothing(secured: Stack
     secret = json.loads((keycloak_home(secured.settings.home) / "dev-users.json").read_text())
     form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": "oncoflow-worker",
                                    "client_secret": secret["clients"]["oncoflow-worker"]["secret"]}).encode()
-    with urllib.request.urlopen(f"{secured.settings.auth.issuer}/protocol/openid-connect/token", form) as answer:
+    with urllib.request.urlopen(secured.settings.auth.token_url, form) as answer:
         token = json.loads(answer.read())["access_token"]
     bearer = {"Authorization": f"Bearer {token}"}
     for study in studies.values():
@@ -222,7 +222,7 @@ def client_token(stack: Stack, client_id: str, username: str, audience: bool, li
             "attributes": {"access.token.lifespan": str(lifespan_s)} if lifespan_s else {}})
     form = urllib.parse.urlencode({"grant_type": "password", "client_id": client_id, "username": username,
                                    "password": stack.passwords[username]}).encode()
-    with urllib.request.urlopen(f"{stack.settings.auth.issuer}/protocol/openid-connect/token", form) as answer:
+    with urllib.request.urlopen(stack.settings.auth.token_url, form) as answer:
         return json.loads(answer.read())["access_token"]
 
 

@@ -212,9 +212,7 @@ def test_a_study_split_across_two_orthancs_makes_one_job_on_the_shared_queue(pos
     a = OrthancProcess("A", {**_orthanc_env(tmp_path / "home-a", index_url, storage), **queue})
     b = OrthancProcess("B", {**_orthanc_env(tmp_path / "home-b", index_url, storage), **queue})
     uid = _phantom_study(tmp_path / "study", "pg-split", 13)
-    files = sorted((tmp_path / "study").rglob("*.dcm")) or sorted(p for p in (tmp_path / "study").rglob("*")
-                                                                   if p.is_file())
-    for index, path in enumerate(files):
+    for index, path in enumerate(sorted((tmp_path / "study").rglob("*.dcm"))):
         half = tmp_path / ("half-a" if index % 2 == 0 else "half-b")
         half.mkdir(exist_ok=True)
         path.rename(half / path.name)

@@ -26,12 +26,13 @@ from typing import Any
 
 import pytest
 from oncoflow_plugin.job_store import Job, JobStore
+from oncoflow_plugin.orthanc_http import HttpOrthanc, OrthancHttpError
 
 from oncoflow import postgres_server
 from oncoflow.phantom import make_phantom
 from oncoflow.stack import service_pid, services, stop_service
 
-from .conftest import TEST_AET, Stack, postgres_cluster, running_stack, unique_study, write_series
+from .conftest import TEST_AET, Stack, fresh_database, postgres_cluster, running_stack, unique_study, write_series
 
 pytestmark = pytest.mark.e2e
 
@@ -215,8 +216,6 @@ def test_orthanc_restarted_during_a_c_store_burst_loses_nothing(scale_out: Scale
 def test_a_pipeline_worker_with_login_on_works_with_its_service_account_only(postgres, tmp_path: Path) -> None:
     """Login on: the pipeline worker's requests carry the ``oncoflow-pipeline`` service account's tokens (role
     ``pipeline``): it processes a study to the end, never refused, while the same request without a token is."""
-    from .conftest import fresh_database
-
     uid = _study(tmp_path / "study", "login-on", 8401)
     env = {"ONCOFLOW_AUTH": "on", "ONCOFLOW_PANEL": "nnunet_demo", "ONCOFLOW_REGISTRATION": "sitk",
            "ONCOFLOW_DATABASE_URL": fresh_database(postgres, "login_on"), "ONCOFLOW_JOB_CONSUMER": "off",
@@ -229,8 +228,6 @@ def test_a_pipeline_worker_with_login_on_works_with_its_service_account_only(pos
         assert job["claimed_by"].startswith("worker@"), job["claimed_by"]
         _, series = stack.get(f"/studies/{stack.study_id(uid)}/series")
         assert {"SEG", "SR", "DOC"} <= {s["MainDicomTags"].get("Modality") for s in series}
-        from oncoflow_plugin.orthanc_http import HttpOrthanc, OrthancHttpError
-
         with pytest.raises(OrthancHttpError) as refused:  # the same calls without the account's token
             HttpOrthanc(stack.settings.orthanc_url, 10).RestApiGet(f"/studies/{stack.study_id(uid)}")
         assert refused.value.status == 403  # what the request filter answers a request without a token

@@ -43,8 +43,7 @@ def orthanc_client(settings: Settings, timeout_s: float) -> HttpOrthanc:
     (raises :class:`.service_account.ServiceAccountError` when its secret is missing)."""
     if settings.auth is None:
         return HttpOrthanc(settings.orthanc_url, timeout_s)
-    token_url = f"{settings.auth.issuer}/protocol/openid-connect/token"
-    account = ServiceAccountToken(token_url, settings.pipeline_client_path)
+    account = ServiceAccountToken(settings.auth.token_url, settings.pipeline_client_path)
     return HttpOrthanc(settings.orthanc_url, timeout_s, account.token)
 
 
