@@ -10,13 +10,13 @@ env:
 	@scripts/bootstrap.sh
 
 up: env
-	@$(PY) -m oncoflow.cli up
+	@$(PY) -m oncoflow.services.cli up
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m oncoflow.cli down; else echo "nothing to stop (no .venv)"; fi
+	@if [ -x $(PY) ]; then $(PY) -m oncoflow.services.cli down; else echo "nothing to stop (no .venv)"; fi
 
 status:
-	@$(PY) -m oncoflow.cli status
+	@$(PY) -m oncoflow.services.cli status
 
 test: env
 	$(PY) -m ruff check .

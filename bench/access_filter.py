@@ -91,8 +91,8 @@ ROUTES = {
 
 
 def main() -> int:
-    from oncoflow.phantom import make_phantom
-    from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+    from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+    from oncoflow.phantoms.tumour_phantom import make_phantom
 
     base = Path(tempfile.mkdtemp(prefix="oncoflow-bench-access-"))
     study_uid = str(generate_uid())

@@ -1,6 +1,6 @@
 """``make bench`` (ingest part): C-STORE instances per second with the OncoFlow plugin loaded ÷ without it.
 
-Two Orthanc configurations from the same :func:`oncoflow.orthanc_config.orthanc_configuration`, differing only
+Two Orthanc configurations from the same :func:`oncoflow.services.orthanc_config.orthanc_configuration`, differing only
 in the plugin: *with* loads orthanc-python + the OncoFlow plugin + DICOMweb (what ``make up`` runs), *without*
 loads DICOMweb alone. Each run starts Orthanc on an empty home, pushes the same three phantom studies
 (3 x 180 slices of 256 x 256, 16-bit) with one ``storescu`` association and times it from the first byte to
@@ -32,8 +32,8 @@ SHAPE = (180, 256, 256)
 
 
 def write_studies(directory: Path) -> int:
-    from oncoflow.phantom import make_phantom
-    from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+    from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+    from oncoflow.phantoms.tumour_phantom import make_phantom
 
     count = 0
     for index in range(STUDIES):
@@ -46,8 +46,8 @@ def write_studies(directory: Path) -> int:
 
 
 def one_run(base: Path, studies: Path, with_plugin: bool, run: int) -> float:
-    from oncoflow.config import load_settings
-    from oncoflow.orthanc_config import orthanc_configuration
+    from oncoflow.core.config import load_settings
+    from oncoflow.services.orthanc_config import orthanc_configuration
 
     home = base / f"{'with' if with_plugin else 'without'}-{run}"
     env = {**os.environ, "ONCOFLOW_HOME": str(home), "ONCOFLOW_HTTP_PORT": str(free_port()),
@@ -77,7 +77,7 @@ def one_run(base: Path, studies: Path, with_plugin: bool, run: int) -> float:
 
 
 def wait_for(url: str, timeout_s: float = 120) -> None:
-    from oncoflow.stack import http_get
+    from oncoflow.services.stack import http_get
 
     deadline = time.monotonic() + timeout_s
     while http_get(url)[0] != 200:

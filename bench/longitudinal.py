@@ -1,9 +1,9 @@
 """``make bench-longitudinal``: accuracy of the change measurement over 40 longitudinal phantom pairs.
 
-Each pair (``oncoflow.phantom_longitudinal.make_validation_set``: progression, response,
+Each pair (``oncoflow.phantoms.longitudinal_phantom.make_validation_set``: progression, response,
 stable and minor change over Colin27 and MNI152, head motion up to 10° and 15 mm, other
 orientation and spacing at follow-up) is compared twice with the plugin's own
-:func:`~oncoflow_plugin.longitudinal_comparison.compare` (itk-elastix):
+:func:`~oncoflow.measure.longitudinal_comparison.compare` (itk-elastix):
 
 * ``truth``: the phantoms' truth masks stand in for the panel, which isolates
   registration, warping, measurement and flagging;
@@ -34,13 +34,13 @@ N_PAIRS = int(os.environ.get("ONCOFLOW_BENCH_PAIRS", "40"))
 
 def main() -> int:
     from oncoflow_inference.experts.nnunet_expert import NnUNetExpert
-    from oncoflow_plugin.longitudinal_comparison import TimePointData, compare
 
-    from oncoflow.change_flags import ChangeThresholds
-    from oncoflow.config import REPO_ROOT
-    from oncoflow.fusion import majority_vote
-    from oncoflow.mask_metrics import volume_cm3
-    from oncoflow.phantom_longitudinal import landmarks_mm, make_validation_set
+    from oncoflow.core.change_thresholds import ChangeThresholds
+    from oncoflow.core.config import REPO_ROOT
+    from oncoflow.measure.fusion import majority_vote
+    from oncoflow.measure.longitudinal_comparison import TimePointData, compare
+    from oncoflow.measure.mask_metrics import volume_cm3
+    from oncoflow.phantoms.longitudinal_phantom import landmarks_mm, make_validation_set
 
     names = ("nnunet_demo", "nnunet_demo_2d", "nnunet_demo_3d_seed2")
     experts = [NnUNetExpert(REPO_ROOT / "inference" / "model_repository" / n / "1" / "nnunet", name=n) for n in names]

@@ -37,8 +37,8 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> dict[s
 
 
 def main() -> int:
-    from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
-    from oncoflow.phantom_longitudinal import make_longitudinal_case, study_info_kwargs
+    from oncoflow.phantoms.longitudinal_phantom import make_longitudinal_case, study_info_kwargs
+    from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
 
     base = Path(tempfile.mkdtemp(prefix="oncoflow-bench-report-"))
     case = make_longitudinal_case(SEED, 3, shape=SHAPE, categories=["progression", "response"])

@@ -41,8 +41,8 @@ PANEL = "nnunet_demo"
 
 
 def write_studies(directory: Path) -> list[str]:
-    from oncoflow.phantom import make_phantom
-    from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+    from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+    from oncoflow.phantoms.tumour_phantom import make_phantom
 
     uids = []
     for index in range(STUDIES):
@@ -54,14 +54,14 @@ def write_studies(directory: Path) -> list[str]:
 
 
 def job_of(settings: Any, study_uid: str) -> dict[str, Any] | None:
-    from oncoflow.stack import http_get
+    from oncoflow.services.stack import http_get
 
     status, body = http_get(f"{settings.orthanc_url}/oncoflow/studies/{study_uid}", timeout_s=10)
     return json.loads(body) if status == 200 else None
 
 
 def one_configuration(name: str, home: Path, studies: Path, uids: list[str], env: dict[str, str]) -> dict[str, Any]:
-    from oncoflow.stack import services, start_service, stop_service, wait_healthy
+    from oncoflow.services.stack import services, start_service, stop_service, wait_healthy
 
     with bench_stack(home, PANEL, **env) as settings:
         workers = [service for service in services(settings) if service.startswith("pipeline-")]
@@ -98,7 +98,7 @@ def one_configuration(name: str, home: Path, studies: Path, uids: list[str], env
 
 
 def main() -> None:
-    from oncoflow import postgres_server
+    from oncoflow.services import postgres_server
 
     base = Path(tempfile.mkdtemp(prefix="oncoflow-bench-scale-", dir="/tmp"))
     base.chmod(0o755)  # PostgreSQL runs as Debian's postgres user when this runs as root

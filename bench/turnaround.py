@@ -70,7 +70,7 @@ def pure_predictor_seconds(voxels: np.ndarray, spacing_mm: tuple[float, float, f
 
 def push_and_wait(settings: Any, study_dir: Path, study_uid: str) -> tuple[dict[str, Any], float, float]:
     """C-STORE a study; returns its finished job, the push start and the end of the last C-STORE (epoch s)."""
-    from oncoflow.stack import http_get
+    from oncoflow.services.stack import http_get
 
     push_started = time.time()
     subprocess.run(
@@ -112,8 +112,8 @@ def bench_stack(home: Path, panel: str | None, auth: bool = False, **extra_env: 
         os.environ.pop("ONCOFLOW_PANEL", None)
     else:
         os.environ["ONCOFLOW_PANEL"] = panel
-    from oncoflow.config import load_settings
-    from oncoflow.stack import start_stack, stop_stack, wait_model_settled
+    from oncoflow.core.config import load_settings
+    from oncoflow.services.stack import start_stack, stop_stack, wait_model_settled
 
     settings = load_settings()
     try:
@@ -132,7 +132,7 @@ def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str,
     ``visits``: a baseline and its follow-up (directory, StudyInstanceUID), pushed after the study;
     the follow-up's turnaround includes registration, comparison and the SR.
     """
-    from oncoflow.stack import service_pid
+    from oncoflow.services.stack import service_pid
 
     with bench_stack(home, panel) as settings:
         job, push_started, last_store = push_and_wait(settings, study_dir, study_uid)
@@ -171,8 +171,9 @@ def run_stack(home: Path, panel: str | None, study_dir: Path, study_uid: str,
 def experts_alone_seconds(settings: Any, study_dir: Path, experts: list[str]) -> dict[str, float]:
     """Each expert called alone on the worker with the study's volume: model seconds, as the worker reports them."""
     import pydicom
-    from oncoflow_plugin.volume_builder import build_volume
-    from oncoflow_plugin.worker_client import WorkerClient
+
+    from oncoflow.dicom.volume_builder import build_volume
+    from oncoflow.pipeline.worker_client import WorkerClient
 
     stack = build_volume([pydicom.dcmread(p) for p in sorted(study_dir.iterdir())], settings.max_voxels)
     client = WorkerClient(settings.worker_url, 600)
@@ -184,13 +185,13 @@ PROCESSING_STAGES = ("select_series", "volume_build", "inference", "seg_encode",
 
 def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="oncoflow-bench-"))
-    from oncoflow.phantom import make_phantom
-    from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+    from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
+    from oncoflow.phantoms.tumour_phantom import make_phantom
 
     started = time.perf_counter()
     phantom = make_phantom(SEED, shape=SHAPE)
     phantom_s = time.perf_counter() - started
-    from oncoflow.phantom_longitudinal import make_longitudinal_case, study_info_kwargs
+    from oncoflow.phantoms.longitudinal_phantom import make_longitudinal_case, study_info_kwargs
 
     case = make_longitudinal_case(SEED, shape=SHAPE, categories=["progression"])
     visits = []
@@ -207,7 +208,7 @@ def main() -> int:
         runs[label] = run_stack(base / label, panel, study_dir, study.study_instance_uid,
                                 visits if label == "panel" else [])
 
-    from oncoflow.config import load_settings
+    from oncoflow.core.config import load_settings
 
     model_dir = load_settings().model_repository / "nnunet_demo" / "1" / "nnunet"
     pure_s = pure_predictor_seconds(phantom.volume.voxels, phantom.volume.spacing_mm, model_dir)

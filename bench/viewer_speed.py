@@ -31,10 +31,9 @@ BROWSER_TESTS = Path(__file__).resolve().parent.parent / "ohif-extension" / "bro
 
 
 def main() -> int:
-    from oncoflow_plugin.sr_writer import read_measurement_report
-
-    from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
-    from oncoflow.phantom_longitudinal import make_longitudinal_case, study_info_kwargs
+    from oncoflow.dicom.sr_writer import read_measurement_report
+    from oncoflow.phantoms.longitudinal_phantom import make_longitudinal_case, study_info_kwargs
+    from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, write_datasets
 
     base = Path(tempfile.mkdtemp(prefix="oncoflow-bench-viewer-"))
     case = make_longitudinal_case(SEED, shape=SHAPE, categories=["progression"])

@@ -1,6 +1,6 @@
 /** @type {AppTypes.Config} */
 // OncoFlow's OHIF configuration, served at /ohif/app-config.js by the Orthanc plugin
-// (orthanc-plugins/oncoflow_plugin/viewer_routes.py) in place of the package's own.
+// (oncoflow/api/viewer_files.py) in place of the package's own.
 //
 // OHIF runs at /ohif/ on Orthanc's origin, so Orthanc's DICOMweb needs no CORS. Studies are
 // searched (QIDO-RS) through OncoFlow's proxy /oncoflow/dicom-web, which decodes the query and splits

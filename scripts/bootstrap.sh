@@ -63,7 +63,7 @@ fi
 # the browser tests' playwright-core (npm ci, skipped while node_modules matches the lock; no browser is
 # downloaded: the tests drive Debian's /usr/bin/chromium).
 command -v npm >/dev/null || { echo "bootstrap: npm (Node 20) is needed for the OHIF viewer" >&2; exit 1; }
-.venv/bin/python -m oncoflow.ohif_viewer prepare >/dev/null
+.venv/bin/python -m oncoflow.services.ohif_viewer prepare >/dev/null
 browser_tests=ohif-extension/browser-tests
 if [ ! -f "$browser_tests/node_modules/.package-lock.json" ] \
    || [ "$browser_tests/package-lock.json" -nt "$browser_tests/node_modules/.package-lock.json" ]; then
@@ -86,7 +86,7 @@ fi
 
 # Keycloak (issue 7): keycloak-quarkus-dist from Maven Central (checksums strict), unpacked and built once in
 # the cache; quick when present.
-.venv/bin/python -m oncoflow.keycloak_server fetch >/dev/null
+.venv/bin/python -m oncoflow.services.keycloak_server fetch >/dev/null
 
 # Docker Compose v5 (issue 8): the `docker compose` client plugin, built once from the Go module proxy
 # (deploy/compose-cli pins it) and linked into ~/.docker/cli-plugins, to validate docker-compose.yml; no engine

@@ -29,11 +29,11 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from oncoflow import postgres_server
-from oncoflow.config import REPO_ROOT, Settings, load_settings
-from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid, write_datasets
-from oncoflow.stack import start_service, start_stack, stop_stack, wait_healthy
-from oncoflow.volume import Volume
+from oncoflow.core.config import REPO_ROOT, Settings, load_settings
+from oncoflow.core.volume import Volume
+from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid, write_datasets
+from oncoflow.services import postgres_server
+from oncoflow.services.stack import start_service, start_stack, stop_stack, wait_healthy
 
 RESERVED_PORTS = {8042, 4242, 8000}
 
@@ -91,7 +91,7 @@ class Stack:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
         except OSError:
-            return 0, b""  # nothing answered (as oncoflow.stack.http_get)
+            return 0, b""  # nothing answered (as oncoflow.services.stack.http_get)
 
     def push(self, directory: Path) -> None:
         result = subprocess.run(

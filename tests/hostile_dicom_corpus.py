@@ -27,7 +27,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid
+from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid
 
 from .conftest import axial_volume
 
@@ -52,7 +52,7 @@ class HostileCase:
     sop_instance_uid: Union[str, None]
         The SOPInstanceUID the file carries, ``None`` when it carries no dataset.
     guard_reason: Union[str, None]
-        A part of the reason :func:`oncoflow_plugin.upload_guard.refusal_reason` must give, ``None``
+        A part of the reason :func:`oncoflow.security.upload_guard.refusal_reason` must give, ``None``
         when the guard must let the file through (Orthanc's parser is then its judge).
     """
 

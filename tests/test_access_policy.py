@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oncoflow.access_policy import Permission, RouteRule, is_allowed, primary_role, route_rule
+from oncoflow.security.access_policy import Permission, RouteRule, is_allowed, primary_role, route_rule
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 ROUTES = {

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from oncoflow import audit_log
-from oncoflow.audit_log import AuditChainBroken, AuditLog, AuditRecord, main, patient_reference
+from oncoflow.security import audit_log
+from oncoflow.security.audit_log import AuditChainBroken, AuditLog, AuditRecord, main, patient_reference
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STUDY_UID = "1.2.826.0.1.3680043.8.498.10758329457362856213"
@@ -251,7 +251,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from oncoflow.audit_log import AuditLog
+    from oncoflow.security.audit_log import AuditLog
 
     path, name, gate = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     log = AuditLog(path)
@@ -429,7 +429,7 @@ def test_module_runs_as_a_script(log_path: Path) -> None:
     with AuditLog(log_path) as log:
         fill(log, 2)
     result = subprocess.run(
-        [sys.executable, "-m", "oncoflow.audit_log", "verify", str(log_path)],
+        [sys.executable, "-m", "oncoflow.security.audit_log", "verify", str(log_path)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

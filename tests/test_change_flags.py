@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from oncoflow.change_flags import ChangeThresholds, change_flag
+from oncoflow.core.change_thresholds import ChangeThresholds
+from oncoflow.measure.change_flags import change_flag
 
 
 @pytest.mark.parametrize(

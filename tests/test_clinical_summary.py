@@ -13,7 +13,8 @@ from oncoflow_rag.number_check import find_numbers, unsupported_numbers
 from oncoflow_rag.passage import Passage
 from oncoflow_rag.text_deidentification import PatientIdentity, deidentify_text, find_dates
 
-from oncoflow.change_flags import ChangeThresholds, change_flag
+from oncoflow.core.change_thresholds import ChangeThresholds
+from oncoflow.measure.change_flags import change_flag
 
 BASELINE = date(2024, 1, 15)
 FOLLOW_UP = date(2024, 5, 14)  # 120 days later

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from oncoflow.config import DEFAULT_PANEL, REPO_ROOT, ConfigError, load_settings
+from oncoflow.core.config import DEFAULT_PANEL, REPO_ROOT, ConfigError, load_settings
 
 
 def settings(**env: str):
@@ -71,7 +71,7 @@ def test_llm_and_signing_settings() -> None:
 
 
 def test_dicom_ingress_settings_reach_orthanc(tmp_path: Path) -> None:
-    from oncoflow.orthanc_config import orthanc_configuration
+    from oncoflow.services.orthanc_config import orthanc_configuration
 
     settings = load_settings({"ONCOFLOW_ALLOWED_AETS": "MRI_3T@10.1.1.7:11112,PACS2", "ONCOFLOW_HOME": str(tmp_path)})
     config = orthanc_configuration(settings)

@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from oncoflow_plugin.seg_writer import AlgorithmInfo, read_segmentation_mask, write_segmentation
-from oncoflow_plugin.volume_builder import build_volume
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from oncoflow.dicom_deidentification import (
+from oncoflow.dicom.seg_writer import AlgorithmInfo, read_segmentation_mask, write_segmentation
+from oncoflow.dicom.volume_builder import build_volume
+from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
+from oncoflow.security.dicom_deidentification import (
     DeidentificationError,
     ReidentificationMap,
     deidentify,
     reidentify_references,
 )
-from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
 from tests.conftest import axial_volume
 
 KEY = b"0123456789abcdef-test-key"

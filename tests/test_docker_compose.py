@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from oncoflow.config import REPO_ROOT
+from oncoflow.core.config import REPO_ROOT
 
 SERVICES = {"postgres", "keycloak", "orthanc", "orthanc-jobs", "pipeline-worker", "inference", "nginx"}
 PROJECT_FILES = ("docker-compose.yml", "deploy", "keycloak", "inference", "orthanc-plugins")
@@ -97,7 +97,7 @@ def test_workers_reserve_gpus_and_scale_by_replicas(resolved: dict[str, Any]) ->
         assert devices and devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"], name
     assert services["inference"]["deploy"]["replicas"] == 1 and services["orthanc-jobs"]["deploy"]["replicas"] == 1
     worker = services["pipeline-worker"]
-    assert worker["deploy"]["replicas"] == 0 and worker["entrypoint"][-1] == "oncoflow_plugin.pipeline_worker"
+    assert worker["deploy"]["replicas"] == 0 and worker["entrypoint"][-1] == "oncoflow.pipeline.pipeline_worker"
     assert worker["environment"]["ONCOFLOW_ORTHANC_URL"] == "http://orthanc:8042"
     assert worker["healthcheck"]["test"][-1] == "--check" and "ports" not in worker
     assert services["triton"]["profiles"] == ["triton"]  # the alternative worker, off by default
@@ -141,7 +141,7 @@ def test_secrets_live_only_in_ignored_env_files(tmp_path: Path) -> None:
 def test_the_images_and_tls_front_are_pinned() -> None:
     dockerfile = (REPO_ROOT / "orthanc-plugins" / "Dockerfile").read_text()
     assert "FROM orthancteam/orthanc:25.4.0" in dockerfile  # the last bookworm (Python 3.11) release
-    assert "oncoflow.orthanc_config" in dockerfile  # OncoFlow's own configuration, generated at start
+    assert "oncoflow.services.orthanc_config" in dockerfile  # OncoFlow's own configuration, generated at start
     nginx = (REPO_ROOT / "deploy" / "nginx" / "oncoflow.conf.template").read_text()
     assert "listen 443 ssl" in nginx and "Strict-Transport-Security" in nginx and "return 301 https" in nginx
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())

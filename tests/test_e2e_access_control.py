@@ -25,10 +25,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from oncoflow.config import REPO_ROOT
-from oncoflow.keycloak_server import AdminClient, keycloak_home
-from oncoflow.ohif_viewer import ensure_ohif_dist
-from oncoflow.phantom import make_phantom
+from oncoflow.core.config import REPO_ROOT
+from oncoflow.phantoms.tumour_phantom import make_phantom
+from oncoflow.security.keycloak_admin import AdminClient
+from oncoflow.services.keycloak_server import keycloak_home
+from oncoflow.services.ohif_viewer import ensure_ohif_dist
 
 from .conftest import Stack, run_browser_test, running_stack, unique_study, write_series
 

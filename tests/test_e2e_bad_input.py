@@ -15,8 +15,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from oncoflow.phantom_dicom import write_datasets
-from oncoflow.stack import http_get
+from oncoflow.phantoms.phantom_dicom import write_datasets
+from oncoflow.services.stack import http_get
 
 from .conftest import Stack, axial_volume, unique_study, write_series
 

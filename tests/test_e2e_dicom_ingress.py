@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oncoflow.stack import http_get
+from oncoflow.services.stack import http_get
 
 from .conftest import TEST_AET, Stack, axial_volume, unique_study, write_series
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from oncoflow.phantom import make_phantom
+from oncoflow.phantoms.tumour_phantom import make_phantom
 
 from .conftest import Stack, running_stack, unique_study, write_series
 
@@ -71,7 +71,7 @@ def test_a_full_disk_is_reported_corrupts_nothing_and_the_stack_recovers(small_h
         for database in ("oncoflow-jobs.sqlite3", "oncoflow-audit.sqlite3"):
             with sqlite3.connect(home / database) as db:
                 assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)], database
-        verified = subprocess.run([sys.executable, "-m", "oncoflow.audit_log", "verify",
+        verified = subprocess.run([sys.executable, "-m", "oncoflow.security.audit_log", "verify",
                                    str(home / "oncoflow-audit.sqlite3")], capture_output=True, text=True)
         assert verified.returncode == 0, verified.stdout + verified.stderr
 

@@ -4,7 +4,7 @@ A valid study is stored and analysed first, so that there is data to lose. Every
 :mod:`tests.hostile_dicom_corpus` is then pushed alone by C-STORE (``storescu``, allowed AE
 title) and by ``POST /instances``. After each batch Orthanc, the plugin and the worker must
 answer, and the first study must keep its instances and its SEG. The upload guard
-(:mod:`oncoflow_plugin.upload_guard`) must have discarded every file it refuses, with one
+(:mod:`oncoflow.security.upload_guard`) must have discarded every file it refuses, with one
 ``dicom.store.refused`` audit record each. Last, about 200 malformed HTTP requests hit
 OncoFlow's routes: no 5xx but the documented 503 (a worker or expert unavailable). The
 counts are written to ``$ONCOFLOW_HOME/test-artifacts/hostile-input.json`` (for the README).
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from oncoflow.stack import http_get
+from oncoflow.services.stack import http_get
 
 from .conftest import TEST_AET, Stack, axial_volume, unique_study, write_series
 from .hostile_dicom_corpus import HostileCase, clean_slice, hostile_cases, write_corpus

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from oncoflow.phantom import make_phantom
-from oncoflow.stack import service_pid
+from oncoflow.phantoms.tumour_phantom import make_phantom
+from oncoflow.services.stack import service_pid
 
 from .conftest import TEST_AET, fresh_database, running_stack, unique_study, write_series
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from oncoflow_plugin.registration_writer import read_spatial_registration
-from oncoflow_plugin.sr_writer import read_measurement_report
 
-from oncoflow.phantom_dicom import StudyInfo
-from oncoflow.phantom_longitudinal import LongitudinalCase, make_longitudinal_case, study_info_kwargs
+from oncoflow.dicom.registration_writer import read_spatial_registration
+from oncoflow.dicom.sr_writer import read_measurement_report
+from oncoflow.phantoms.longitudinal_phantom import LongitudinalCase, make_longitudinal_case, study_info_kwargs
+from oncoflow.phantoms.phantom_dicom import StudyInfo
 
 from .conftest import Stack, write_series
 

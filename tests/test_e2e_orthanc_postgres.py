@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from oncoflow.config import Settings, load_settings
-from oncoflow.orthanc_config import write_orthanc_configuration
-from oncoflow.phantom import make_phantom
-from oncoflow.stack import http_get
+from oncoflow.core.config import Settings, load_settings
+from oncoflow.phantoms.tumour_phantom import make_phantom
+from oncoflow.services.orthanc_config import write_orthanc_configuration
+from oncoflow.services.stack import http_get
 
 from .conftest import TEST_AET, free_port, fresh_database, unique_study, write_series
 
@@ -203,7 +203,7 @@ def test_two_orthancs_share_one_postgresql_index_and_storage(postgres, tmp_path:
 def test_a_study_split_across_two_orthancs_makes_one_job_on_the_shared_queue(postgres, tmp_path: Path) -> None:
     """Half the slices C-STOREd to A, half to B: both see the study become stable (two StableStudy changes in
     the shared index), and the shared queue holds one job for it, also after a restart's catch-up."""
-    from oncoflow_plugin.job_store import JobStore
+    from oncoflow.pipeline.job_store import JobStore
 
     index_url, queue_url = fresh_database(postgres, "orthanc_index"), fresh_database(postgres, "oncoflow_jobs")
     storage = tmp_path / "shared-storage"

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from oncoflow_plugin.seg_writer import read_segmentation_mask
 
-from oncoflow.config import REPO_ROOT
-from oncoflow.mask_metrics import volume_cm3
-from oncoflow.phantom import make_phantom
+from oncoflow.core.config import REPO_ROOT
+from oncoflow.dicom.seg_writer import read_segmentation_mask
+from oncoflow.measure.mask_metrics import volume_cm3
+from oncoflow.phantoms.tumour_phantom import make_phantom
 
 from .conftest import Stack, running_stack, unique_study, write_series
 from .medgemma_tiny import build_tiny_medgemma

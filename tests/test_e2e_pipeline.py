@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from oncoflow_plugin.seg_writer import read_segmentation_mask
 
-from oncoflow.mask_metrics import dice
-from oncoflow.phantom import make_phantom
-from oncoflow.phantom_dicom import write_datasets
-from oncoflow.stack import stop_service
+from oncoflow.dicom.seg_writer import read_segmentation_mask
+from oncoflow.measure.mask_metrics import dice
+from oncoflow.phantoms.phantom_dicom import write_datasets
+from oncoflow.phantoms.tumour_phantom import make_phantom
+from oncoflow.services.stack import stop_service
 
 from .conftest import Stack, unique_study, write_series
 

@@ -27,8 +27,6 @@ from typing import Any
 import numpy as np
 import pytest
 from cryptography import x509
-from oncoflow_plugin.encapsulated_pdf_writer import read_encapsulated_pdf
-from oncoflow_plugin.sr_writer import read_measurement_report
 from oncoflow_rag.clinical_findings import ChangeFinding, ClinicalFindings, TimePointFinding
 from oncoflow_rag.number_check import unsupported_numbers
 from PIL import Image
@@ -36,8 +34,10 @@ from pydicom.uid import EncapsulatedPDFStorage
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
-from oncoflow.phantom_longitudinal import make_longitudinal_case
-from oncoflow.signed_pdf_check import check_signed_pdf
+from oncoflow.dicom.encapsulated_pdf_writer import read_encapsulated_pdf
+from oncoflow.dicom.sr_writer import read_measurement_report
+from oncoflow.phantoms.longitudinal_phantom import make_longitudinal_case
+from oncoflow.report.signed_pdf_check import check_signed_pdf
 
 from .conftest import Stack
 from .test_e2e_longitudinal import GRID, oncoflow_objects, push_visit
@@ -156,7 +156,7 @@ def test_report_signature_verifies_and_tampering_fails(stack: Stack, reported_pa
     bad.write_bytes(bytes(tampered))
     assert "Signature is Valid" not in pdfsig(bad)
     assert not check_signed_pdf(bytes(tampered), roots).ok
-    cli = [sys.executable, "-m", "oncoflow.cli", "verify-report"]
+    cli = [sys.executable, "-m", "oncoflow.services.cli", "verify-report"]
     env = {**os.environ, **stack.env}
     verified = subprocess.run([*cli, str(good)], capture_output=True, text=True, env=env)
     assert verified.returncode == 0 and "signature OK" in verified.stdout, verified.stdout + verified.stderr
@@ -311,7 +311,7 @@ def test_audit_log_records_the_activity_without_phi(stack: Stack, reported_patie
     uploads = [r for r in records if r["action"] == "notes.upload"]
     assert all(r["resource_uid"].startswith("pt-") for r in uploads)
     assert [r["id"] for r in records] == list(range(records[0]["id"], records[0]["id"] + len(records)))
-    verified = subprocess.run([sys.executable, "-m", "oncoflow.cli", "audit", "verify"], capture_output=True,
+    verified = subprocess.run([sys.executable, "-m", "oncoflow.services.cli", "audit", "verify"], capture_output=True,
                               text=True, env={**os.environ, **stack.env})
     assert verified.returncode == 0 and "ok:" in verified.stdout, verified.stdout + verified.stderr
     assert request(stack, "GET", "/oncoflow/audit?limit=0")[0] == 400

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 import pytest
-from oncoflow_plugin.sr_writer import read_measurement_report
 
-from oncoflow.config import REPO_ROOT
-from oncoflow.ohif_viewer import ensure_ohif_dist
-from oncoflow.phantom_longitudinal import make_longitudinal_case
+from oncoflow.core.config import REPO_ROOT
+from oncoflow.dicom.sr_writer import read_measurement_report
+from oncoflow.phantoms.longitudinal_phantom import make_longitudinal_case
+from oncoflow.services.ohif_viewer import ensure_ohif_dist
 
 from .conftest import Stack, run_browser_test
 from .test_e2e_longitudinal import GRID, oncoflow_srs, push_visit

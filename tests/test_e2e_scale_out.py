@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oncoflow_plugin.job_store import Job, JobStore
-from oncoflow_plugin.orthanc_http import HttpOrthanc, OrthancHttpError
 
-from oncoflow import postgres_server
-from oncoflow.phantom import make_phantom
-from oncoflow.stack import service_pid, services, stop_service
+from oncoflow.pacs.orthanc_http import HttpOrthanc, OrthancHttpError
+from oncoflow.phantoms.tumour_phantom import make_phantom
+from oncoflow.pipeline.job_store import Job, JobStore
+from oncoflow.services import postgres_server
+from oncoflow.services.stack import service_pid, services, stop_service
 
 from .conftest import TEST_AET, Stack, fresh_database, postgres_cluster, running_stack, unique_study, write_series
 

@@ -16,10 +16,10 @@ import re
 from typing import Any
 
 import pytest
-from oncoflow_plugin.viewer_routes import APP_CONFIG_PATH, MODULES_DIR
 
-from oncoflow.ohif_viewer import ensure_ohif_dist
-from oncoflow.phantom import make_phantom
+from oncoflow.api.viewer_files import APP_CONFIG_PATH, MODULES_DIR
+from oncoflow.phantoms.tumour_phantom import make_phantom
+from oncoflow.services.ohif_viewer import ensure_ohif_dist
 
 from .conftest import Stack, run_browser_test, unique_study, write_series
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from oncoflow_plugin.encapsulated_pdf_writer import (
+from pydicom.uid import EncapsulatedPDFStorage, generate_uid
+from reportlab.pdfgen.canvas import Canvas
+
+from oncoflow.dicom.encapsulated_pdf_writer import (
     REPORT_SERIES_NUMBER,
     NotAnEncapsulatedPdf,
     read_encapsulated_pdf,
     write_encapsulated_pdf,
 )
-from pydicom.uid import EncapsulatedPDFStorage, generate_uid
-from reportlab.pdfgen.canvas import Canvas
-
-from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
+from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
 
 from .conftest import axial_volume
 

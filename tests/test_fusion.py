@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oncoflow.fusion import (
+from oncoflow.measure.fusion import (
     FusionError,
     agreement_flag,
     agreement_score,
@@ -15,7 +15,7 @@ from oncoflow.fusion import (
     staple,
     weighted_vote,
 )
-from oncoflow.mask_metrics import dice, iou, volume_cm3
+from oncoflow.measure.mask_metrics import dice, iou, volume_cm3
 
 
 def cube(lo: int, hi: int, shape: tuple[int, int, int] = (8, 8, 8)) -> np.ndarray:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from oncoflow_plugin.http_access_filter import HttpAccessFilter
 
-from oncoflow.access_tokens import AccessToken, TokenRejected
+from oncoflow.security.access_tokens import AccessToken, TokenRejected
+from oncoflow.security.request_access import RequestAccess
 
 STUDY = "1.2.826.0.1.3680043.8.498.7"
 PATIENTS = {STUDY: "PAT-A", "1.2.826.0.1.3680043.8.498.8": "PAT-B"}
@@ -68,7 +69,7 @@ def parts() -> tuple[HttpAccessFilter, FakeValidator, FakeAudit]:
                                "cli": token("clinician.dev", {"clinician"}, {"PAT-A"}),
                                "old": token("doctor.dev", {"doctor"}, {"PAT-A"}, expires_in_s=-1)})
     audit = FakeAudit()
-    return HttpAccessFilter(validator, FakeResolver(), audit), validator, audit  # type: ignore[arg-type]
+    return HttpAccessFilter(RequestAccess(validator, FakeResolver(), audit)), validator, audit  # type: ignore[arg-type]
 
 
 def ask(access: HttpAccessFilter, uri: str, bearer: str | None = None, method: int = 1) -> bool:
@@ -124,7 +125,7 @@ def test_reads_are_audited_once_per_window(parts: tuple[HttpAccessFilter, FakeVa
     for _ in range(50):
         ask(access, f"/dicom-web/studies/{STUDY}/series/1.2/instances/3.4/frames/1", "doc")
     assert [r["action"] for r in audit.records] == ["study.read"]
-    access.read_audit_window_s = 0
+    access.access.read_audit_window_s = 0
     ask(access, f"/dicom-web/studies/{STUDY}/metadata", "doc")
     assert len(audit.records) == 2
 
@@ -133,14 +134,15 @@ def test_the_caller_is_kept_per_thread(parts: tuple[HttpAccessFilter, FakeValida
     access, _, _ = parts
     ask(access, f"/oncoflow/studies/{STUDY}", "doc")
     seen: list[Any] = []
-    other = threading.Thread(target=lambda: seen.append(access.current_caller()))
+    other = threading.Thread(target=lambda: seen.append(access.access.current_caller()))
     other.start()
     other.join()
     assert seen == [None]
-    assert access.current_caller() is not None and access.current_caller().username == "doctor.dev"
-    assert access.may_see_patient("PAT-A") and not access.may_see_patient("PAT-B")
+    caller = access.access.current_caller()
+    assert caller is not None and caller.username == "doctor.dev"
+    assert access.access.may_see_patient("PAT-A") and not access.access.may_see_patient("PAT-B")
     ask(access, "/ohif/")  # the next request on this thread starts with no caller
-    assert access.current_caller() is None and not access.may_see_patient("PAT-A")
+    assert access.access.current_caller() is None and not access.access.may_see_patient("PAT-A")
 
 
 def test_an_error_inside_the_filter_refuses(parts: tuple[HttpAccessFilter, FakeValidator, FakeAudit]) -> None:

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from oncoflow_plugin import sql_database
-from oncoflow_plugin.job_runner import JobRunner
-from oncoflow_plugin.job_store import JobStore
-from oncoflow_plugin.sql_database import DatabaseUnavailable
 
-from oncoflow import postgres_server
+from oncoflow.pipeline import sql_database
+from oncoflow.pipeline.job_runner import JobRunner
+from oncoflow.pipeline.job_store import JobStore
+from oncoflow.pipeline.sql_database import DatabaseUnavailable
+from oncoflow.services import postgres_server
 
 from .conftest import fresh_database, postgres_cluster
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from oncoflow_plugin.job_runner import DISK_WAIT_S, JobRunner
-from oncoflow_plugin.job_store import JobStore
-
-from oncoflow.disk_space import MIB, DiskSpace, disk_space
+from oncoflow.core.disk_space import MIB, DiskSpace, disk_space
+from oncoflow.pipeline.job_runner import DISK_WAIT_S, JobRunner
+from oncoflow.pipeline.job_store import JobStore
 
 
 class RecordingPipeline:
@@ -63,7 +62,7 @@ def test_the_loop_survives_a_failing_job_store(tmp_path: Path) -> None:
     store = BrokenStore(tmp_path / "jobs.sqlite3")
     runner = JobRunner(store, RecordingPipeline(), rest=None, max_attempts=2)  # type: ignore[arg-type]
     runner.catch_up = lambda: 0  # type: ignore[method-assign]  (no Orthanc here)
-    import oncoflow_plugin.job_runner as job_runner
+    import oncoflow.pipeline.job_runner as job_runner
 
     job_runner.LOOP_ERROR_PAUSE_S, saved = 0.01, job_runner.LOOP_ERROR_PAUSE_S
     try:

@@ -25,13 +25,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from oncoflow import access_tokens as at
-from oncoflow.access_tokens import TokenRejected, TokenValidator
-from oncoflow.keycloak_server import (
+from oncoflow.security import access_tokens as at
+from oncoflow.security.access_tokens import TokenRejected, TokenValidator
+from oncoflow.security.keycloak_admin import AdminClient, _request
+from oncoflow.services.keycloak_server import (
     DEVELOPMENT_USERS,
-    AdminClient,
     KeycloakProcess,
-    _request,
     create_development_users,
     keycloak_home,
     start_keycloak,

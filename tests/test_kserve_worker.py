@@ -23,7 +23,7 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from oncoflow.config import REPO_ROOT
+from oncoflow.core.config import REPO_ROOT
 
 from .conftest import free_port
 

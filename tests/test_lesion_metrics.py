@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from oncoflow.lesion_metrics import (
+from oncoflow.core.volume import Volume
+from oncoflow.measure.lesion_metrics import (
     JackknifeCI,
     LesionMeasurements,
     growth_rate_cm3_per_day,
@@ -21,7 +22,6 @@ from oncoflow.lesion_metrics import (
     volume_change,
     volume_ci95,
 )
-from oncoflow.volume import Volume
 
 SPACING = (2.0, 0.8, 0.9)  # (slice, row, column) mm
 CENTRE = np.array([10.31, -20.17, 35.23])  # LPS mm, off the voxel lattice on purpose

@@ -19,7 +19,7 @@ from oncoflow_rag.number_check import unsupported_numbers
 from oncoflow_rag.passage import Passage
 from oncoflow_rag.text_deidentification import PatientIdentity
 
-from oncoflow.config import LlmSettings
+from oncoflow.core.config import LlmSettings
 from tests.ollama_protocol_server import SMOLLM2_MODEL_NAME, OllamaProtocolServer, SmolLm2
 from tests.test_clinical_summary import progression_findings
 

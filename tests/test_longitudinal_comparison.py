@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oncoflow_plugin.longitudinal_comparison import ComparisonError, TimePointData, affine_matrix, compare
 
-from oncoflow.change_flags import ChangeThresholds
-from oncoflow.phantom_longitudinal import LongitudinalCase, make_longitudinal_case
+from oncoflow.core.change_thresholds import ChangeThresholds
+from oncoflow.measure.longitudinal_comparison import ComparisonError, TimePointData, affine_matrix, compare
+from oncoflow.phantoms.longitudinal_phantom import LongitudinalCase, make_longitudinal_case
 
 
 def time_point(case: LongitudinalCase, i: int, expert_noise: tuple[float, ...] = (0.0,)) -> TimePointData:
@@ -90,7 +90,7 @@ def test_a_mask_that_does_not_fit_its_volume_is_refused(progression: Longitudina
 
 
 def test_a_follow_up_without_overlap_is_refused(progression: LongitudinalCase) -> None:
-    from oncoflow.volume import Volume
+    from oncoflow.core.volume import Volume
 
     visit = progression.time_points[1]
     volume = visit.phantom.volume

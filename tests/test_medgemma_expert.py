@@ -35,7 +35,7 @@ from oncoflow_inference.experts.medgemma_expert import (
 )
 from oncoflow_inference.segmentation_tensors import IMAGE, SPACING_MM
 
-from oncoflow.prompts import BOXES, boxes_from_tensor
+from oncoflow.core.prompts import BOXES, boxes_from_tensor
 
 from .medgemma_tiny import build_tiny_medgemma
 

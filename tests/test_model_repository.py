@@ -19,7 +19,7 @@ from oncoflow_inference.expert_registry import build_models
 from oncoflow_inference.experts.nnunet_expert import NnUNetExpert
 from oncoflow_inference.model_repository import ModelConfigError, load_model_config, parse_pbtxt, scan_repository
 
-from oncoflow.config import REPO_ROOT, Settings, load_settings
+from oncoflow.core.config import REPO_ROOT, Settings, load_settings
 
 DEMO = REPO_ROOT / "inference" / "model_repository" / "nnunet_demo"
 

@@ -15,21 +15,20 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from oncoflow_plugin.viewer_routes import (
+
+from oncoflow.api.qido_proxy import forward_qido, qido_uri
+from oncoflow.api.viewer_files import (
     IMMUTABLE,
     REVALIDATE,
     ViewerFiles,
     cache_control,
     content_type,
-    forward_qido,
     has_file_extension,
-    qido_uri,
     safe_file,
 )
-
-from oncoflow import ohif_viewer
-from oncoflow.config import AuthSettings
-from oncoflow.ohif_viewer import (
+from oncoflow.core.config import AuthSettings
+from oncoflow.services import ohif_viewer
+from oncoflow.services.ohif_viewer import (
     BASE_PATH,
     MARKER_NAME,
     REROOT_RULES,
@@ -346,7 +345,7 @@ def test_oncoflow_modules_are_404_until_built(files: ViewerFiles, tmp_path: Path
 
 def test_an_unprepared_viewer_answers_503_naming_the_fix(tmp_path: Path) -> None:
     answer = ViewerFiles(lambda: None, tmp_path / "none.js", tmp_path).answer("viewer")
-    assert answer.status == 503 and "oncoflow.ohif_viewer prepare" in json.loads(answer.body)["error"]
+    assert answer.status == 503 and "oncoflow.services.ohif_viewer prepare" in json.loads(answer.body)["error"]
 
 
 # -- the QIDO proxy ------------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from oncoflow import orthanc_config
-from oncoflow.config import ConfigError, load_settings
-from oncoflow.orthanc_config import INDEX_PLUGIN_FILE, missing_orthanc_parts, orthanc_configuration
+from oncoflow.core.config import ConfigError, load_settings
+from oncoflow.services import orthanc_config
+from oncoflow.services.orthanc_config import INDEX_PLUGIN_FILE, missing_orthanc_parts, orthanc_configuration
 
 INDEX_URL = "postgresql://orthanc:p%40ss%2Fw@db.example.org:5433/orthanc_index"
 

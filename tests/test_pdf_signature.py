@@ -1,7 +1,7 @@
 """Signing the clinical PDF report: development CA, signer loading, PAdES signing, independent verification.
 
 Signatures are checked by two verifiers that share no code with the signer (endesive): pyHanko,
-through :func:`oncoflow.signed_pdf_check.check_signed_pdf`, and poppler's ``pdfsig`` (NSS).
+through :func:`oncoflow.report.signed_pdf_check.check_signed_pdf`, and poppler's ``pdfsig`` (NSS).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from oncoflow_plugin.pdf_signature import sign_pdf
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import DecodedStreamObject, NameObject
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from oncoflow.signed_pdf_check import check_signed_pdf
-from oncoflow.signing_certificates import (
+from oncoflow.report.pdf_signature import sign_pdf
+from oncoflow.report.signed_pdf_check import check_signed_pdf
+from oncoflow.report.signing_certificates import (
     DEVELOPMENT_SIGNER_CN,
     Signer,
     SigningConfigError,

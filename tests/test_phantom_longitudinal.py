@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oncoflow.change_flags import ChangeThresholds
-from oncoflow.phantom_dicom import StudyInfo
-from oncoflow.phantom_longitudinal import (
+from oncoflow.core.change_thresholds import ChangeThresholds
+from oncoflow.phantoms.longitudinal_phantom import (
     CATEGORIES,
     LongitudinalCase,
     landmarks_mm,
@@ -15,6 +14,7 @@ from oncoflow.phantom_longitudinal import (
     make_validation_set,
     study_info_kwargs,
 )
+from oncoflow.phantoms.phantom_dicom import StudyInfo
 
 SMALL = (40, 48, 48)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oncoflow.prompts import (
+from oncoflow.core.prompts import (
     PromptError,
     SliceBox,
     SlicePoint,
@@ -16,7 +16,7 @@ from oncoflow.prompts import (
     points_from_tensor,
     points_to_tensor,
 )
-from oncoflow.volume import Volume
+from oncoflow.core.volume import Volume
 
 
 def test_boxes_from_mask_pick_the_largest_and_end_slices() -> None:

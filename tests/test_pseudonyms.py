@@ -6,7 +6,7 @@ import re
 import stat
 from pathlib import Path
 
-from oncoflow.pseudonyms import patient_pseudonym, pseudonym_key
+from oncoflow.security.pseudonyms import patient_pseudonym, pseudonym_key
 
 
 def test_pseudonyms_are_stable_keyed_and_the_key_private(tmp_path: Path) -> None:

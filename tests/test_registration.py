@@ -28,7 +28,7 @@ from oncoflow_registration import warp as warp_module
 from oncoflow_registration.affine_registration import elastix_maps_to_affine
 from oncoflow_registration.preprocess import resample_isotropic
 
-from oncoflow.volume import Volume
+from oncoflow.core.volume import Volume
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 TEST_SPACING_MM = 2.0

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from oncoflow_plugin.registration_writer import read_spatial_registration, write_spatial_registration
 from pydicom.uid import generate_uid
 
-from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
+from oncoflow.dicom.registration_writer import read_spatial_registration, write_spatial_registration
+from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
 
 from .conftest import axial_volume
 

@@ -6,7 +6,10 @@ from datetime import date
 from io import BytesIO
 
 import numpy as np
-from oncoflow_plugin.report_figures import (
+from PIL import Image
+
+from oncoflow.core.volume import Volume
+from oncoflow.report.report_figures import (
     TimePointImage,
     VolumePoint,
     lesion_centre_mm,
@@ -14,9 +17,6 @@ from oncoflow_plugin.report_figures import (
     overlay_figure,
     volume_plot,
 )
-from PIL import Image
-
-from oncoflow.volume import Volume
 
 from .conftest import axial_volume
 
@@ -74,9 +74,10 @@ def test_overlay_figure_draws_the_mask_in_red_and_the_plot_its_band() -> None:
 def test_a_tall_figure_is_scaled_to_fit_the_page() -> None:
     from io import BytesIO
 
-    from oncoflow_plugin.report_pdf import MAX_IMAGE_HEIGHT_MM, _image
     from PIL import Image as PilImage
     from reportlab.lib.units import mm
+
+    from oncoflow.report.report_pdf import MAX_IMAGE_HEIGHT_MM, _image
 
     png = BytesIO()
     PilImage.new("RGB", (100, 300)).save(png, format="PNG")  # three time points stacked: 1 : 3

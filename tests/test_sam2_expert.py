@@ -27,7 +27,7 @@ from oncoflow_inference.experts.sam2_expert import (
 )
 from oncoflow_inference.segmentation_tensors import IMAGE, MASK, SPACING_MM
 
-from oncoflow.prompts import BOXES, POINTS, PromptError, SliceBox, SlicePoint, boxes_to_tensor, points_to_tensor
+from oncoflow.core.prompts import BOXES, POINTS, PromptError, SliceBox, SlicePoint, boxes_to_tensor, points_to_tensor
 
 from .sam2_tiny import DEFAULT_CONFIG, build_random_sam2_checkpoint
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 import pytest
-from oncoflow_plugin.seg_writer import AlgorithmInfo, read_segmentation_mask, write_segmentation
 from pydicom.uid import generate_uid
 
-from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
-from oncoflow.volume import Volume
+from oncoflow.core.volume import Volume
+from oncoflow.dicom.seg_writer import AlgorithmInfo, read_segmentation_mask, write_segmentation
+from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_dciodvfy_reports_no_error_or_warning(source: list, tmp_path: Path) -> N
 
 
 def test_segments_carry_their_display_colour(source: list) -> None:
-    from oncoflow_plugin.seg_writer import ENSEMBLE_RGB, REFINED_RGB
+    from oncoflow.dicom.seg_writer import ENSEMBLE_RGB, REFINED_RGB
 
     rows, columns = int(source[0].Rows), int(source[0].Columns)
     mask = np.zeros((len(source), rows, columns), np.uint8)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from oncoflow_plugin.series_selection import SeriesCandidate, classify, select_input_series
-from oncoflow_plugin.volume_builder import InputError
+
+from oncoflow.dicom.series_selection import SeriesCandidate, classify, select_input_series
+from oncoflow.dicom.volume_builder import InputError
 
 PREFERENCE = ("t1c", "t1", "flair")
 

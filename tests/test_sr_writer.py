@@ -11,8 +11,11 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 import pytest
-from oncoflow_plugin.seg_writer import AlgorithmInfo, derived_uid, write_segmentation
-from oncoflow_plugin.sr_writer import (
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from oncoflow.dicom.seg_writer import AlgorithmInfo, derived_uid, write_segmentation
+from oncoflow.dicom.sr_writer import (
     PRIVATE_CODES,
     PRIVATE_SCHEME,
     SR_SERIES_DESCRIPTION,
@@ -21,10 +24,7 @@ from oncoflow_plugin.sr_writer import (
     read_measurement_report,
     write_measurement_report,
 )
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-
-from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
+from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
 
 from .conftest import axial_volume
 

@@ -1,4 +1,4 @@
-"""Unit tests of the upload guard (:mod:`oncoflow_plugin.upload_guard`) on the hostile corpus."""
+"""Unit tests of the upload guard (:mod:`oncoflow.security.upload_guard`) on the hostile corpus."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import time
 from typing import Any
 
 import pytest
-from oncoflow_plugin.upload_guard import (
+
+from oncoflow.pacs.orthanc_rest import OrthancRest
+from oncoflow.security.upload_guard import (
     MAX_SEQUENCE_DEPTH,
+    StoredInstanceGuard,
+    UploadGuard,
     refusal_reason,
-    register_upload_guard,
     sequence_depth,
 )
 
@@ -95,7 +98,7 @@ def test_stored_instance_guard_deletes_and_audits_what_it_refuses() -> None:
     orthanc = _FakeOrthanc({"clean": ("DicomProtocol", _case("clean")), "mz": ("WebDav", _case("polyglot-mz")),
                             "own": ("Plugins", _case("polyglot-mz")), "empty": ("DicomProtocol", b"")})
     audit = _FakeAudit()
-    guard = register_upload_guard(orthanc, audit)  # type: ignore[arg-type]
+    guard = StoredInstanceGuard(OrthancRest(orthanc), UploadGuard(audit))  # type: ignore[arg-type]
     assert guard("clean") is None
     assert "MZ" in (guard("mz") or "")
     assert guard("own") is None  # the plugin's own stores (and REST uploads its route checked) are not re-read
@@ -113,7 +116,7 @@ def test_guard_fails_closed_and_survives_a_broken_audit() -> None:
             raise RuntimeError("audit down")
 
     orthanc = _FakeOrthanc({"mz": ("RestApi", b"MZ" + bytes(126) + b"DICM"), "odd": ("Martian", b"")})
-    guard = register_upload_guard(orthanc, BrokenAudit())  # type: ignore[arg-type]
+    guard = StoredInstanceGuard(OrthancRest(orthanc), UploadGuard(BrokenAudit()))  # type: ignore[arg-type]
     assert guard("mz") is not None
-    assert register_upload_guard(orthanc, None)("odd") is not None  # unknown origin, no audit
+    assert StoredInstanceGuard(OrthancRest(orthanc), UploadGuard(None))("odd") is not None  # unknown origin, no audit
     assert orthanc.deleted == ["mz", "odd"]

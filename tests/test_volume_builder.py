@@ -6,11 +6,11 @@ import random
 
 import numpy as np
 import pytest
-from oncoflow_plugin.volume_builder import InputError, build_volume, check_headers
 from pydicom.uid import generate_uid
 
-from oncoflow.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
-from oncoflow.volume import Volume
+from oncoflow.core.volume import Volume
+from oncoflow.dicom.volume_builder import InputError, build_volume, check_headers
+from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
 
 
 def oblique_volume(n_slices: int = 12) -> Volume:

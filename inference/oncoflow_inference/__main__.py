@@ -1,7 +1,7 @@
 """``python -m oncoflow_inference``: serve the model repository on ONCOFLOW_WORKER_BIND:ONCOFLOW_WORKER_PORT
 (default 127.0.0.1).
 
-Settings come from the environment (:func:`oncoflow.config.load_settings`); an invalid
+Settings come from the environment (:func:`oncoflow.core.config.load_settings`); an invalid
 one prints every problem and exits with status 2. Logs go to stdout.
 """
 
@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub at r
 
 
 def main() -> int:
-    from oncoflow.config import ConfigError, load_settings
+    from oncoflow.core.config import ConfigError, load_settings
 
     try:
         settings = load_settings()

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from oncoflow.config import Settings
+from oncoflow.core.config import Settings
 
 from .experts.base import Expert
 from .experts.nnunet_expert import NnUNetExpert

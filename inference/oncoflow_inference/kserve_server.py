@@ -40,8 +40,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oncoflow import __version__
-from oncoflow.config import Settings
-from oncoflow.prompts import PromptError
+from oncoflow.core.config import Settings
+from oncoflow.core.prompts import PromptError
 
 from .binary_tensors import HEADER_LENGTH, InferRequest, TensorError, decode_request, encode_response
 from .expert_registry import ServedModel, build_models

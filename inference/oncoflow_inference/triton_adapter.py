@@ -19,8 +19,8 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
-from oncoflow.config import parse_model_weights
-from oncoflow.prompts import PromptError
+from oncoflow.core.config import parse_model_weights
+from oncoflow.core.prompts import PromptError
 
 from .binary_tensors import TensorError
 from .expert_registry import expert_from_parameters

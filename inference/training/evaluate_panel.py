@@ -2,7 +2,7 @@
 
 The three demo nnU-Nets run on the same 24 fresh phantoms as ``train_demo_model.py``
 evaluates (seeds 100000-100023, both anatomies); their masks are fused by every
-strategy of :mod:`oncoflow.fusion` and each result is scored by Dice against the
+strategy of :mod:`oncoflow.measure.fusion` and each result is scored by Dice against the
 phantom truth. Also records the agreement score and flag per case, to see whether a
 low agreement does flag the worse cases. Writes ``bench/results/panel-accuracy.json``.
 """
@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from oncoflow.config import REPO_ROOT
-from oncoflow.fusion import STRATEGIES, fuse
-from oncoflow.mask_metrics import dice
-from oncoflow.phantom import make_phantom
+from oncoflow.core.config import REPO_ROOT
+from oncoflow.measure.fusion import STRATEGIES, fuse
+from oncoflow.measure.mask_metrics import dice
+from oncoflow.phantoms.tumour_phantom import make_phantom
 
 EXPERTS = ("nnunet_demo", "nnunet_demo_2d", "nnunet_demo_3d_seed2")
 TEST_SEEDS = range(100_000, 100_024)  # as in train_demo_model.py

@@ -42,7 +42,7 @@ def write_case(image: np.ndarray, spacing_mm: tuple[float, float, float], path: 
 
 
 def build_raw_dataset(raw_dir: Path) -> None:
-    from oncoflow.phantom import make_phantom
+    from oncoflow.phantoms.tumour_phantom import make_phantom
 
     images, labels = raw_dir / "imagesTr", raw_dir / "labelsTr"
     images.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def evaluate(out: Path) -> dict[str, object]:
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from oncoflow.phantom import make_phantom
+    from oncoflow.phantoms.tumour_phantom import make_phantom
 
     predictor = nnUNetPredictor(
         tile_step_size=0.5, use_gaussian=True, use_mirroring=False, perform_everything_on_device=False,

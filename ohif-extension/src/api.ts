@@ -1,7 +1,7 @@
 /**
  * OncoFlow's JSON routes on the Orthanc origin: typed payloads and fetch wrappers.
  *
- * The payload interfaces mirror what `orthanc-plugins/oncoflow_plugin` answers
+ * The payload interfaces mirror what `oncoflow/api` answers (through `orthanc-plugins/oncoflow_plugin`)
  * (`Job.as_json`, `PatientTimeline._update_time_point`, `Comparison.as_json`,
  * `Refinement.refine`). Fields the panel does not read are typed loosely or omitted.
  */

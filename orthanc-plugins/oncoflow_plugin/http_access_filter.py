@@ -1,169 +1,35 @@
-"""Orthanc's HTTP request filter: every request needs a Keycloak token that allows it (login on).
+"""Orthanc's HTTP request filter (``RegisterIncomingHttpRequestFilter``): the hook, not the policy.
 
-Orthanc calls :meth:`HttpAccessFilter.__call__` (``RegisterIncomingHttpRequestFilter``) before any REST,
-DICOMweb, WADO or OncoFlow route, on the HTTP server's thread; returning ``False`` makes Orthanc answer
-403. For each request the filter
-
-1. finds the route's rule (:func:`oncoflow.access_policy.route_rule`; unknown routes are admin-only);
-2. validates the bearer token (:class:`oncoflow.access_tokens.TokenValidator`: signature against the
-   realm's JWKS, issuer, audience, expiry, token type), cached per token until it expires;
-3. resolves the patient the URI names (:class:`.patient_resolver.PatientResolver`) and asks
-   :func:`oncoflow.access_policy.is_allowed` with the token's roles and assigned patients.
-
-Every refusal is written to the audit log (``http.refused``, with the reason, the caller when known,
-and the resource as a DICOM UID or the patient's keyed token: never the URI, which may hold a PatientID).
-Allowed reads of patient data are written as ``study.read`` / ``report.read``, once per caller and
-resource in ``read_audit_window_s`` (a viewer fetches hundreds of frames of one study: one record
-says that the user read that study then). The validated caller is kept for the rest of the request
-(Orthanc runs the route on the same HTTP thread, right after the filter) so routes and the audit know who
-asks. It is keyed by the OS thread (``threading.get_ident``), not kept in a ``threading.local``:
-orthanc-python enters Python with a fresh thread state for each callback, so a ``threading.local`` set in
-the filter is gone when the route runs (measured: the route saw no caller).
-Anything unexpected inside the filter refuses the request (fail closed).
+Orthanc calls the filter before any REST, DICOMweb, WADO or OncoFlow route, with the HTTP method as
+orthanc-python's number, the URI, lower-cased headers and the query arguments; returning ``False`` makes
+Orthanc answer 403. The decision (token, patient, role table, audit) is
+:meth:`oncoflow.security.request_access.RequestAccess.judge`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from oncoflow.access_policy import Permission, RouteRule, is_allowed, primary_role, route_rule
-from oncoflow.access_tokens import AccessToken, TokenRejected, TokenValidator
-
-from .access_audit import AccessAudit, actor_and_role
-from .patient_resolver import PatientResolver
+from oncoflow.security.request_access import RequestAccess
 
 log = logging.getLogger("oncoflow.access")
 
 # orthanc.HttpMethod (OrthancPluginHttpMethod): the filter receives the number
 HTTP_METHODS = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}
-_READ_ACTIONS = {Permission.READ_RESULTS: "study.read", Permission.READ_REPORT: "report.read"}
-_UID_REFERENCES = ("study_uid", "sop_instance_uid")
-
-
-@dataclass(frozen=True)
-class AccessDecision:
-    """What the filter decided for one request, and why."""
-
-    allowed: bool
-    rule: RouteRule
-    caller: AccessToken | None
-    patient_id: str | None  # the PatientID the request touches (None: names none, or not stored)
-    reason: str  # why it was refused ("" when allowed)
 
 
 class HttpAccessFilter:
-    def __init__(self, validator: TokenValidator, resolver: PatientResolver, audit: AccessAudit,
-                 read_audit_window_s: float = 300.0, max_cached_tokens: int = 1024) -> None:
-        self.validator = validator
-        self.resolver = resolver
-        self.audit = audit
-        self.read_audit_window_s = read_audit_window_s
-        self.max_cached_tokens = max_cached_tokens
-        self._tokens: dict[str, AccessToken] = {}
-        self._reads: dict[tuple[str, str, str], float] = {}
-        self._lock = threading.Lock()
-        self._callers: dict[int, AccessToken | None] = {}  # OS thread -> the caller of the request it serves
+    """The callable Orthanc registers; anything it cannot read refuses the request (fail closed)."""
 
-    # --- the caller of the request being served --------------------------------------------------------
-
-    def current_caller(self) -> AccessToken | None:
-        """The validated token of the request this thread is serving (``None``: public route or no token)."""
-        return self._callers.get(threading.get_ident())
-
-    def may_see_patient(self, patient_id: str) -> bool:
-        """Whether the current caller may see ``patient_id`` (QIDO answers are trimmed with it)."""
-        caller = self.current_caller()
-        if caller is None:
-            return False
-        return is_allowed(caller.roles, caller.assigned_patients, RouteRule(Permission.READ_RESULTS, "patient_id"),
-                          patient_id)
-
-    # --- Orthanc's filter -----------------------------------------------------------------------------
+    def __init__(self, access: RequestAccess) -> None:
+        self.access = access
 
     def __call__(self, uri: str, **request: Any) -> bool:
-        thread = threading.get_ident()
-        self._callers[thread] = None
         try:
             method_number = request.get("method")
             method = HTTP_METHODS.get(int(getattr(method_number, "value", method_number)), "OTHER")
-            decision = self.decide(method, uri, request.get("headers") or {}, request.get("get") or {})
-            self._callers[thread] = decision.caller
-            self._audit(method, decision)
-            return decision.allowed
-        except Exception:  # noqa: BLE001 (the filter must answer; an error refuses)
-            log.exception("request filter failed; request refused")
+        except (TypeError, ValueError):
+            log.error("request filter: unreadable HTTP method %r; request refused", request.get("method"))
             return False
-
-    def decide(self, method: str, uri: str, headers: Mapping[str, str], query: Mapping[str, str]) -> AccessDecision:
-        rule = route_rule(method, uri, dict(query))
-        if rule.permission is Permission.PUBLIC:
-            return AccessDecision(True, rule, None, None, "")
-        try:
-            caller = self.caller(headers.get("authorization"))
-        except TokenRejected as exc:
-            return AccessDecision(False, rule, None, None, f"token: {exc.reason}")
-        patient_id = self.resolver.patient_id(rule.patient_from, rule.value)
-        if is_allowed(caller.roles, caller.assigned_patients, rule, patient_id):
-            return AccessDecision(True, rule, caller, patient_id, "")
-        granted = any(is_allowed([role], [], RouteRule(rule.permission), None) for role in caller.roles)
-        if not granted:
-            reason = f"role {primary_role(caller.roles)} may not {rule.permission.value}"
-        elif patient_id is None:
-            reason = "resource not found"  # to a caller limited to assigned patients: indistinguishable
-        else:
-            reason = "patient not assigned"
-        return AccessDecision(False, rule, caller, patient_id, reason)
-
-    def caller(self, authorization_header: str | None) -> AccessToken:
-        """The validated token of an ``Authorization`` header (cached until it expires)."""
-        if authorization_header:
-            with self._lock:
-                cached = self._tokens.get(authorization_header)
-            if cached is not None and cached.expires_at > time.time():
-                return cached
-        token = self.validator.validate(authorization_header)
-        with self._lock:
-            if len(self._tokens) >= self.max_cached_tokens:
-                now = time.time()
-                self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now}
-                if len(self._tokens) >= self.max_cached_tokens:
-                    self._tokens.clear()
-            self._tokens[authorization_header or ""] = token
-        return token
-
-    # --- audit ------------------------------------------------------------------------------------------
-
-    def _resource(self, decision: AccessDecision) -> str | None:
-        rule = decision.rule
-        if rule.patient_from in _UID_REFERENCES and rule.value:
-            return rule.value
-        if rule.patient_from == "patient_id" and rule.value:
-            return self.audit.patient(decision.patient_id or rule.value)
-        return self.audit.patient(decision.patient_id) if decision.patient_id else None
-
-    def _audit(self, method: str, decision: AccessDecision) -> None:
-        caller = decision.caller
-        actor, role = actor_and_role(caller)
-        if not decision.allowed:
-            self.audit.record("http.refused", self._resource(decision), "refused",
-                              f"{method} {decision.rule.permission.value}: {decision.reason}", actor=actor, role=role)
-            return
-        action = _READ_ACTIONS.get(decision.rule.permission)
-        resource = self._resource(decision)
-        if caller is None or action is None or resource is None:
-            return
-        key, now = (actor, action, resource), time.monotonic()
-        with self._lock:
-            last = self._reads.get(key)
-            if last is not None and now - last < self.read_audit_window_s:
-                return
-            if len(self._reads) > 10_000:
-                self._reads.clear()
-            self._reads[key] = now
-        self.audit.record(action, resource, "success", f"{method} allowed by the request filter", actor=actor,
-                          role=role)
+        return self.access.judge(method, uri, request.get("headers") or {}, request.get("get") or {})

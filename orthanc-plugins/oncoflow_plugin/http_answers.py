@@ -1,11 +1,12 @@
-"""Answering Orthanc REST callbacks: JSON bodies, and one HTTP method per route."""
+"""Answering Orthanc REST callbacks: one HTTP method per route, and an :class:`~oncoflow.api.answer.Answer` sent."""
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
+
+from oncoflow.api.answer import Answer
 
 RestCallback = Callable[..., None]  # ([self,] output, uri, **request) -> None, as RegisterRestCallback calls it
 
@@ -26,10 +27,14 @@ def only(method: str) -> Callable[[RestCallback], RestCallback]:
     return decorate
 
 
-def answer_json(output: Any, payload: Any, status: int = 200) -> None:
-    """Send ``payload`` as JSON with ``status`` (Orthanc's output object of a REST callback)."""
-    body = json.dumps(payload, indent=1)
-    if status == 200:
-        output.AnswerBuffer(body, "application/json")
+def send_answer(output: Any, answer: Answer) -> None:
+    """Send ``answer`` through Orthanc's REST output object."""
+    for name, value in answer.headers.items():
+        output.SetHttpHeader(name, value)
+    if answer.status == 200:
+        output.AnswerBuffer(answer.body, answer.content_type)
+    elif answer.status == 304:
+        output.SendHttpStatusCode(304)
     else:
-        output.SendHttpStatus(status, body, len(body))
+        body = answer.body.decode("ascii")  # the JSON errors (ensure_ascii); orthanc-python wants a str here
+        output.SendHttpStatus(answer.status, body, len(body))

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import httpx
 import ollama
 
-from oncoflow.config import LlmSettings
+from oncoflow.core.config import LlmSettings
 
 from .clinical_findings import ChangeFinding, ClinicalFindings, TimePointFinding
 from .number_check import unsupported_numbers

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from oncoflow.volume import Volume
+from oncoflow.core.volume import Volume
 
 from .preprocess import head_mask
 from .sitk_volume import to_sitk

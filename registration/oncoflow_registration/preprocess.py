@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from oncoflow.volume import Volume
+from oncoflow.core.volume import Volume
 
 from .sitk_volume import to_sitk
 

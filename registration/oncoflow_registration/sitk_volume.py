@@ -1,4 +1,4 @@
-"""Exact conversion between OncoFlow's :class:`~oncoflow.volume.Volume` and SimpleITK images.
+"""Exact conversion between OncoFlow's :class:`~oncoflow.core.volume.Volume` and SimpleITK images.
 
 Conventions (both sides use LPS millimetres, so no sign flips are needed):
 
@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from oncoflow.volume import Vector3, Volume
+from oncoflow.core.volume import Vector3, Volume
 
 GEOMETRY_TOLERANCE_MM = 1e-4
 

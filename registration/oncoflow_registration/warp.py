@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from oncoflow.volume import Volume
+from oncoflow.core.volume import Volume
 
 from .sitk_volume import array_to_sitk, mask_to_sitk, to_sitk
 

@@ -128,7 +128,7 @@ class Expert(ABC):
 
         Experts with other tensors (prompts in, boxes or text out) override this. Raises
         :class:`~oncoflow_inference.binary_tensors.TensorError` or
-        :class:`oncoflow.prompts.PromptError` for a bad request, and the errors of ``predict``.
+        :class:`oncoflow.core.prompts.PromptError` for a bad request, and the errors of ``predict``.
         """
         image, spacing_mm = segmentation_inputs(inputs, max_voxels)
         output = self.predict(image, spacing_mm, with_probability=PROBABILITY in wanted)

@@ -14,9 +14,9 @@ box (or the middle queried slice), gives a one-sentence finding.
 Tensors (KServe v2): inputs ``IMAGE`` FP32 ``(slice, row, column)`` and
 ``SPACING_MM`` FP32 ``(3,)`` (slice, row, column spacing in millimetres); outputs
 ``BOXES`` FP32 ``(N, 5)`` (``slice, row_min, col_min, row_max, col_max``, see
-:mod:`oncoflow.prompts`) and ``FINDINGS`` BYTES ``(1,)``, the UTF-8 sentence.
+:mod:`oncoflow.core.prompts`) and ``FINDINGS`` BYTES ``(1,)``, the UTF-8 sentence.
 It never returns a mask: its boxes become one through SAM2 box prompts or
-:func:`oncoflow.prompts.mask_from_boxes` elsewhere. Decoding is greedy, so the
+:func:`oncoflow.core.prompts.mask_from_boxes` elsewhere. Decoding is greedy, so the
 same volume gives the same answers; the answers are a model's text, not a
 measurement, and a random or wrong model gives wrong boxes just as fluently.
 """
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from oncoflow.prompts import BOXES, SliceBox, boxes_to_tensor
+from oncoflow.core.prompts import BOXES, SliceBox, boxes_to_tensor
 
 from ..segmentation_tensors import segmentation_inputs
 from .base import Expert, ExpertInputError, ExpertOutput, ExpertResult

@@ -24,7 +24,7 @@ Tensors (KServe v2): inputs ``IMAGE`` FP32 ``(slice, row, column)``,
 works in pixels and does not use it), and at least one of ``BOXES`` FP32
 ``(N, 5)`` (``slice, row_min, col_min, row_max, col_max``) and ``POINTS`` FP32
 ``(N, 4)`` (``slice, row, column, label``; label 1 = tumour, 0 = background), in
-voxel indices, see :mod:`oncoflow.prompts`; output ``MASK`` UINT8 on the
+voxel indices, see :mod:`oncoflow.core.prompts`; output ``MASK`` UINT8 on the
 ``IMAGE`` grid (1 = tumour). SAM2 gives no calibrated probability, and without
 prompts it gives nothing: it never makes up a mask. SAM2 wants ``x`` = column and
 ``y`` = row; the conversion happens here and nowhere else.
@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from oncoflow.prompts import BOXES, POINTS, SliceBox, SlicePoint, boxes_from_tensor, points_from_tensor
+from oncoflow.core.prompts import BOXES, POINTS, SliceBox, SlicePoint, boxes_from_tensor, points_from_tensor
 
 from ..binary_tensors import TensorError, datatype_of
 from ..segmentation_tensors import IMAGE, MASK, SPACING_MM, segmentation_inputs
@@ -326,7 +326,7 @@ class Sam2Expert(Expert):
         """``IMAGE``, ``SPACING_MM`` and ``BOXES`` and/or ``POINTS`` in; ``MASK`` UINT8 out.
 
         Raises :class:`~oncoflow_inference.binary_tensors.TensorError` for bad tensors,
-        :class:`oncoflow.prompts.PromptError` for prompts that do not fit the volume,
+        :class:`oncoflow.core.prompts.PromptError` for prompts that do not fit the volume,
         :class:`ExpertInputError` without prompts and :class:`ExpertNotReady` when not loaded.
         """
         self._require_ready()

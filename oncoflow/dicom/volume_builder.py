@@ -1,0 +1,182 @@
+"""Build a :class:`~oncoflow.core.volume.Volume` from the instances of one MR series.
+
+Every check that can fail is done from the headers first, so that a hostile or
+oversized series is refused before any pixel data is decoded. Failures raise
+:class:`InputError` with a message meant for the radiologist or PACS admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from oncoflow.core.volume import Volume
+
+MIN_SLICES = 3
+ORIENTATION_TOLERANCE = 1e-3  # cosine units
+SPACING_RELATIVE_TOLERANCE = 0.05  # 5 % of the median slice spacing
+PIXEL_SPACING_TOLERANCE_MM = 1e-3
+
+
+class InputError(ValueError):
+    """The study cannot be processed as it is; the message says why."""
+
+
+@dataclass(frozen=True)
+class SortedSeries:
+    """The instances of a series sorted along the slice normal, with the geometry they define."""
+
+    datasets: list[Dataset]
+    volume: Volume
+
+
+def _vector(ds: Dataset, keyword: str, length: int) -> np.ndarray:
+    value = ds.get(keyword)
+    if value is None or len(value) != length:
+        raise InputError(f"instance {ds.get('SOPInstanceUID', '?')} lacks a valid {keyword}")
+    return np.asarray([float(v) for v in value], dtype=np.float64)
+
+
+def check_headers(datasets: Sequence[Dataset], max_voxels: int) -> None:
+    """Refuse series that are not a single-frame grayscale MR 3-D stack of bounded size.
+
+    Raises:
+        InputError: non-MR modality, too few slices, RGB, multi-frame, no image size, mixed sizes or an
+            oversized volume (rows x columns x slices > ``max_voxels``).
+    """
+    if not datasets:
+        raise InputError("the series has no instances")
+    modalities = sorted({str(ds.get("Modality", "")) for ds in datasets})
+    if modalities != ["MR"]:
+        raise InputError(f"the series is not MR (Modality {', '.join(modalities) or 'missing'})")
+    if len(datasets) < MIN_SLICES:
+        raise InputError(
+            f"a single slice is not a 3-D volume: the series has {len(datasets)} image(s), "
+            f"at least {MIN_SLICES} are needed"
+        )
+    for ds in datasets:
+        samples = int(ds.get("SamplesPerPixel", 1))
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+        if samples != 1 or not photometric.startswith("MONOCHROME"):
+            raise InputError(
+                f"RGB or colour image (SamplesPerPixel {samples}, PhotometricInterpretation {photometric}); "
+                "a grayscale MR series is needed"
+            )
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise InputError(
+                f"multi-frame instance with {ds.NumberOfFrames} frames: enhanced/4-D MR objects are not supported"
+            )
+    missing = sorted({k for ds in datasets for k in ("Rows", "Columns") if k not in ds})
+    if missing:
+        raise InputError(f"instances without {', '.join(missing)}: not an image series")
+    sizes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    if len(sizes) > 1:
+        raise InputError(f"mixed image sizes in one series: {sorted(sizes)}")
+    rows, cols = sizes.pop()
+    n_voxels = rows * cols * len(datasets)
+    if n_voxels > max_voxels:
+        raise InputError(
+            f"volume of {rows}x{cols}x{len(datasets)} = {n_voxels} voxels exceeds the limit of "
+            f"{max_voxels} (ONCOFLOW_MAX_VOXELS)"
+        )
+
+
+def sort_slices(datasets: Sequence[Dataset]) -> tuple[list[Dataset], float, np.ndarray]:
+    """Sort slices along the normal of their common orientation.
+
+    Returns:
+        The sorted datasets, the slice spacing in mm and the unit slice direction (LPS).
+
+    Raises:
+        InputError: differing orientations or pixel spacings, several images at one
+            position (a 4-D series), missing slices or uneven spacing.
+    """
+    orientations = [_vector(ds, "ImageOrientationPatient", 6) for ds in datasets]
+    reference = orientations[0]
+    if any(np.abs(o - reference).max() > ORIENTATION_TOLERANCE for o in orientations):
+        raise InputError("the images of the series have different ImageOrientationPatient")
+    pixel_spacings = [_vector(ds, "PixelSpacing", 2) for ds in datasets]
+    if any(np.abs(p - pixel_spacings[0]).max() > PIXEL_SPACING_TOLERANCE_MM for p in pixel_spacings):
+        raise InputError("the images of the series have different PixelSpacing")
+
+    row_dir, col_dir = reference[:3], reference[3:]
+    normal = np.cross(row_dir, col_dir)
+    normal /= np.linalg.norm(normal)
+    positions = np.array([_vector(ds, "ImagePositionPatient", 3) @ normal for ds in datasets])
+    order = np.argsort(positions, kind="stable")
+    positions = positions[order]
+    ordered = [datasets[i] for i in order]
+
+    gaps_mm = np.diff(positions)
+    if np.any(gaps_mm < 1e-3):
+        n_unique = len(np.unique(np.round(positions, 3)))
+        raise InputError(
+            f"4-D series: {len(datasets)} images at {n_unique} slice positions "
+            "(several images share a position, e.g. temporal phases or echoes)"
+        )
+    spacing_mm = float(np.median(gaps_mm))
+    deviation = np.abs(gaps_mm - spacing_mm) / spacing_mm
+    worst = int(np.argmax(deviation))
+    if deviation[worst] > SPACING_RELATIVE_TOLERANCE:
+        ratio = gaps_mm[worst] / spacing_mm
+        at = f"between slice positions {positions[worst]:.2f} mm and {positions[worst + 1]:.2f} mm"
+        if abs(ratio - round(ratio)) < SPACING_RELATIVE_TOLERANCE and round(ratio) >= 2:
+            raise InputError(
+                f"missing slice(s): a gap of {gaps_mm[worst]:.2f} mm {at}, "
+                f"where the slice spacing is {spacing_mm:.2f} mm ({int(round(ratio)) - 1} slice(s) missing)"
+            )
+        raise InputError(
+            f"inconsistent slice spacing: {gaps_mm[worst]:.2f} mm {at}, median spacing {spacing_mm:.2f} mm"
+        )
+    return ordered, spacing_mm, normal
+
+
+def _slice_pixels(ds: Dataset) -> np.ndarray:
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # pydicom raises several types for broken pixel data
+        raise InputError(f"corrupt pixel data in instance {ds.get('SOPInstanceUID', '?')}: {exc}") from exc
+    if pixels.shape != (int(ds.Rows), int(ds.Columns)):
+        raise InputError(
+            f"corrupt pixel data in instance {ds.get('SOPInstanceUID', '?')}: "
+            f"decoded shape {pixels.shape}, header says {ds.Rows}x{ds.Columns}"
+        )
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def build_volume(datasets: Sequence[Dataset], max_voxels: int) -> SortedSeries:
+    """Check, sort and stack a series into a float32 :class:`Volume` (rescale applied)."""
+    check_headers(datasets, max_voxels)
+    ordered, slice_spacing_mm, normal = sort_slices(datasets)
+    first = ordered[0]
+    iop = _vector(first, "ImageOrientationPatient", 6)
+    row_spacing_mm, col_spacing_mm = (float(v) for v in first.PixelSpacing)
+    voxels = np.empty((len(ordered), int(first.Rows), int(first.Columns)), dtype=np.float32)
+    for index, ds in enumerate(ordered):
+        voxels[index] = _slice_pixels(ds)
+    origin = _vector(first, "ImagePositionPatient", 3)
+    volume = Volume(
+        voxels=voxels,
+        spacing_mm=(slice_spacing_mm, row_spacing_mm, col_spacing_mm),
+        origin_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
+        row_direction=(float(iop[0]), float(iop[1]), float(iop[2])),
+        column_direction=(float(iop[3]), float(iop[4]), float(iop[5])),
+        slice_direction=(float(normal[0]), float(normal[1]), float(normal[2])),
+    )
+    return SortedSeries(datasets=ordered, volume=volume)
+
+
+def read_instance(raw: bytes) -> Dataset:
+    """Parse one DICOM Part-10 file, refusing garbage with :class:`InputError`."""
+    from io import BytesIO
+
+    try:
+        return pydicom.dcmread(BytesIO(raw))
+    except Exception as exc:
+        raise InputError(f"unreadable DICOM instance: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Test data: brain-tumour phantoms planted into real anatomy, their DICOM series, and longitudinal phantom patients."""

@@ -1,0 +1,158 @@
+"""Write a :class:`~oncoflow.core.volume.Volume` as a single-frame MR Image Storage series.
+
+Used by the tests, the benchmark and the demo to push phantom studies exactly as a
+scanner would: one file per slice, MR Image (1.2.840.10008.5.1.4.1.1.4), 12-bit
+stored values (RescaleSlope/Intercept only when asked for: the standard MR IOD
+has no Modality LUT, and dciodvfy warns about it), full Image Plane geometry
+(ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceThickness).
+UIDs derive from ``series_instance_uid`` and the slice index, so writing the same
+phantom twice gives the same instances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
+
+from oncoflow.core.volume import Volume
+
+MAX_STORED_VALUE = 4095
+_SOP_CLASS = {"MR": MRImageStorage, "CT": CTImageStorage}
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """Patient and study attributes shared by every series of a phantom study."""
+
+    patient_id: str = "ONCO-PHANTOM-001"
+    patient_name: str = "Phantom^Brain"
+    patient_birth_date: str = "19700101"
+    patient_sex: str = "O"
+    study_instance_uid: str = ""
+    study_date: str = "20260101"
+    study_time: str = "090000"
+    study_id: str = "1"
+    accession_number: str = "ACC0001"
+    study_description: str = "MRI BRAIN WITH AND WITHOUT CONTRAST"
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    series_instance_uid: str
+    series_number: int = 3
+    series_description: str = "T1 MPRAGE post-contrast"
+    contrast_agent: str | None = "Gadobutrol"
+    repetition_time_ms: float = 2300.0
+    echo_time_ms: float = 2.3
+    modality: str = "MR"
+
+
+def study_instance_uid(study: StudyInfo) -> str:
+    """The study's StudyInstanceUID: the one given, else derived from PatientID and AccessionNumber."""
+    return study.study_instance_uid or generate_uid(entropy_srcs=[study.patient_id, study.accession_number])
+
+
+def series_datasets(
+    volume: Volume, study: StudyInfo, series: SeriesInfo, rescale_slope: float | None = None
+) -> list[Dataset]:
+    """One dataset per slice, in slice order.
+
+    Stored values are ``round(voxel)`` clipped to 12 bits, or ``round(voxel / rescale_slope)``
+    with RescaleSlope (0028,1053) written when ``rescale_slope`` is given.
+    """
+    slope = rescale_slope or 1.0
+    frame_of_reference = generate_uid(entropy_srcs=[series.series_instance_uid, "for"])
+    study_uid = study_instance_uid(study)
+    datasets = []
+    for index in range(volume.shape[0]):
+        sop_uid = generate_uid(entropy_srcs=[series.series_instance_uid, str(index)])
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = _SOP_CLASS[series.modality]
+        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.SOPClassUID = _SOP_CLASS[series.modality]
+        ds.SOPInstanceUID = sop_uid
+        # Patient / study
+        ds.PatientName = study.patient_name
+        ds.PatientID = study.patient_id
+        ds.PatientBirthDate = study.patient_birth_date
+        ds.PatientSex = study.patient_sex
+        ds.StudyInstanceUID = study_uid
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = study.study_date
+        ds.StudyTime = ds.SeriesTime = ds.ContentTime = study.study_time
+        ds.StudyID = study.study_id
+        ds.AccessionNumber = study.accession_number
+        ds.ReferringPhysicianName = ""
+        ds.StudyDescription = study.study_description
+        # Series / equipment / frame of reference
+        ds.Modality = series.modality
+        ds.SeriesInstanceUID = series.series_instance_uid
+        ds.SeriesNumber = series.series_number
+        ds.SeriesDescription = series.series_description
+        ds.ProtocolName = series.series_description
+        ds.PatientPosition = "HFS"
+        ds.BodyPartExamined = "HEAD"
+        ds.Manufacturer = "OncoFlow Phantom"
+        ds.FrameOfReferenceUID = frame_of_reference
+        ds.PositionReferenceIndicator = ""
+        # MR image
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+        ds.InstanceNumber = index + 1
+        ds.ScanningSequence = "GR"
+        ds.SequenceVariant = "SP"
+        ds.ScanOptions = ""
+        ds.MRAcquisitionType = "3D"
+        ds.RepetitionTime = series.repetition_time_ms
+        ds.EchoTime = series.echo_time_ms
+        ds.EchoTrainLength = 1
+        ds.MagneticFieldStrength = 3.0
+        if series.contrast_agent:
+            ds.ContrastBolusAgent = series.contrast_agent
+        # Image plane
+        ds.ImagePositionPatient = [round(v, 4) for v in volume.slice_position_mm(index)]
+        ds.ImageOrientationPatient = [round(v, 6) for v in volume.image_orientation_patient()]
+        ds.PixelSpacing = [round(volume.spacing_mm[1], 4), round(volume.spacing_mm[2], 4)]
+        ds.SliceThickness = round(volume.spacing_mm[0], 4)
+        ds.SpacingBetweenSlices = round(volume.spacing_mm[0], 4)
+        ds.SliceLocation = round(float(np.dot(volume.slice_position_mm(index), volume.slice_direction)), 4)
+        # Pixels
+        stored = np.clip(np.rint(volume.voxels[index] / slope), 0, MAX_STORED_VALUE).astype(np.uint16)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = stored.shape
+        ds.BitsAllocated = 16
+        ds.BitsStored = 12
+        ds.HighBit = 11
+        ds.PixelRepresentation = 0
+        if rescale_slope is not None:
+            ds.RescaleIntercept = 0
+            ds.RescaleSlope = f"{slope:.8g}"
+            ds.RescaleType = "US"
+        ds.PixelData = stored.tobytes()
+        datasets.append(ds)
+    return datasets
+
+
+def write_datasets(datasets: Sequence[Dataset], directory: Path) -> list[Path]:
+    """Save each dataset as a Part-10 file ``<directory>/<InstanceNumber>.dcm``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ds in datasets:
+        path = directory / f"{int(ds.get('InstanceNumber', len(paths) + 1)):04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths

@@ -1,0 +1,286 @@
+"""A patient's timeline: every processed study in date order, each compared with its baseline.
+
+After a study's SEGs are stored, :meth:`PatientTimeline.update` gathers the patient's
+processed studies (same PatientID, identity checked on name, birth date and sex),
+orders them by StudyDate/StudyTime, and recomputes the comparisons from the updated
+study's position onwards, so a baseline arriving after its follow-up re-measures the
+follow-up. The baseline of time point *i* is, by ``ONCOFLOW_BASELINE``, the previous
+time point, the first, or the nadir (smallest fused volume before *i*).
+
+Each recomputed time point gets a DICOM-SR (TID 1500, :mod:`oncoflow.dicom.sr_writer`) that replaces
+its earlier one; a comparison that fails (no overlap, baseline SEG missing) is recorded
+on that time point with the reason, and the other time points keep their results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from oncoflow.core.config import Settings
+from oncoflow.dicom.registration_writer import write_spatial_registration
+from oncoflow.dicom.seg_writer import derived_uid, read_segmentation_mask
+from oncoflow.dicom.sr_writer import LesionAtTimePoint, LongitudinalChange, write_measurement_report
+from oncoflow.dicom.volume_builder import InputError, SortedSeries
+from oncoflow.measure.lesion_metrics import volume_ci95
+from oncoflow.measure.longitudinal_comparison import Comparison, ComparisonError, TimePointData, compare
+from oncoflow.pacs.orthanc_http import OrthancUnavailable
+from oncoflow.pacs.orthanc_rest import OrthancRest
+from oncoflow.pipeline.expert_panel import ExpertPanel
+from oncoflow.pipeline.job_store import Job, JobStore
+from oncoflow.pipeline.report_stage import ClinicalReportWriter, ReportError, ReportInputs
+from oncoflow.pipeline.study_input import StudyInput
+from oncoflow.pipeline.time_point import LoadedTimePoint, loaded_time_point, study_date
+
+log = logging.getLogger("oncoflow.timeline")
+
+IDENTITY_TAGS = ("PatientName", "PatientBirthDate", "PatientSex")
+
+
+class PatientTimeline:
+    def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, study_input: StudyInput,
+                 panel: ExpertPanel, report: ClinicalReportWriter | None = None) -> None:
+        self.settings = settings
+        self.rest = rest
+        self.store = store
+        self.input = study_input
+        self.panel = panel  # re-segments a registered follow-up when the registration is poor
+        self.report = report  # makes each recomputed time point's signed PDF report
+
+    # -- gathering -----------------------------------------------------------------------------
+
+    def _time_point(self, study_id: str, job: Job) -> LoadedTimePoint:
+        """The study's input volume, its ensemble SEG's mask and its experts' volumes."""
+        study = self.rest.get_json(f"/studies/{study_id}")
+        uid = str(study["MainDicomTags"]["StudyInstanceUID"])
+        timings: dict[str, float] = {}
+        try:
+            _, instance_ids = self.input.select(study_id, timings)
+            stack = self.input.build(instance_ids, timings)
+        except InputError as exc:
+            raise ComparisonError(f"study {uid}: its input series cannot be read again: {exc}") from exc
+        seg_uid = job.outputs.get("ensemble_seg_sop_instance_uid")
+        seg = self.rest.instance_dataset(seg_uid) if seg_uid else None
+        if seg is None:
+            raise ComparisonError(f"study {uid} has no ensemble SEG in the PACS (deleted?); it cannot be compared")
+        mask = read_segmentation_mask(seg, [str(ds.SOPInstanceUID) for ds in stack.datasets])
+        return loaded_time_point(study["MainDicomTags"], stack, mask, seg, job.outputs)
+
+    def _processed_studies(
+        self, study_id: str, current: Job
+    ) -> tuple[str, list[tuple[date, str, str, Job]], list[str]]:
+        """The patient's processed studies that are the same person as ``study_id``, in date order.
+
+        Returns (PatientID, [(date, time, orthanc study id, done job)], conflicts): studies filed
+        under the same PatientID whose name, birth date or sex differ are someone else; they are
+        left out and described in ``conflicts``. ``current`` is the finishing job of ``study_id``.
+        """
+        study = self.rest.get_json(f"/studies/{study_id}")
+        patient = self.rest.get_json(f"/patients/{study['ParentPatient']}")
+        patient_id = str(patient["MainDicomTags"].get("PatientID", ""))
+        identity = {k: study.get("PatientMainDicomTags", {}).get(k, "") for k in IDENTITY_TAGS}
+        studies, conflicts = [], []
+        for other_id in patient["Studies"]:
+            job = current if other_id == study_id else self.store.latest_done(other_id)
+            if job is None:
+                continue
+            other = self.rest.get_json(f"/studies/{other_id}")
+            other_identity = {k: other.get("PatientMainDicomTags", {}).get(k, "") for k in IDENTITY_TAGS}
+            differ = [k for k in IDENTITY_TAGS if identity[k] and other_identity[k] not in ("", identity[k])]
+            tags = other["MainDicomTags"]
+            if differ:
+                conflicts.append(f"study {tags.get('StudyInstanceUID')} ({', '.join(differ)} differ)")
+                continue
+            studies.append((study_date(tags), str(tags.get("StudyTime", "")), other_id, job))
+        studies.sort(key=lambda s: (s[0], s[1], s[2]))
+        return patient_id, studies, conflicts
+
+    # -- updating ------------------------------------------------------------------------------
+
+    def _baseline_index(self, index: int, volumes_cm3: list[float]) -> int:
+        if self.settings.baseline_rule == "first":
+            return 0
+        if self.settings.baseline_rule == "nadir":
+            return min(range(index), key=lambda k: (volumes_cm3[k], -k))
+        return index - 1
+
+    def update(self, study_id: str, current: Job, loaded: LoadedTimePoint | None = None) -> dict[str, Any]:
+        """Recompute the patient's timeline from ``study_id`` (whose finishing job is ``current``) on.
+
+        ``loaded``: the study's volume, fused mask and SEG as the pipeline already holds them
+        (saves reading them back from Orthanc). Returns what happened to ``study_id``: its
+        comparison and SR, or the error.
+        """
+        started = time.perf_counter()
+        try:
+            patient_id, studies, conflicts = self._processed_studies(study_id, current)
+        except ComparisonError as exc:
+            self.store.save_time_point(study_id, None, None, None, None, None, str(exc))
+            return {"error": str(exc)}
+        position = next((i for i, s in enumerate(studies) if s[2] == study_id), None)
+        if position is None:
+            return {"error": "the study has no finished OncoFlow job"}
+        if conflicts and len(studies) == 1:
+            error = (f"PatientID {patient_id} names another patient in {'; '.join(conflicts)}: "
+                     "not compared with those studies")
+            self.store.save_time_point(study_id, patient_id, None, None, None, None, error)
+            return {"error": error, "comparison": None}
+        cache: dict[str, LoadedTimePoint] = {} if loaded is None else {study_id: loaded}
+
+        def load(index: int) -> LoadedTimePoint:
+            orthanc_id, job = studies[index][2], studies[index][3]
+            if orthanc_id not in cache:
+                cache[orthanc_id] = self._time_point(orthanc_id, job)
+            return cache[orthanc_id]
+
+        volumes = [float(s[3].outputs.get("tumour_volume_cm3", 0.0)) for s in studies]
+        outcome: dict[str, Any] = {}
+        for index in range(position, len(studies)):
+            orthanc_id = studies[index][2]
+            try:
+                result = self._update_time_point(patient_id, studies, index, load, volumes)
+            except (ComparisonError, InputError, ValueError) as exc:
+                log.warning("timeline of %s: study %s not compared: %s", patient_id, orthanc_id, exc)
+                self.store.save_time_point(orthanc_id, patient_id, None, None, None, None, str(exc))
+                result = {"error": str(exc)}
+            if orthanc_id == study_id:
+                outcome = result
+        if conflicts:
+            outcome["left_out"] = [f"PatientID {patient_id} names another patient in {c}" for c in conflicts]
+        outcome["timeline_s"] = round(time.perf_counter() - started, 3)
+        return outcome
+
+    def _update_time_point(self, patient_id: str, studies: list[tuple[date, str, str, Job]], index: int,
+                           load: Any, volumes: list[float]) -> dict[str, Any]:
+        current, stack, seg = load(index)
+        orthanc_id, job = studies[index][2], studies[index][3]
+        comparison: Comparison | None = None
+        prior_sr: Dataset | None = None
+        baseline_uid: str | None = None
+        baseline: TimePointData | None = None
+        if index > 0:
+            baseline_index = self._baseline_index(index, volumes)
+            baseline, baseline_stack, _ = load(baseline_index)
+            baseline_uid = baseline.study_instance_uid
+            comparison = compare(
+                baseline, current, self.settings.change_thresholds, self.settings.registration_method,
+                resegment=lambda registered: self.panel.run(registered).fusion.mask,
+            )
+            prior_row = self.store.time_point(studies[baseline_index][2])
+            if prior_row and prior_row.get("sr_sop_instance_uid"):
+                prior_sr = self.rest.instance_dataset(prior_row["sr_sop_instance_uid"])
+        sr = self._write_sr(patient_id, current, stack, seg, job, comparison, prior_sr)
+        reg_uid = None
+        if comparison is not None:
+            reg = write_spatial_registration(
+                baseline_stack.datasets, stack.datasets, comparison.follow_up_to_baseline_lps,
+                comparison.registration_method, f"{job.fingerprint}|{comparison.baseline_uid}",
+            )
+            self.rest.store_replacing(reg)
+            reg_uid = str(reg.SOPInstanceUID)
+        volume_ci = volume_ci95(current.expert_volumes_cm3)
+        measurements = {
+            "volume_cm3": round(current.measurements.volume_cm3, 3),
+            "volume_ci95_cm3": None if volume_ci is None else [round(volume_ci.low, 3), round(volume_ci.high, 3)],
+            "experts_mean_volume_cm3": None if volume_ci is None else round(volume_ci.estimate, 3),
+            "longest_axial_diameter_mm": round(current.measurements.longest_axial_diameter_mm, 1),
+            "max_caliper_mm": round(current.measurements.max_caliper_mm, 1),
+        }
+        row: dict[str, Any] = {
+            "measurements": measurements, "comparison": None if comparison is None else comparison.as_json(),
+            "seg_sop_instance_uid": str(seg.SOPInstanceUID), "sr_sop_instance_uid": str(sr.SOPInstanceUID),
+            "reg_sop_instance_uid": reg_uid, "report_sop_instance_uid": None, "report_error": None,
+        }
+        # saved before the report: the report reads the timeline, this time point included
+        self.store.save_time_point(orthanc_id, patient_id, current.study_instance_uid,
+                                   current.study_date.isoformat(), baseline_uid, row, None)
+        outcome = {"sr_sop_instance_uid": str(sr.SOPInstanceUID), "baseline_study_instance_uid": baseline_uid,
+                   "comparison": None if comparison is None else comparison.as_json()}
+        if self.report is not None:
+            try:
+                outcome["report"] = self.report.write(ReportInputs(patient_id, orthanc_id, job, current,
+                                                                   stack.datasets[0], seg, sr, baseline))
+            except OrthancUnavailable:
+                raise  # Orthanc restarting (a pipeline worker's HTTP): the whole job is retried, idempotently
+            except (ReportError, OSError, ValueError, RuntimeError) as exc:
+                log.warning("report of study %s not made: %s", current.study_instance_uid, exc)
+                outcome["report"] = {"error": f"report not made: {exc}"}
+            self.store.update_time_point(orthanc_id, report_sop_instance_uid=outcome["report"].get(
+                "report_sop_instance_uid"), report_error=outcome["report"].get("error"))
+        return outcome
+
+    def report_again(self, study_id: str) -> dict[str, Any]:
+        """Make the study's report again from its stored time point (e.g. after new notes were uploaded).
+
+        Raises :class:`ReportError` when the study has no compared time point to report on.
+        """
+        if self.report is None:
+            raise ReportError("reports are not enabled")
+        job = self.store.latest_done(study_id)
+        row = self.store.time_point(study_id)
+        if job is None or row is None or row.get("error") or not row.get("sr_sop_instance_uid"):
+            raise ReportError("the study has no finished OncoFlow time point"
+                              + (f" ({row['error']})" if row and row.get("error") else ""))
+        try:
+            current, stack, seg = self._time_point(study_id, job)
+            baseline = None
+            if row.get("baseline_study_instance_uid"):
+                baseline_id = self.rest.lookup_study(row["baseline_study_instance_uid"])
+                baseline_job = self.store.latest_done(baseline_id) if baseline_id else None
+                if baseline_id is None or baseline_job is None:
+                    raise ReportError("the baseline study is no longer processed in the PACS")
+                baseline = self._time_point(baseline_id, baseline_job)[0]
+        except ComparisonError as exc:
+            raise ReportError(str(exc)) from exc
+        sr = self.rest.instance_dataset(row["sr_sop_instance_uid"])
+        if sr is None:
+            raise ReportError("the study's SR is no longer in the PACS")
+        outcome = self.report.write(ReportInputs(str(row["patient_id"]), study_id, job, current, stack.datasets[0],
+                                                 seg, sr, baseline))
+        self.store.update_time_point(study_id, report_sop_instance_uid=outcome["report_sop_instance_uid"],
+                                     report_error=None)
+        return outcome
+
+    def _write_sr(self, patient_id: str, current: TimePointData, stack: SortedSeries, seg: Dataset, job: Job,
+                  comparison: Comparison | None, prior_sr: Dataset | None) -> Dataset:
+        lesion = LesionAtTimePoint(
+            tracking_id="Lesion 1",
+            tracking_uid=derived_uid("lesion-tracking", patient_id, "1"),
+            volume_cm3=current.measurements.volume_cm3,
+            longest_axial_diameter_mm=current.measurements.longest_axial_diameter_mm,
+            max_caliper_mm=current.measurements.max_caliper_mm,
+        )
+        change = None
+        if comparison is not None:
+            change = LongitudinalChange(
+                prior_study_instance_uid=comparison.baseline_uid,
+                prior_study_date=comparison.baseline_date,
+                prior_sr=prior_sr,
+                days_between=comparison.days_between,
+                volume_prior_cm3=comparison.baseline.volume_cm3,
+                volume_current_cm3=comparison.follow_up.volume_cm3,
+                delta_cm3=comparison.delta_cm3,
+                percent_change=comparison.percent_change,
+                percent_change_ci95=comparison.percent_change_ci95,
+                dice=comparison.dice,
+                hd95_mm=comparison.hd95_mm,
+                growth_rate_cm3_per_day=comparison.growth_rate_cm3_per_day,
+                registration_method=comparison.registration_method,
+                registration_ncc_before=comparison.registration_ncc_before,
+                registration_ncc_after=comparison.registration_ncc_after,
+                flag=comparison.flag,
+                flag_reason=comparison.flag_reason,
+                transform_lps=comparison.follow_up_to_baseline_lps,
+            )
+        panel = job.outputs.get("panel", {})
+        key = "|".join([str(job.fingerprint), str(comparison.as_json() if comparison else None),
+                        str(prior_sr.SOPInstanceUID) if prior_sr is not None else ""])
+        sr = write_measurement_report(
+            stack.datasets, seg, lesion, change, list(panel.get("ran", [])), dict(panel.get("skipped", {})), key,
+        )
+        self.rest.store_replacing(sr)
+        return sr

@@ -1,0 +1,240 @@
+"""One job, one study: DICOM in -> volume -> the panel's masks -> DICOM-SEGs back into the same study.
+
+Stages and their timing keys: ``select_series``, ``volume_build``, ``inference`` (the
+whole panel, fusion included), ``model_inference`` (sum of the experts' model times),
+``fusion``, ``seg_encode``, ``store``. The SEGs (the ensemble and one per expert that
+ran) derive their UIDs from the input fingerprint (the chosen series' instances and
+the panel's configuration), so a re-run after a crash stores the same SOP instances
+again instead of duplicates; a study whose input changed (more slices arrived) gets
+new SEGs that replace the earlier automatic ones. Refined SEGs (a radiologist's
+clicks) are never replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from oncoflow import __version__
+from oncoflow.core.config import Settings
+from oncoflow.dicom.seg_writer import (
+    ENSEMBLE_SERIES_NUMBER,
+    EXPERT_RGB,
+    EXPERT_SERIES_NUMBER,
+    MANUFACTURER,
+    REFINED_DESCRIPTION_PREFIX,
+    AlgorithmInfo,
+    write_segmentation,
+)
+from oncoflow.dicom.volume_builder import InputError
+from oncoflow.pacs.orthanc_http import OrthancUnavailable
+from oncoflow.pacs.orthanc_rest import OrthancRest
+from oncoflow.pipeline.expert_panel import ExpertPanel, PanelResult
+from oncoflow.pipeline.job_store import Job, JobStore
+from oncoflow.pipeline.stage_timing import timed
+from oncoflow.pipeline.study_input import StudyInput
+from oncoflow.pipeline.time_point import loaded_time_point
+
+REANALYSE_TRIGGER = "reanalyse"  # a radiologist asked: run the whole pipeline even when the input is unchanged
+
+log = logging.getLogger("oncoflow.pipeline")
+
+
+class StudyPipeline:
+    """Runs claimed jobs; raises ``WorkerUnavailable`` for the runner to retry later."""
+
+    def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, study_input: StudyInput,
+                 panel: ExpertPanel) -> None:
+        self.settings = settings
+        self.rest = rest
+        self.store = store
+        self.input = study_input
+        self.panel = panel
+        # set by the plugin: the patient's timeline, updated before a job is marked done (study id, job) -> result
+        self.timeline: Callable[[str, Job, Any], dict[str, Any]] | None = None
+
+    def _fingerprint(self, series_id: str, instance_ids: list[str]) -> str:
+        """The input and the panel's configuration: same fingerprint, same result, same SEG UIDs."""
+        digest = hashlib.sha256()
+        weights = sorted((self.settings.fusion_weights or {}).items())
+        for part in (*self.settings.panel, self.settings.fusion, repr(weights), series_id, *sorted(instance_ids)):
+            digest.update(part.encode() + b"\0")
+        return digest.hexdigest()
+
+    def oncoflow_segs(self, orthanc_study_id: str) -> list[dict[str, Any]]:
+        """The study's SEG series written by OncoFlow (automatic and refined)."""
+        return [
+            s
+            for s in self.rest.get_json(f"/studies/{orthanc_study_id}/series")
+            if s.get("MainDicomTags", {}).get("Modality") == "SEG"
+            and s.get("MainDicomTags", {}).get("Manufacturer") == MANUFACTURER
+        ]
+
+    def run(self, job: Job) -> None:
+        """Process ``job`` to ``done``; ``InputError`` and transient errors propagate to the runner.
+
+        Stage timings are saved whatever the outcome.
+        """
+        timings: dict[str, float] = {"queue_wait": round(time.time() - job.created_at, 4)}
+        try:
+            self._run(job, timings)
+        finally:
+            self.store.update(job.id, timings_s=timings)
+
+    def _run(self, job: Job, timings: dict[str, float]) -> None:
+        study_id = job.orthanc_study_id
+        try:
+            study = self.rest.get_json(f"/studies/{study_id}")
+        except OrthancUnavailable:
+            raise  # Orthanc restarting (a pipeline worker's HTTP): the job is retried, not failed
+        except Exception as exc:
+            raise InputError(f"study {study_id} is no longer in Orthanc ({exc})") from exc
+        study_uid = str(study["MainDicomTags"].get("StudyInstanceUID"))
+        self.store.update(job.id, study_instance_uid=study_uid)
+
+        selection, instance_ids = self.input.select(study_id, timings)
+        fingerprint = self._fingerprint(selection.candidate.orthanc_id, instance_ids)
+        self.store.update(
+            job.id, input_series_instance_uid=selection.candidate.series_instance_uid, fingerprint=fingerprint
+        )
+        self.store.add_event(job.id, f"input series {selection.candidate.series_instance_uid}: {selection.reason}")
+
+        previous = self.store.latest_done(study_id)
+        existing = self.oncoflow_segs(study_id)
+        if previous and previous.fingerprint == fingerprint and job.trigger != REANALYSE_TRIGGER and any(
+            s["ID"] == previous.outputs.get("seg_orthanc_series_id") for s in existing
+        ):
+            self.store.discard(job.id, previous.id, f"re-triggered ({job.trigger}); input unchanged, SEGs kept")
+            return
+
+        stack = self.input.build(instance_ids, timings)
+
+        with timed(timings, "inference"):
+            panel = self.panel.run(stack.volume)
+        timings["model_inference"] = round(panel.experts_s, 4)
+        timings["fusion"] = round(panel.fusion_s, 4)
+        for name, run in panel.runs.items():
+            if run.status != "ran":
+                self.store.add_event(job.id, f"expert {name} {run.status}: {run.reason}")
+
+        with timed(timings, "seg_encode"):
+            segs = self._write_segs(stack.datasets, panel, fingerprint)
+
+        with timed(timings, "store"):
+            stored_series = {}
+            for role, seg in segs.items():
+                stored_series[role] = str(self.rest.store(seg)["ParentSeries"])
+            replaced = [
+                s for s in existing
+                if s["ID"] not in stored_series.values()
+                and not str(s["MainDicomTags"].get("SeriesDescription", "")).startswith(REFINED_DESCRIPTION_PREFIX)
+            ]
+            for old in replaced:
+                self.rest.delete(f"/series/{old['ID']}")
+        for old in replaced:
+            self.store.add_event(
+                job.id,
+                f"replaced earlier SEG series {old['MainDicomTags'].get('SeriesInstanceUID')} "
+                f"({old['MainDicomTags'].get('SeriesDescription', '')}; input now {len(instance_ids)} images)",
+            )
+
+        fusion = panel.fusion
+        experts: dict[str, dict[str, Any]] = {}
+        for name, run in panel.runs.items():
+            entry = run.summary()
+            if name in fusion.experts:
+                agreement = fusion.experts[name]
+                entry.update(
+                    dice_vs_fused=agreement.dice, iou_vs_fused=agreement.iou, volume_cm3=agreement.volume_cm3,
+                    staple_sensitivity=agreement.staple_sensitivity, staple_specificity=agreement.staple_specificity,
+                    seg_sop_instance_uid=str(segs[name].SOPInstanceUID),
+                )
+            experts[name] = entry
+        ensemble = segs["ensemble"]
+        self.store.update(
+            job.id,
+            outputs={
+                "seg_sop_instance_uids": [str(seg.SOPInstanceUID) for seg in segs.values()],
+                "seg_series_instance_uid": str(ensemble.SeriesInstanceUID),
+                "seg_orthanc_series_id": stored_series["ensemble"],
+                "ensemble_seg_sop_instance_uid": str(ensemble.SOPInstanceUID),
+                "input_images": len(instance_ids),
+                "tumour_volume_cm3": fusion.volume_cm3,
+                "fusion": {
+                    "strategy": fusion.strategy, "agreement_score": fusion.agreement_score, "flag": fusion.flag,
+                    "volume_cm3": fusion.volume_cm3, "runtime_s": round(panel.fusion_s, 4),
+                },
+                "panel": {
+                    "ran": [r.name for r in panel.ran],
+                    "skipped": {n: r.reason for n, r in panel.runs.items() if r.status != "ran"},
+                    "wall_s": round(panel.wall_s, 4),
+                    "experts_s": round(panel.experts_s, 4),
+                },
+                "experts": experts,
+                "findings": next((r.findings for r in panel.ran if r.findings), None),
+            },
+        )
+        if self.timeline is not None:
+            with timed(timings, "longitudinal"):
+                current = self.store.get(job.id)
+                assert current is not None
+                try:
+                    loaded = loaded_time_point(study["MainDicomTags"], stack, panel.fusion.mask, ensemble,
+                                               current.outputs)
+                except ValueError:  # e.g. no StudyDate: the timeline says why when it reads the study itself
+                    loaded = None
+                longitudinal = self.timeline(study_id, current, loaded)
+            if longitudinal.get("error"):
+                self.store.add_event(job.id, f"not compared with an earlier study: {longitudinal['error']}")
+            report = longitudinal.get("report") or {}
+            if report.get("error"):
+                self.store.add_event(job.id, report["error"])
+            if report.get("report_s") is not None:
+                timings["report"] = report["report_s"]  # part of "longitudinal"
+            self.store.update(job.id, outputs={**current.outputs, "longitudinal": longitudinal})
+        self.store.record_evaluations(job.id, study_uid, [
+            {"expert": name, "dice": a.dice, "iou": a.iou, "volume_cm3": a.volume_cm3,
+             "runtime_s": panel.runs[name].runtime_s}
+            for name, a in fusion.experts.items()
+        ])
+        self.store.finish(job.id, "done", attempt=job.attempts)  # acknowledged only now (at-least-once delivery)
+        log.info("study %s: %d SEGs stored (%s, agreement %s) in %.2f s", study_id, len(segs), fusion.strategy,
+                 fusion.agreement_score, sum(timings.values()))
+
+    def _write_segs(self, datasets: list[Dataset], panel: PanelResult, fingerprint: str) -> dict[str, Dataset]:
+        """The ensemble SEG first, then one SEG per expert that ran (panel order)."""
+        fusion = panel.fusion
+        skipped = "; ".join(f"{n}: {r.reason}" for n, r in panel.runs.items() if r.status != "ran")
+        ensemble_parameters = {
+            "fusion": fusion.strategy,
+            "agreement": f"{fusion.agreement_score} ({fusion.flag})",
+            "experts_ran": " ".join(r.name for r in panel.ran),
+            "experts_not_run": skipped or "none",
+        }
+        segs = {
+            "ensemble": write_segmentation(
+                datasets, fusion.mask,
+                AlgorithmInfo(f"OncoFlow panel ({fusion.strategy})", __version__, ensemble_parameters),
+                fingerprint, role="ensemble", series_number=ENSEMBLE_SERIES_NUMBER,
+                series_description=f"OncoFlow SEG ensemble ({fusion.strategy}, {len(panel.ran)} experts)",
+            )
+        }
+        for index, name in enumerate(self.settings.panel):
+            run = panel.runs[name]
+            if run.status != "ran" or run.mask is None:
+                continue
+            agreement = fusion.experts[name]
+            segs[name] = write_segmentation(
+                datasets, run.mask,
+                AlgorithmInfo(name, run.version or "unknown",
+                              {"mask_from": run.mask_from or "model", "dice_vs_fused": str(agreement.dice)}),
+                fingerprint, role=f"expert-{name}", series_number=EXPERT_SERIES_NUMBER + index,
+                series_description=f"OncoFlow SEG expert {name}",
+                display_rgb=EXPERT_RGB[index % len(EXPERT_RGB)],
+            )
+        return segs

@@ -1,0 +1,36 @@
+"""A time point of the patient's timeline: a study's date, input series, fused mask, ensemble SEG and
+experts' volumes, as the longitudinal comparison reads them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from oncoflow.dicom.volume_builder import SortedSeries
+from oncoflow.measure.longitudinal_comparison import ComparisonError, TimePointData
+
+LoadedTimePoint = tuple[TimePointData, SortedSeries, Dataset]  # the comparison data, its series, its ensemble SEG
+
+
+def loaded_time_point(study_tags: dict[str, str], stack: SortedSeries, fused_mask: Any, seg: Dataset,
+                      outputs: dict[str, Any]) -> LoadedTimePoint:
+    """A time point from a study's tags, its input series, its fused mask and SEG, and its job outputs."""
+    experts = {
+        name: float(entry["volume_cm3"])
+        for name, entry in outputs.get("experts", {}).items()
+        if entry.get("status") == "ran" and entry.get("volume_cm3") is not None
+    }
+    data = TimePointData(str(study_tags["StudyInstanceUID"]), study_date(study_tags), stack.volume, fused_mask,
+                         experts)
+    return data, stack, seg
+
+
+def study_date(tags: dict[str, str]) -> date:
+    """StudyDate (0008,0020) of a study's main tags; :class:`ComparisonError` when it is not a DICOM date."""
+    raw = tags.get("StudyDate", "")
+    try:
+        return datetime.strptime(raw[:8], "%Y%m%d").date()
+    except ValueError as exc:
+        raise ComparisonError(f"StudyDate {raw!r} is not a DICOM date (YYYYMMDD)") from exc

@@ -1,0 +1,1 @@
+"""The clinical report: its layout, figures, PAdES signature, signing certificates and the signed-PDF check."""

@@ -1,0 +1,150 @@
+"""Orthanc's JSON configuration for an OncoFlow stack, derived from :class:`Settings` alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import site
+import sys
+from pathlib import Path
+from typing import Any
+
+from oncoflow.core.config import DEBIAN_ORTHANC_PLUGIN_DIR, REPO_ROOT, Settings
+
+PLUGIN_FILES = ("libOrthancPython.so", "libOrthancDicomWeb.so")
+INDEX_PLUGIN_FILE = "libOrthancPostgreSQLIndex.so"  # Debian's orthanc-postgresql (4.0)
+ORTHANC_BINARIES = ("/usr/sbin/Orthanc", "/usr/local/bin/Orthanc")  # Debian's; the Orthanc Team image's
+ENTRY_SCRIPT = REPO_ROOT / "orthanc-plugins" / "oncoflow_orthanc.py"
+
+
+def orthanc_configuration(settings: Settings) -> dict[str, Any]:
+    """The configuration Orthanc is started with (``Orthanc <file>``)."""
+    config = {**_base_configuration(settings), **_dicom_tls(settings)}
+    if settings.orthanc_index_url is not None:
+        config["Plugins"] = [*config["Plugins"], str(settings.orthanc_plugin_dir / INDEX_PLUGIN_FILE)]
+        config["PostgreSQL"] = _postgresql_index(settings.orthanc_index_url)
+    return config
+
+
+def write_orthanc_configuration(settings: Settings, path: Path) -> Path:
+    """Write :func:`orthanc_configuration` to ``path``, readable by its owner only (it may hold the index's
+    password), creating the folders Orthanc writes to; returns ``path``."""
+    for directory in (path.parent, settings.orthanc_storage_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(orthanc_configuration(settings), out, indent=2)
+    path.chmod(0o600)  # an older file keeps its mode through O_TRUNC
+    return path
+
+
+def orthanc_index_dir(settings: Settings) -> Path:
+    """Orthanc's ``IndexDirectory``: beside the DICOM files for the SQLite index; with the PostgreSQL index, a
+    folder of this Orthanc's own, never the shared storage. It stays unused (not even created) while the plugin
+    serves the index, but when a listed plugin file is missing Orthanc 1.10.1 only logs "Inexistent path to
+    plugins" and starts on a SQLite index in this folder (measured): two processes must never share that."""
+    if settings.orthanc_index_url is None:
+        return settings.orthanc_storage_dir
+    return settings.home / "orthanc-index"
+
+
+def _postgresql_index(url: str) -> dict[str, Any]:
+    """The ``PostgreSQL`` section of Debian's index plugin 4.0: the index in PostgreSQL, the files on disk.
+
+    ``ConnectionUri`` is handed to libpq as it is (plugin 4.0 reads it; libpq decodes a percent-encoded
+    password). ``Lock`` must be false: with the default (true) the plugin takes a PostgreSQL advisory lock "to
+    prevent the execution of two PostgreSQL index plugins on the same database" (orthanc-databases,
+    PostgreSQL/Plugins/PostgreSQLDefinitions.h, POSTGRESQL_LOCK_INDEX), and a second Orthanc stops at start-up
+    with "The PostgreSQL database is locked by another instance of Orthanc" (measured with 4.0). The Orthanc
+    Book documents ``Lock: false`` as the way for several Orthanc instances to share one database, with the
+    same configuration (plugins/postgresql.html, "Locking"), and several writers on it since Orthanc 1.9.2 and
+    PostgreSQL plugins 4.0, each Orthanc keeping its own jobs (faq/scalability.html, "multiple writers");
+    ``SaveJobs`` stays false.
+    """
+    return {"EnableIndex": True, "EnableStorage": False, "ConnectionUri": url, "Lock": False}
+
+
+def _dicom_tls(settings: Settings) -> dict[str, Any]:
+    """DICOM TLS (Orthanc >= 1.9) when configured: every association on the DICOM port must use TLS."""
+    if settings.dicom_tls is None:
+        return {}
+    certificate, private_key, trusted = settings.dicom_tls
+    return {"DicomTlsEnabled": True, "DicomTlsCertificate": str(certificate), "DicomTlsPrivateKey": str(private_key),
+            "DicomTlsTrustedCertificates": str(trusted), "DicomTlsRemoteCertificateRequired": True}
+
+
+def _base_configuration(settings: Settings) -> dict[str, Any]:
+    return {
+        "Name": f"OncoFlow {settings.aet}",
+        "StorageDirectory": str(settings.orthanc_storage_dir),
+        "IndexDirectory": str(orthanc_index_dir(settings)),
+        "HttpPort": settings.http_port,
+        "DicomPort": settings.dicom_port,
+        "DicomAet": settings.aet,
+        "DicomCheckCalledAet": True,
+        # DICOM ingress: only the configured peers may associate (C-STORE, C-FIND, C-MOVE); echo stays open
+        "DicomAlwaysAllowStore": False,
+        "DicomAlwaysAllowFind": False,
+        "DicomAlwaysAllowMove": False,
+        "DicomAlwaysAllowEcho": True,
+        "DicomCheckModalityHost": False,
+        "DicomModalities": {
+            peer.aet.lower(): {"AET": peer.aet, "Host": peer.host, "Port": peer.port, "AllowStore": True,
+                               "AllowFind": True, "AllowMove": True, "AllowEcho": True, "AllowGet": True}
+            for peer in settings.allowed_peers
+        },
+        "RemoteAccessAllowed": settings.http_remote_access,  # only with login on (checked in config)
+        "AuthenticationEnabled": False,
+        "RestApiWriteToFileSystemEnabled": False,
+        "ExecuteLuaEnabled": False,
+        "StableAge": settings.stable_age_s,
+        "OverwriteInstances": True,
+        "SaveJobs": False,
+        "Plugins": [str(settings.orthanc_plugin_dir / name) for name in PLUGIN_FILES],
+        "PythonScript": str(ENTRY_SCRIPT),
+        "PythonVerbose": False,
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado"},
+        "OncoFlow": {"SitePackages": site.getsitepackages()},
+    }
+
+
+def missing_orthanc_parts(settings: Settings | None = None) -> list[str]:
+    """Files of the Debian packages that an OncoFlow stack needs and that are absent.
+
+    With ``settings`` whose ``orthanc_index_url`` is set, the PostgreSQL index plugin (``orthanc-postgresql``)
+    is needed too; without ``settings`` only the parts every stack needs are checked.
+    """
+    names = [*PLUGIN_FILES]
+    if settings is not None and settings.orthanc_index_url is not None:
+        names.append(INDEX_PLUGIN_FILE)
+    plugin_dir = settings.orthanc_plugin_dir if settings is not None else DEBIAN_ORTHANC_PLUGIN_DIR
+    missing = [str(plugin_dir / name) for name in names if not (plugin_dir / name).exists()]
+    if not any(Path(binary).exists() for binary in ORTHANC_BINARIES):
+        missing.append(ORTHANC_BINARIES[0])
+    return missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m oncoflow.services.orthanc_config PATH``: write the configuration of the ``ONCOFLOW_*`` environment
+    (a container's entry point runs this, then ``Orthanc PATH``)."""
+    from oncoflow.core.config import ConfigError, load_settings
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m oncoflow.services.orthanc_config PATH", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    missing = missing_orthanc_parts(settings)
+    if missing:  # Orthanc would only log it and start without the plugin (on a SQLite index, measured)
+        print(f"missing Orthanc parts: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    print(write_orthanc_configuration(settings, Path(args[0])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
