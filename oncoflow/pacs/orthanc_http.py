@@ -30,7 +30,8 @@ _UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 @dataclass(frozen=True)
 class HttpOrthanc:
     """``base_url``: Orthanc's REST root, e.g. ``http://orthanc:8042`` (``ONCOFLOW_ORTHANC_URL``); ``token``:
-    the bearer token of each request when login is on (:class:`oncoflow.security.service_account.ServiceAccountToken`)."""
+    the bearer token of each request when login is on
+    (:class:`oncoflow.security.service_account.ServiceAccountToken`)."""
 
     base_url: str
     timeout_s: float = 120.0

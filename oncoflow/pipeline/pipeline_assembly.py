@@ -1,8 +1,8 @@
 """The study pipeline and its collaborators, built once for Orthanc's plugin and for a pipeline worker.
 
 Both run the same objects (DICOM in -> volume -> panel -> SEG, then the timeline, the SR and the report);
-only the way to Orthanc differs: ``orthanc.RestApi*`` inside Orthanc, HTTP (:class:`oncoflow.pacs.orthanc_http.HttpOrthanc`)
-outside it.
+only the way to Orthanc differs: ``orthanc.RestApi*`` inside Orthanc, HTTP
+(:class:`oncoflow.pacs.orthanc_http.HttpOrthanc`) outside it.
 """
 
 from __future__ import annotations

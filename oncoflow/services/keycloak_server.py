@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -36,13 +35,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from oncoflow.core.config import REPO_ROOT
 from oncoflow.security.keycloak_admin import ADMIN_USERNAME, REALM, AdminClient, KeycloakError
+from oncoflow.services.shared_cache import cache_lock, default_cache_dir
 
 KEYCLOAK_VERSION = "26.4.7"
 ARTIFACT = "org.keycloak:keycloak-quarkus-dist"
@@ -62,11 +62,6 @@ DEVELOPMENT_USERS: dict[str, dict[str, Any]] = {
 }
 
 
-def default_cache_dir() -> Path:
-    """``$ONCOFLOW_CACHE`` or ``~/.cache/oncoflow`` (the cache scripts/bootstrap.sh uses)."""
-    return Path(os.environ.get("ONCOFLOW_CACHE") or "~/.cache/oncoflow").expanduser()
-
-
 def distribution_dir(cache_dir: Path | None = None, version: str = KEYCLOAK_VERSION) -> Path:
     """Where the built distribution of ``version`` lives in the cache (present or not)."""
     return (cache_dir or default_cache_dir()) / f"keycloak-{version}"
@@ -84,16 +79,6 @@ def is_ready(root: Path, version: str = KEYCLOAK_VERSION) -> bool:
         return False
     return isinstance(marker, dict) and {k: marker.get(k) for k in _marker_payload(version)} == _marker_payload(
         version)
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _maven_fetch(version: str, scratch: Path) -> Path:
@@ -160,7 +145,7 @@ def ensure_keycloak(cache_dir: Path | None = None, version: str = KEYCLOAK_VERSI
     if is_ready(target, version):
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(cache_dir / ".keycloak-fetch.lock"):
+    with cache_lock(cache_dir / ".keycloak-fetch.lock"):
         if is_ready(target, version):
             return target
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".keycloak-fetch-") as scratch_name:

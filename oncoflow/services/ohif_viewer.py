@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -33,11 +31,12 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 from oncoflow.core.config import VIEWER_BASE_PATH
+from oncoflow.services.shared_cache import cache_lock, default_cache_dir
 
 OHIF_PACKAGE = "@ohif/app"
 OHIF_VERSION = "3.13.2"
@@ -96,11 +95,6 @@ REROOT_RULES: tuple[RerootRule, ...] = (
 )
 # routerBasename needs no patch: the bundle reads window.config.routerBasename (our app-config.js sets
 # '/ohif') and otherwise falls back to window.PUBLIC_URL, which the first rule sets.
-
-
-def default_cache_dir() -> Path:
-    """``$ONCOFLOW_CACHE`` or ``~/.cache/oncoflow`` (the cache scripts/bootstrap.sh uses)."""
-    return Path(os.environ.get("ONCOFLOW_CACHE") or "~/.cache/oncoflow").expanduser()
 
 
 def rules_sha256(rules: Sequence[RerootRule] | None = None, dropped: Sequence[str] | None = None) -> str:
@@ -252,16 +246,6 @@ def prepare_dist(tarball: Path, destination: Path, rules: Sequence[RerootRule] |
     return counts
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _replace_dir(new: Path, target: Path) -> None:
     """Move ``new`` to ``target``, replacing a stale ``target`` (each step a rename)."""
     old = None
@@ -280,7 +264,7 @@ def ensure_ohif_dist(cache_dir: Path | None = None) -> Path:
     if is_fresh(target):
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(cache_dir / ".ohif-prepare.lock"):
+    with cache_lock(cache_dir / ".ohif-prepare.lock"):
         if is_fresh(target):  # prepared by another process meanwhile
             return target
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".ohif-prepare-") as scratch:

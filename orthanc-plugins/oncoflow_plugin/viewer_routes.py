@@ -15,7 +15,8 @@ from typing import Any
 from oncoflow.api.qido_proxy import QIDO_PREFIX, forward_qido
 from oncoflow.api.viewer_files import ViewerFiles
 from oncoflow.core.config import VIEWER_BASE_PATH, Settings
-from oncoflow.services.ohif_viewer import default_cache_dir, fresh_dist_dir
+from oncoflow.services.ohif_viewer import fresh_dist_dir
+from oncoflow.services.shared_cache import default_cache_dir
 
 from .http_answers import only, send_answer
 
