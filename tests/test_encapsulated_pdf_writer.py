@@ -48,7 +48,13 @@ def test_encapsulated_pdf_round_trip_and_validity(tmp_path: Path, odd: bool) -> 
         images[0].SOPInstanceUID, images[1].SOPInstanceUID]
     assert len(again.EncapsulatedDocument) % 2 == 0
     assert read_encapsulated_pdf(again) == pdf
-    assert write_encapsulated_pdf(pdf, images[0], images[:2], "t", "fp-1").SOPInstanceUID == ds.SOPInstanceUID
+    # one UID, one content: the same document again keeps its UID, any other document or title gets a new one
+    title = "OncoFlow MRI follow-up report"
+    assert write_encapsulated_pdf(pdf, images[0], images[:2], title, "fp-1").SOPInstanceUID == ds.SOPInstanceUID
+    others = {write_encapsulated_pdf(pdf, images[0], images[:2], "t", "fp-1").SOPInstanceUID,
+              write_encapsulated_pdf(a_pdf("another report"), images[0], images[:2], title, "fp-1").SOPInstanceUID,
+              write_encapsulated_pdf(pdf, images[0], images[:1], title, "fp-1").SOPInstanceUID}
+    assert len(others) == 3 and ds.SOPInstanceUID not in others
     report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True).stderr
     assert "Error" not in report, report
 

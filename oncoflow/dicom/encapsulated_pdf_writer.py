@@ -20,8 +20,14 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import EncapsulatedPDFStorage
 
 from oncoflow import __version__
-from oncoflow.dicom.derived_object import copy_patient_and_study, instance_references, new_instance
-from oncoflow.dicom.seg_writer import MANUFACTURER, derived_uid
+from oncoflow.dicom.derived_object import (
+    MANUFACTURER,
+    content_digest,
+    copy_patient_and_study,
+    derived_uid,
+    instance_references,
+    new_instance,
+)
 
 REPORT_SERIES_NUMBER = 9030
 REPORT_SERIES_DESCRIPTION = "OncoFlow report (signed PDF)"
@@ -44,19 +50,22 @@ def write_encapsulated_pdf(
     """An Encapsulated PDF instance holding ``pdf`` in the study of ``study_image``.
 
     ``sources``: the instances the document reports on (SEG, SR), referenced in the
-    Source Instance Sequence. ``fingerprint`` makes the UIDs: the same report content
-    gives the same SOP Instance UID, so storing it twice keeps one copy.
+    Source Instance Sequence. ``fingerprint`` and a digest of the document's bytes, title and
+    sources make the UIDs: the same document gives the same SOP Instance UID (storing it twice
+    keeps one copy), another one (a new signature, new notes) a new UID.
     """
     if not pdf.startswith(b"%PDF-"):
         raise NotAnEncapsulatedPdf("the document to encapsulate is not a PDF (no %PDF- header)")
     created_at = created_at or datetime.now(UTC)
-    ds = new_instance(EncapsulatedPDFStorage, derived_uid("report-instance", fingerprint))
+    content = content_digest(pdf, title, str(study_image.StudyInstanceUID),
+                             *(str(source.SOPInstanceUID) for source in sources), __version__)
+    ds = new_instance(EncapsulatedPDFStorage, derived_uid("report-instance", fingerprint, content))
     ds.InstanceCreationDate = created_at.strftime("%Y%m%d")
     ds.InstanceCreationTime = created_at.strftime("%H%M%S")
     ds.TimezoneOffsetFromUTC = created_at.strftime("%z") or "+0000"
     copy_patient_and_study(study_image, ds)
     ds.Modality = "DOC"
-    ds.SeriesInstanceUID = derived_uid("report-series", fingerprint)
+    ds.SeriesInstanceUID = derived_uid("report-series", fingerprint, content)
     ds.SeriesNumber = REPORT_SERIES_NUMBER
     ds.SeriesDescription = REPORT_SERIES_DESCRIPTION
     ds.Manufacturer = MANUFACTURER

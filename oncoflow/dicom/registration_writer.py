@@ -25,8 +25,14 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import SpatialRegistrationStorage
 
 from oncoflow import __version__
-from oncoflow.dicom.derived_object import copy_patient_and_study, instance_references, new_instance
-from oncoflow.dicom.seg_writer import MANUFACTURER, derived_uid
+from oncoflow.dicom.derived_object import (
+    MANUFACTURER,
+    content_digest,
+    copy_patient_and_study,
+    derived_uid,
+    instance_references,
+    new_instance,
+)
 
 REG_SERIES_NUMBER = 9020
 REG_SERIES_DESCRIPTION = "OncoFlow REG follow-up to baseline"
@@ -70,10 +76,12 @@ def write_spatial_registration(
         raise ValueError(f"the transform must be 4x4, got {follow_up_to_baseline_lps.shape}")
     first = follow_up_images[0]
     now = datetime.now()
-    ds = new_instance(SpatialRegistrationStorage, derived_uid("reg-instance", fingerprint))
+    content = content_digest(np.asarray(follow_up_to_baseline_lps, np.float64).tobytes(), method, __version__,
+                             *(str(ds.SOPInstanceUID) for ds in (*baseline_images, *follow_up_images)))
+    ds = new_instance(SpatialRegistrationStorage, derived_uid("reg-instance", fingerprint, content))
     copy_patient_and_study(first, ds)
     ds.Modality = "REG"
-    ds.SeriesInstanceUID = derived_uid("reg-series", fingerprint)
+    ds.SeriesInstanceUID = derived_uid("reg-series", fingerprint, content)
     ds.SeriesNumber = REG_SERIES_NUMBER
     ds.SeriesDescription = REG_SERIES_DESCRIPTION
     ds.Laterality = ""  # General Series, type 2C: the brain is not a paired structure

@@ -6,9 +6,11 @@ category SCT 49755003 "Morphologically Abnormal Structure", and names the
 algorithm in the AlgorithmIdentificationSequence. Empty frames are kept
 (``omit_empty_frames=False``), which OHIF needs to display the SEG.
 
-UIDs are derived from the input fingerprint and the SEG's role ("ensemble", an
-expert's name, "refined-N"), so that writing the same result twice yields the same
-SOP Instance UID and Orthanc stores it exactly once.
+UIDs are derived from the input fingerprint, the SEG's role ("ensemble", an expert's
+name, "refined-N") and a digest of its content (the mask's bits, the algorithm's name,
+version and parameters, which for an expert include its weights' hash, and the series'
+labels), so that writing the same result twice yields the same SOP Instance UID and
+Orthanc stores it exactly once, while a different result never reuses a UID.
 
 Series numbers: the ensemble SEG is 9001, the experts' SEGs 9002 onwards (panel
 order), refined SEGs 9100 + their version; each series description names its origin.
@@ -16,7 +18,6 @@ order), refined SEGs 9100 + their version; each series description names its ori
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,8 +28,8 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from oncoflow import __version__
+from oncoflow.dicom.derived_object import MANUFACTURER, content_digest, derived_uid
 
-MANUFACTURER = "OncoFlow"
 ENSEMBLE_SERIES_NUMBER = 9001
 EXPERT_SERIES_NUMBER = 9002  # + the expert's index in the panel
 REFINED_SERIES_NUMBER = 9100  # + the refinement's version
@@ -46,12 +47,6 @@ class AlgorithmInfo:
     name: str
     version: str
     parameters: dict[str, str] | None = None  # AlgorithmParameters (0066,0032), e.g. experts run and skipped
-
-
-def derived_uid(*parts: str) -> str:
-    """A deterministic ``2.25.<128-bit integer>`` UID (PS3.5 B.2) from ``parts``: same parts, same UID."""
-    digest = hashlib.sha256("\0".join(("oncoflow", *parts)).encode()).digest()
-    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
 
 def write_segmentation(
@@ -74,6 +69,12 @@ def write_segmentation(
     """
     if mask.shape[0] != len(source_datasets):
         raise ValueError(f"mask has {mask.shape[0]} frames for {len(source_datasets)} source images")
+    binary = (mask > 0).astype(np.uint8)
+    description = (series_description or f"OncoFlow SEG {algorithm.name}")[:64]
+    content = content_digest(
+        np.packbits(binary).tobytes(), repr(binary.shape), algorithm.name, algorithm.version,
+        repr(sorted((algorithm.parameters or {}).items())), description, segment_label, algorithm_type.value,
+        repr(display_rgb), str(series_number), __version__, *(str(ds.SOPInstanceUID) for ds in source_datasets))
     segment = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label=segment_label,
@@ -90,12 +91,12 @@ def write_segmentation(
     )
     seg = hd.seg.Segmentation(
         source_images=list(source_datasets),
-        pixel_array=(mask > 0).astype(np.uint8),
+        pixel_array=binary,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[segment],
-        series_instance_uid=derived_uid("seg-series", fingerprint, role),
+        series_instance_uid=derived_uid("seg-series", fingerprint, role, content),
         series_number=series_number,
-        sop_instance_uid=derived_uid("seg-instance", fingerprint, role),
+        sop_instance_uid=derived_uid("seg-instance", fingerprint, role, content),
         instance_number=1,
         manufacturer=MANUFACTURER,
         manufacturer_model_name="OncoFlow tumour segmentation",
@@ -103,7 +104,7 @@ def write_segmentation(
         device_serial_number="oncoflow-0001",
         content_description=f"Tumour segmentation by {algorithm.name}"[:64],
         content_label="TUMOUR",
-        series_description=(series_description or f"OncoFlow SEG {algorithm.name}")[:64],
+        series_description=description,
         omit_empty_frames=False,
     )
     return seg

@@ -13,10 +13,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from oncoflow.dicom.derived_object import MANUFACTURER
 from oncoflow.dicom.volume_builder import InputError
 
 OUTPUT_MODALITIES = frozenset({"SEG", "SR", "DOC", "PR", "KO", "REG", "RTSTRUCT"})
-OUTPUT_MANUFACTURER = "OncoFlow"
 
 _CONTRAST = re.compile(r"(post|\+\s*c\b|\bc\+|gad|gd\b|gd[-_ ]|contrast|\bce\b|\bce[-_]|enhanc|mprage.*post)", re.I)
 _FLAIR = re.compile(r"(flair|dark[ _-]?fluid|tirm)", re.I)
@@ -51,7 +51,7 @@ class Selection:
 
 
 def is_oncoflow_output(candidate: SeriesCandidate) -> bool:
-    return candidate.modality in OUTPUT_MODALITIES or candidate.manufacturer == OUTPUT_MANUFACTURER
+    return candidate.modality in OUTPUT_MODALITIES or candidate.manufacturer == MANUFACTURER
 
 
 def classify(candidate: SeriesCandidate) -> str | None:

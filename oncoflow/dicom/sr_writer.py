@@ -78,8 +78,9 @@ expected for any private scheme):
                           FLAGMINOR       minor change
     ====================  ==============  ====================================================  ======
 
-UIDs derive from the fingerprint and the baseline's StudyInstanceUID (empty without one), so the same
-input gives the same SOP Instance UID while a report re-made against another baseline gets a new one.
+UIDs derive from the fingerprint, the baseline's StudyInstanceUID (empty without one) and a digest of
+every value the report states, so the same result gives the same SOP Instance UID while a report with any
+other number (another baseline, another segmentation of it, other experts) gets a new one.
 ContentDate/ContentTime are the time of writing (highdicom's default), so two writes share UIDs but
 not every byte.
 """
@@ -88,7 +89,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
@@ -100,7 +101,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from oncoflow import __version__
-from oncoflow.dicom.seg_writer import MANUFACTURER, derived_uid
+from oncoflow.dicom.derived_object import MANUFACTURER, content_digest, derived_uid
 
 SR_SERIES_NUMBER = 9010
 SR_SERIES_DESCRIPTION = "OncoFlow SR tumour measurements"
@@ -257,6 +258,16 @@ def _change_items(change: LongitudinalChange) -> list[Dataset]:
     return items
 
 
+def _change_content(change: LongitudinalChange | None) -> str:
+    """Every value of ``change`` as text (the prior SR by its UID, the matrix as a list): part of the SR's UIDs."""
+    if change is None:
+        return ""
+    values = {f.name: getattr(change, f.name) for f in fields(change) if f.name not in ("prior_sr", "transform_lps")}
+    values["prior_sr"] = "" if change.prior_sr is None else str(change.prior_sr.SOPInstanceUID)
+    values["transform_lps"] = None if change.transform_lps is None else np.asarray(change.transform_lps).tolist()
+    return repr(sorted(values.items()))
+
+
 def write_measurement_report(
     source_images: Sequence[Dataset],
     seg: Dataset,
@@ -329,7 +340,10 @@ def write_measurement_report(
     evidence = [*source_images, seg]
     if change is not None and change.prior_sr is not None:
         evidence.append(change.prior_sr)  # another study: PertinentOtherEvidenceSequence
-    key = (fingerprint, change.prior_study_instance_uid if change is not None else "")
+    content = content_digest(repr(lesion), _change_content(change), *experts_ran,
+                             repr(sorted(experts_not_run.items())), str(seg.SOPInstanceUID), str(series_number),
+                             *(str(ds.SOPInstanceUID) for ds in source_images), __version__)
+    key = (fingerprint, change.prior_study_instance_uid if change is not None else "", content)
     return hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report[0],

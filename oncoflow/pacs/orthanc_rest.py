@@ -42,18 +42,26 @@ class OrthancRest:
         return dict(self.post_json("/instances", buffer.getvalue()))
 
     def store_replacing(self, dataset: Dataset) -> str:
-        """Store ``dataset``, then delete its study's other series of the same Modality and Manufacturer.
+        """Make ``dataset`` its study's only series of its Modality and Manufacturer; returns its Orthanc series ID.
 
-        For the objects OncoFlow keeps one of per study (SR, REG, report): the new one replaces
-        the earlier. Returns the new object's Orthanc series ID.
+        For the objects OncoFlow keeps one of per study (SR, REG, report). Orthanc never overwrites an
+        instance (``OverwriteInstances`` is off), and a UID names one content only, so: when the study
+        already holds this very instance nothing is stored; otherwise the earlier series are deleted first,
+        then the new one is stored.
         """
-        stored = self.store(dataset)
-        for series in self.get_json(f"/studies/{stored['ParentStudy']}/series"):
-            tags = series.get("MainDicomTags", {})
-            if (tags.get("Modality") == dataset.Modality and tags.get("Manufacturer") == dataset.Manufacturer
-                    and series["ID"] != stored["ParentSeries"]):
-                self.delete(f"/series/{series['ID']}")
-        return str(stored["ParentSeries"])
+        study_id = self.lookup_study(str(dataset.StudyInstanceUID))
+        earlier = [] if study_id is None else [
+            series for series in self.get_json(f"/studies/{study_id}/series")
+            if series.get("MainDicomTags", {}).get("Modality") == dataset.Modality
+            and series.get("MainDicomTags", {}).get("Manufacturer") == dataset.Manufacturer]
+        kept = self.lookup(str(dataset.SOPInstanceUID), "Instance")
+        if kept is not None:
+            series_id = str(self.get_json(f"/instances/{kept}/series")["ID"])
+            if all(series["ID"] == series_id for series in earlier):
+                return series_id
+        for series in earlier:
+            self.delete(f"/series/{series['ID']}")
+        return str(self.store(dataset)["ParentSeries"])
 
     def lookup(self, dicom_uid: str, level: str) -> str | None:
         """Orthanc's ID of the resource of ``level`` (Patient, Study, Series, Instance) with this DICOM UID."""

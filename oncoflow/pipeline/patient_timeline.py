@@ -22,8 +22,9 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from oncoflow.core.config import Settings
+from oncoflow.dicom.derived_object import derived_uid
 from oncoflow.dicom.registration_writer import write_spatial_registration
-from oncoflow.dicom.seg_writer import derived_uid, read_segmentation_mask
+from oncoflow.dicom.seg_writer import read_segmentation_mask
 from oncoflow.dicom.sr_writer import LesionAtTimePoint, LongitudinalChange, write_measurement_report
 from oncoflow.dicom.volume_builder import InputError, SortedSeries
 from oncoflow.measure.lesion_metrics import volume_ci95

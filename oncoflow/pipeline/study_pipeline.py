@@ -4,10 +4,11 @@ Stages and their timing keys: ``select_series``, ``volume_build``, ``inference``
 whole panel, fusion included), ``model_inference`` (sum of the experts' model times),
 ``fusion``, ``seg_encode``, ``store``. The SEGs (the ensemble and one per expert that
 ran) derive their UIDs from the input fingerprint (the chosen series' instances and
-the panel's configuration), so a re-run after a crash stores the same SOP instances
-again instead of duplicates; a study whose input changed (more slices arrived) gets
-new SEGs that replace the earlier automatic ones. Refined SEGs (a radiologist's
-clicks) are never replaced.
+the panel's configuration) and their content (mask, algorithm and weights), so a re-run
+after a crash finds its SEGs already stored instead of duplicating them; a study whose
+input or result changed (more slices arrived, a model was updated) gets new SEGs, and
+the earlier automatic ones are deleted before they are stored. Refined SEGs (a
+radiologist's clicks) are never replaced.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from pydicom.dataset import Dataset
 
 from oncoflow import __version__
 from oncoflow.core.config import Settings
+from oncoflow.dicom.derived_object import MANUFACTURER
 from oncoflow.dicom.seg_writer import (
     ENSEMBLE_SERIES_NUMBER,
     EXPERT_RGB,
     EXPERT_SERIES_NUMBER,
-    MANUFACTURER,
     REFINED_DESCRIPTION_PREFIX,
     AlgorithmInfo,
     write_segmentation,
@@ -126,16 +127,22 @@ class StudyPipeline:
             segs = self._write_segs(stack.datasets, panel, fingerprint)
 
         with timed(timings, "store"):
-            stored_series = {}
-            for role, seg in segs.items():
-                stored_series[role] = str(self.rest.store(seg)["ParentSeries"])
+            # Orthanc never overwrites an instance and a UID names one content only: the earlier automatic SEGs
+            # that this result does not repeat are deleted first, then the new ones stored; a SEG already there
+            # (same series UID, so the same content) is kept as it is. Refined SEGs are never touched.
+            wanted = {str(seg.SeriesInstanceUID) for seg in segs.values()}
             replaced = [
                 s for s in existing
-                if s["ID"] not in stored_series.values()
+                if s["MainDicomTags"].get("SeriesInstanceUID") not in wanted
                 and not str(s["MainDicomTags"].get("SeriesDescription", "")).startswith(REFINED_DESCRIPTION_PREFIX)
             ]
             for old in replaced:
                 self.rest.delete(f"/series/{old['ID']}")
+            present = {s["MainDicomTags"].get("SeriesInstanceUID"): s["ID"] for s in existing if s not in replaced}
+            stored_series = {
+                role: present.get(str(seg.SeriesInstanceUID)) or str(self.rest.store(seg)["ParentSeries"])
+                for role, seg in segs.items()
+            }
         for old in replaced:
             self.store.add_event(
                 job.id,
