@@ -29,6 +29,7 @@ bench: env
 	$(PY) bench/report_stage.py
 	$(PY) bench/viewer_speed.py
 	$(PY) bench/access_filter.py
+	$(PY) bench/upload_guard.py
 	$(PY) bench/ingest_rate.py
 	$(PY) bench/scale_out.py
 

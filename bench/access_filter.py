@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pyotp
 from bench_results import write_result
 from pydicom.uid import generate_uid
 from turnaround import bench_stack
@@ -28,12 +29,18 @@ from turnaround import bench_stack
 REQUESTS = 200
 PATIENT_ID = "PAT-A"
 USER = "radiologist.dev"
+_CODES_SENT: dict[str, str] = {}
 
 
 def token(settings: Any, username: str) -> str:
-    password = json.loads((settings.home / "keycloak" / "dev-users.json").read_text())["users"][username]["password"]
+    """A token of a development user: its password and the TOTP code of its secret (both from ``make up``)."""
+    login = json.loads((settings.home / "keycloak" / "dev-users.json").read_text())["users"][username]
+    generator = pyotp.TOTP(login["totp_secret"])
+    if generator.now() == _CODES_SENT.get(username):  # Keycloak refuses a code twice: wait for the next one
+        time.sleep(generator.interval - time.time() % generator.interval + 0.5)
+    _CODES_SENT[username] = code = generator.now()
     form = urllib.parse.urlencode({"grant_type": "password", "client_id": "oncoflow-cli", "username": username,
-                                   "password": password}).encode()
+                                   "password": login["password"], "totp": code}).encode()
     with urllib.request.urlopen(settings.auth.token_url, form) as answer:
         return str(json.loads(answer.read())["access_token"])
 

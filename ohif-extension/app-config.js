@@ -6,7 +6,7 @@
 // searched (QIDO-RS) through OncoFlow's proxy /oncoflow/dicom-web, which decodes the query and splits
 // OHIF's `includefield=00081030%2C00080060` (DICOMweb 1.7 reads query values still percent-encoded and
 // ignores that list: a study list without descriptions); images and metadata (WADO-RS) come straight
-// from Orthanc's /dicom-web.
+// from Orthanc's /dicom-web. Uploads (STOW-RS) go through OncoFlow's /oncoflow/dicom-web/studies.
 //
 // Sign-in (OIDC): the plugin puts one line before this file, `window.oncoflowAuth = {"authority":
 // "<Keycloak>/realms/oncoflow", "clientId": "ohif"};` when OncoFlow's auth is on, `window.oncoflowAuth = null;`
@@ -92,7 +92,9 @@
           wadoUriRoot: `${origin}/wado`,
           qidoSupportsIncludeField: true,
           supportsReject: false,
-          dicomUploadEnabled: false,
+          // the study list's Upload (STOW-RS): the OncoFlow extension sends it to /oncoflow/dicom-web/studies,
+          // where each file is checked (upload guard, the user's assigned patients) before Orthanc parses it
+          dicomUploadEnabled: true,
           imageRendering: 'wadors',
           thumbnailRendering: 'wadors',
           enableStudyLazyLoad: true,

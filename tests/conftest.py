@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyotp
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -33,12 +34,22 @@ from oncoflow.core.config import REPO_ROOT, Settings, load_settings
 from oncoflow.core.volume import Volume
 from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid, write_datasets
 from oncoflow.services import postgres_server
+from oncoflow.services.keycloak_server import DEVELOPMENT_USERS, DevelopmentLogin
 from oncoflow.services.stack import start_service, start_stack, stop_stack, wait_healthy
 
 RESERVED_PORTS = {8042, 4242, 8000}
 
 
 TEST_AET = "TESTSCU"  # the calling AE title of the tests' storescu: on the stack's allow-list
+
+
+def required_tool(name: str) -> str:
+    """The path of the command-line tool ``name``; the test fails (never skips) when it is missing: every tool
+    the tests use is installed by ``make test`` (scripts/bootstrap.sh), so a missing one is a broken set-up."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: make test installs it (scripts/bootstrap.sh)")
+    return path
 
 
 def free_port() -> int:
@@ -51,23 +62,65 @@ def free_port() -> int:
 
 
 @dataclass
+class TotpCodes:
+    """TOTP codes (pyotp) of users whose base32 secrets are known, each from a 30-second window that no login of
+    these tests has used yet: Keycloak refuses a code used twice (``otpPolicyCodeReusable`` false), so a second
+    login in the same window waits for the next one."""
+
+    secrets: dict[str, str]
+    _windows: dict[str, int] = field(default_factory=dict)  # the last window whose code was used, per user
+
+    def code(self, username: str) -> str:
+        generator = pyotp.TOTP(self.secrets[username])
+        window = int(time.time() // generator.interval)
+        used = self._windows.get(username, -1)
+        if window <= used:
+            time.sleep((used + 1) * generator.interval - time.time() + 0.5)
+            window = used + 1
+        self._windows[username] = window
+        return generator.at(window * generator.interval)
+
+    def reserve_for_browser(self, username: str) -> None:
+        """A browser computes its own code within the next 30 s: keep this window and the next from our logins."""
+        self.code(username)
+        self._windows[username] += 1
+
+
+@dataclass
 class Stack:
     """A running Orthanc + worker, with helpers to push studies and read results."""
 
     settings: Settings
     env: dict[str, str]
-    passwords: dict[str, str] = field(default_factory=dict)  # development users (login on)
+    logins: dict[str, DevelopmentLogin] = field(default_factory=dict)  # development users (login on)
     helper_user: str = "admin.dev"  # whom the helpers below act as when login is on
     _tokens: dict[str, tuple[float, str]] = field(default_factory=dict)
+    totp_codes: TotpCodes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.totp_codes = TotpCodes({name: login.totp_secret for name, login in self.logins.items()})
+
+    def browser_login_env(self, username: str) -> dict[str, str]:
+        """What a browser test needs to sign ``username`` in (password, TOTP secret, whether Keycloak asks for a
+        code); the next two 30-second windows are left to the browser."""
+        self.totp_codes.reserve_for_browser(username)
+        login = self.logins[username]
+        roles = set(DEVELOPMENT_USERS[username]["roles"])
+        privileged = bool(self.settings.auth and roles & self.settings.auth.otp_roles)
+        return {"ONCOFLOW_USERNAME": username, "ONCOFLOW_PASSWORD": login.password,
+                "ONCOFLOW_TOTP_SECRET": login.totp_secret, "ONCOFLOW_EXPECT_OTP": "yes" if privileged else "no"}
 
     def token(self, username: str) -> str:
-        """A fresh access token of a development user (password grant of the test client ``oncoflow-cli``)."""
+        """A fresh access token of a development user (password grant of the test client ``oncoflow-cli``, with
+        the user's TOTP code)."""
         cached = self._tokens.get(username)
         if cached and cached[0] > time.monotonic():
             return cached[1]
         assert self.settings.auth is not None, "login is off on this stack"
         form = urllib.parse.urlencode({"grant_type": "password", "client_id": "oncoflow-cli", "username": username,
-                                       "password": self.passwords[username], "scope": "openid"}).encode()
+                                       "password": self.logins[username].password,
+                                       "totp": self.totp_codes.code(username),
+                                       "scope": "openid"}).encode()
         with urllib.request.urlopen(self.settings.auth.token_url, form,
                                     timeout=30) as response:
             answer = json.loads(response.read())
@@ -181,7 +234,7 @@ def running_stack(home: Path, **extra_env: str) -> Iterator[Stack]:
         "ONCOFLOW_STABLE_AGE_S": "2",
         "ONCOFLOW_MAX_VOXELS": str(64 * 64 * 200),
         "ONCOFLOW_JOB_MAX_ATTEMPTS": "30",
-        "ONCOFLOW_ALLOWED_AETS": f"{TEST_AET},STORESCU",
+        "ONCOFLOW_STORE_PEERS": f"{TEST_AET}@127.0.0.1,STORESCU@127.0.0.1",
         "ONCOFLOW_AUTH": "off",
         "ONCOFLOW_KEYCLOAK_PORT": str(free_port()),
         "ONCOFLOW_MIN_FREE_MB": "64",

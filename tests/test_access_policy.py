@@ -74,6 +74,21 @@ def test_the_pipeline_account_stores_and_replaces_results_and_nothing_more() -> 
     assert primary_role({"pipeline"}) == "pipeline"
 
 
+def test_uploads_from_the_viewer_go_through_oncoflow_and_the_dicomweb_stow_route_is_nobodys() -> None:
+    oncoflow_stow = route_rule("POST", "/oncoflow/dicom-web/studies")
+    plugin_stow = route_rule("POST", "/dicom-web/studies")
+    for role in ("doctor", "radiologist", "admin"):
+        assert is_allowed({role}, set(), oncoflow_stow, None), role  # each part's patient is checked in the route
+    for role in ("clinician", "worker", "pipeline"):
+        assert not is_allowed({role}, {"PAT-A"}, oncoflow_stow, None), role
+    assert plugin_stow.permission is Permission.INTERNAL
+    assert route_rule("POST", f"/dicom-web/studies/{STUDY}").permission is Permission.INTERNAL
+    for roles in ({"admin"}, {"admin", "radiologist", "doctor", "clinician", "worker", "pipeline"}):
+        assert not is_allowed(roles, set(), plugin_stow, None)  # not even an admin: only OncoFlow's own forward
+    assert is_allowed({"doctor"}, {"PAT-A"}, RouteRule(Permission.UPLOAD_IMAGES, "patient_id", "PAT-A"), "PAT-A")
+    assert not is_allowed({"doctor"}, {"PAT-A"}, RouteRule(Permission.UPLOAD_IMAGES, "patient_id", "PAT-B"), "PAT-B")
+
+
 def test_orthanc_resources_are_named_with_their_level() -> None:
     resource = "0f1e2d3c-4b5a6978-0f1e2d3c-4b5a6978-0f1e2d3c"
     assert route_rule("GET", f"/series/{resource}/instances") == RouteRule(

@@ -73,23 +73,51 @@ def test_llm_and_signing_settings() -> None:
 def test_dicom_ingress_settings_reach_orthanc(tmp_path: Path) -> None:
     from oncoflow.services.orthanc_config import orthanc_configuration
 
-    settings = load_settings({"ONCOFLOW_ALLOWED_AETS": "MRI_3T@10.1.1.7:11112,PACS2", "ONCOFLOW_HOME": str(tmp_path)})
+    settings = load_settings({"ONCOFLOW_STORE_PEERS": "MRI_3T@10.1.1.7:11112,WS1@127.0.0.1",
+                              "ONCOFLOW_QUERY_PEERS": "WS1@127.0.0.1:11112/find+get,VIEWER@127.0.0.1:104/move",
+                              "ONCOFLOW_HOME": str(tmp_path)})
     config = orthanc_configuration(settings)
-    assert config["DicomAlwaysAllowStore"] is False and config["DicomCheckCalledAet"] is True
+    for command in ("Echo", "Store", "Find", "FindWorklist", "Get", "Move"):  # no one is let in by default
+        assert config[f"DicomAlwaysAllow{command}"] is False, command
+    assert config["DicomCheckCalledAet"] is True and config["DicomCheckModalityHost"] is True
+    nothing = {"AllowFind": False, "AllowFindWorklist": False, "AllowMove": False, "AllowGet": False,
+               "AllowStorageCommitment": False, "UseDicomTls": False}
     assert config["DicomModalities"]["mri_3t"] == {"AET": "MRI_3T", "Host": "10.1.1.7", "Port": 11112,
-                                                   "AllowStore": True, "AllowFind": True, "AllowMove": True,
-                                                   "AllowEcho": True, "AllowGet": True}
-    assert set(config["DicomModalities"]) == {"mri_3t", "pacs2"} and "DicomTlsEnabled" not in config
+                                                   "AllowEcho": True, "AllowStore": True, **nothing}
+    assert config["DicomModalities"]["ws1"] == {"AET": "WS1", "Host": "127.0.0.1", "Port": 11112,
+                                                "AllowEcho": True, "AllowStore": True,
+                                                **nothing, "AllowFind": True, "AllowGet": True}
+    assert config["DicomModalities"]["viewer"] == {"AET": "VIEWER", "Host": "127.0.0.1", "Port": 104,
+                                                   "AllowEcho": True, "AllowStore": False, **nothing,
+                                                   "AllowMove": True}
+    assert set(config["DicomModalities"]) == {"mri_3t", "ws1", "viewer"} and "DicomTlsEnabled" not in config
     pem = [tmp_path / n for n in ("cert.pem", "key.pem", "ca.pem")]
     for path in pem:
         path.write_text("-----BEGIN-----\n")
-    tls = load_settings({"ONCOFLOW_DICOM_TLS_CERT": str(pem[0]), "ONCOFLOW_DICOM_TLS_KEY": str(pem[1]),
-                         "ONCOFLOW_DICOM_TLS_TRUSTED": str(pem[2])})
+    tls_env = {"ONCOFLOW_DICOM_TLS_CERT": str(pem[0]), "ONCOFLOW_DICOM_TLS_KEY": str(pem[1]),
+               "ONCOFLOW_DICOM_TLS_TRUSTED": str(pem[2])}
+    tls = load_settings({**tls_env, "ONCOFLOW_QUERY_PEERS": "MAINPACS@10.0.0.5:104/find+move"})
     assert orthanc_configuration(tls)["DicomTlsPrivateKey"] == str(pem[1])
+    assert orthanc_configuration(tls)["DicomModalities"]["mainpacs"]["UseDicomTls"] is True  # off this machine
     with pytest.raises(ConfigError, match="_TRUSTED must all name PEM files"):
         load_settings({"ONCOFLOW_DICOM_TLS_CERT": str(pem[0])})
-    with pytest.raises(ConfigError, match="must be AET"):
-        load_settings({"ONCOFLOW_ALLOWED_AETS": "A_VERY_LONG_AE_TITLE_X"})
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"ONCOFLOW_STORE_PEERS": "A_VERY_LONG_AE_TITLE_X@127.0.0.1"}, "must be AET@host"),
+    ({"ONCOFLOW_STORE_PEERS": "MRI"}, "must be AET@host"),  # a store peer names the host it calls from
+    ({"ONCOFLOW_STORE_PEERS": "MRI@mri.example.org"}, "must be an IP address"),
+    ({"ONCOFLOW_STORE_PEERS": "MRI@10.0.0.1/find"}, "must be AET@host"),  # a store peer has no query rights
+    ({"ONCOFLOW_QUERY_PEERS": "PACS@127.0.0.1:104"}, "one right at least"),
+    ({"ONCOFLOW_QUERY_PEERS": "PACS@127.0.0.1:104/find+delete"}, "one right at least"),
+    ({"ONCOFLOW_QUERY_PEERS": "PACS@127.0.0.1/find"}, "the port is required"),
+    ({"ONCOFLOW_QUERY_PEERS": "PACS@10.0.0.5:104/find"}, "need DICOM TLS"),  # off this machine, no TLS
+    ({"ONCOFLOW_STORE_PEERS": "WS@127.0.0.1", "ONCOFLOW_QUERY_PEERS": "WS@127.0.0.2:104/find"}, "another host"),
+    ({"ONCOFLOW_ALLOWED_AETS": "STORESCU"}, "is now ONCOFLOW_STORE_PEERS"),
+])
+def test_bad_dicom_peers_are_refused_at_start_up(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
 
 
 def test_login_is_on_by_default_with_the_embedded_keycloak() -> None:

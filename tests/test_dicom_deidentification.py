@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import shutil
 import stat
 import subprocess
 from io import BytesIO
@@ -26,6 +25,8 @@ from oncoflow.security.dicom_deidentification import (
     reidentify_references,
 )
 from tests.conftest import axial_volume
+
+from .conftest import required_tool
 
 KEY = b"0123456789abcdef-test-key"
 STUDY = StudyInfo(
@@ -275,11 +276,10 @@ def test_real_mr_file(mapping: ReidentificationMap) -> None:
 
 def dciodvfy_errors(ds: Dataset, path: Path) -> set[str]:
     ds.save_as(path, enforce_file_format=True)
-    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60).stderr
+    report = subprocess.run([required_tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60).stderr
     return {line.strip() for line in report.splitlines() if "Error" in line or "Person Name form" in line}
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
 def test_dciodvfy_finds_no_new_error(mapping: ReidentificationMap, tmp_path: Path) -> None:
     phantom = series_datasets(axial_volume(np.ones((2, 8, 8))), STUDY, SeriesInfo(generate_uid()))[0]
     for keyword in ("InstitutionName", "ReferringPhysicianName", "OperatorsName", "StationName", "DeviceSerialNumber"):

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
+import pydicom
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pydicom.uid import generate_uid
 
 from oncoflow.core.config import REPO_ROOT
 from oncoflow.phantoms.tumour_phantom import make_phantom
@@ -120,7 +124,23 @@ def raw(stack: Stack, method: str, path: str, headers: dict[str, str] | None = N
         return exc.code
 
 
+def current_report(stack: Stack, study: PatientStudy) -> str:
+    """The study's report UID as the timeline says it now (the helper user reads it)."""
+    status, body = stack.get(f"/oncoflow/patients/{urllib.parse.quote(study.patient_id)}/timeline")
+    assert status == 200, body
+    (point,) = [p for p in body["time_points"] if p["study_instance_uid"] == study.study_uid]
+    return str(point["report_sop_instance_uid"])
+
+
+def part10(dataset: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def call(stack: Stack, route: str, study: PatientStudy, username: str) -> int:
+    if route == "report pdf":  # "report again" makes a new signed report under a new UID: ask for the current one
+        study = dataclasses.replace(study, report_sop_uid=current_report(stack, study))
     method, path = path_of(route, study)
     return stack.request(method, path, b"" if method == "POST" else None, username=username)[0]
 
@@ -174,6 +194,47 @@ def test_the_worker_account_reads_any_patient_but_changes_nothing(secured: Stack
 
 
 
+def test_the_pipeline_account_stores_and_deletes_only_oncoflow_results(secured: Stack,
+                                                                       studies: dict[str, PatientStudy]) -> None:
+    """A stolen pipeline secret must not rewrite or delete a patient's originals (issue 19, point 4)."""
+    secret = json.loads(secured.settings.pipeline_client_path.read_text())
+    form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": secret["client_id"],
+                                   "client_secret": secret["secret"]}).encode()
+    with urllib.request.urlopen(secured.settings.auth.token_url, form) as answer:
+        bearer = {"Authorization": f"Bearer {json.loads(answer.read())['access_token']}"}
+    study = studies["PAT-B"]
+    _, series = secured.get(f"/studies/{study.study_id}/series")
+    mr = next(s for s in series if s["MainDicomTags"]["Modality"] == "MR")
+    seg = next(s for s in series if s["MainDicomTags"]["Modality"] == "SEG")
+    mr_file = secured.get_bytes(f"/instances/{mr['Instances'][0]}/file")
+    seg_file = secured.get_bytes(f"/instances/{seg['Instances'][0]}/file")
+    refused_before = len(secured.get("/oncoflow/audit?action=http.refused&limit=1000")[1]["records"])
+
+    assert raw(secured, "POST", "/instances", bearer, mr_file) == 403  # a source image: never
+    relabelled = pydicom.dcmread(io.BytesIO(mr_file))
+    relabelled.Manufacturer = "OncoFlow"  # an MR dressed as OncoFlow's is still an MR
+    assert raw(secured, "POST", "/instances", bearer, part10(relabelled)) == 403
+    assert raw(secured, "DELETE", f"/series/{mr['ID']}", bearer) == 403
+    assert raw(secured, "POST", "/instances", bearer, seg_file) == 200  # its own SEG (already stored)
+
+    # a SEG of OncoFlow's own, new to the PACS: the pipeline stores it and may delete its series
+    copy = pydicom.dcmread(io.BytesIO(seg_file))
+    copy.SOPInstanceUID, copy.SeriesInstanceUID = generate_uid(), generate_uid()
+    copy.file_meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
+    request = urllib.request.Request(f"{secured.settings.orthanc_url}/instances", data=part10(copy), method="POST",
+                                     headers=bearer)
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        stored = json.loads(answer.read())
+    assert raw(secured, "DELETE", f"/series/{stored['ParentSeries']}", bearer) == 200
+
+    _, after = secured.get(f"/studies/{study.study_id}/series")
+    assert {s["ID"] for s in after} == {s["ID"] for s in series}  # the MR and every original result intact
+    records = secured.get("/oncoflow/audit?action=http.refused&limit=1000")[1]["records"][refused_before:]
+    pipeline_refusals = [r for r in records if r["role"] == "pipeline"]
+    assert len(pipeline_refusals) == 3, records
+    assert sum("not an OncoFlow result" in (r["detail"] or "") for r in pipeline_refusals) == 3, pipeline_refusals
+
+
 # --- QIDO lists only the caller's patients -----------------------------------------------------------------------
 
 
@@ -216,13 +277,16 @@ def client_token(stack: Stack, client_id: str, username: str, audience: bool, li
     if not admin.call("GET", f"/clients?clientId={client_id}"):
         mappers = [{"name": "audience-orthanc", "protocol": "openid-connect",
                     "protocolMapper": "oidc-audience-mapper",
-                    "config": {"included.client.audience": "orthanc", "access.token.claim": "true"}}]
+                    "config": {"included.client.audience": "orthanc", "access.token.claim": "true"}},
+                   {"name": "amr", "protocol": "openid-connect", "protocolMapper": "oidc-amr-mapper",
+                    "config": {"access.token.claim": "true"}}]
         admin.call("POST", "/clients", {
             "clientId": client_id, "publicClient": True, "standardFlowEnabled": False,
             "directAccessGrantsEnabled": True, "protocolMappers": mappers if audience else [],
             "attributes": {"access.token.lifespan": str(lifespan_s)} if lifespan_s else {}})
     form = urllib.parse.urlencode({"grant_type": "password", "client_id": client_id, "username": username,
-                                   "password": stack.passwords[username]}).encode()
+                                   "password": stack.logins[username].password,
+                                   "totp": stack.totp_codes.code(username)}).encode()
     with urllib.request.urlopen(stack.settings.auth.token_url, form) as answer:
         return json.loads(answer.read())["access_token"]
 
@@ -347,8 +411,7 @@ def test_viewer_logs_in_as_a_radiologist_and_lists_only_assigned_patients(secure
     ensure_ohif_dist()
     artifacts = secured.settings.home / "test-artifacts" / "login"
     run_browser_test("login.test.mjs", {
-        "ONCOFLOW_URL": secured.settings.orthanc_url, "ONCOFLOW_USERNAME": "radiologist.dev",
-        "ONCOFLOW_PASSWORD": secured.passwords["radiologist.dev"],
+        "ONCOFLOW_URL": secured.settings.orthanc_url, **secured.browser_login_env("radiologist.dev"),
         "ONCOFLOW_EXPECT_PATIENTS": "PAT-A,ONCO-LONG-00001", "ONCOFLOW_FORBIDDEN_PATIENTS": UNASSIGNED,
         "ONCOFLOW_ARTIFACTS": str(artifacts)}, artifacts, timeout_s=240)
     requests = json.loads((artifacts / "login-requests.json").read_text())
@@ -375,8 +438,7 @@ def test_viewer_review_mode_as_a_radiologist_loads_the_assigned_study_and_refuse
     artifacts = secured.settings.home / "test-artifacts" / "login-review"
     audited_before = len(refusals(secured))
     run_browser_test("login-review.test.mjs", {
-        "ONCOFLOW_URL": secured.settings.orthanc_url, "ONCOFLOW_USERNAME": "radiologist.dev",
-        "ONCOFLOW_PASSWORD": secured.passwords["radiologist.dev"],
+        "ONCOFLOW_URL": secured.settings.orthanc_url, **secured.browser_login_env("radiologist.dev"),
         "ONCOFLOW_OPEN_STUDY": assigned.study_uid, "ONCOFLOW_FORBIDDEN_STUDY": unassigned.study_uid,
         "ONCOFLOW_EXPECT_VOLUME_CM3": repr(time_point["measurements"]["volume_cm3"]),
         "ONCOFLOW_ARTIFACTS": str(artifacts)}, artifacts, timeout_s=300)
@@ -392,3 +454,85 @@ def test_viewer_review_mode_as_a_radiologist_loads_the_assigned_study_and_refuse
     audited = refusals(secured)[audited_before:]
     assert any(r["actor"] == "radiologist.dev" and r["resource_uid"] == unassigned.study_uid for r in audited), audited
     assert not [r for r in audited if r["resource_uid"] == assigned.study_uid], audited
+
+
+def test_a_doctor_uploads_from_the_viewer_for_an_assigned_patient_only(
+        secured: Stack, studies: dict[str, PatientStudy], tmp_path: Path) -> None:
+    """OHIF's study-list upload (STOW-RS) as doctor.dev, who must give a TOTP code to sign in
+    (``ohif-extension/browser-tests/upload.test.mjs``): a new image of ONCO-LONG-00001 (assigned) is stored, one of
+    PAT-B (not assigned) is refused with the dialog's error and an audit record, and neither ever reaches the
+    DICOMweb plug-in's own STOW-RS route, which the request filter refuses even to an admin."""
+    ensure_ohif_dist()
+    files = {}
+    for name, patient in (("accepted", "ONCO-LONG-00001"), ("refused", UNASSIGNED)):
+        image = pydicom.dcmread(io.BytesIO(secured.get_bytes(f"/instances/{_any_mr(secured, studies[patient])}/file")))
+        image.StudyInstanceUID, image.SeriesInstanceUID, image.SOPInstanceUID = (generate_uid() for _ in range(3))
+        image.file_meta.MediaStorageSOPInstanceUID = image.SOPInstanceUID
+        files[name] = (tmp_path / f"{name}.dcm", str(image.SOPInstanceUID))
+        image.save_as(files[name][0], enforce_file_format=True)
+    refused_before = len(refusals(secured))
+    artifacts = secured.settings.home / "test-artifacts" / "upload"
+    run_browser_test("upload.test.mjs", {
+        "ONCOFLOW_URL": secured.settings.orthanc_url, **secured.browser_login_env("doctor.dev"),
+        "ONCOFLOW_UPLOAD_ACCEPTED": str(files["accepted"][0]), "ONCOFLOW_UPLOAD_REFUSED": str(files["refused"][0]),
+        "ONCOFLOW_ARTIFACTS": str(artifacts)}, artifacts, timeout_s=300)
+    stored = {name: _instance_stored(secured, uid) for name, (_, uid) in files.items()}
+    assert stored == {"accepted": True, "refused": False}, stored
+    audited = [r for r in refusals(secured)[refused_before:] if r["actor"] == "doctor.dev"]
+    assert [r["detail"] for r in audited] == ["POST upload images: patient not assigned"], audited
+    # the DICOMweb plug-in's own route: refused to everyone, an admin included, before it parses anything
+    stow = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=x'}
+    assert secured.request("POST", "/dicom-web/studies", files["refused"][0].read_bytes(), username="admin.dev",
+                           headers=stow)[0] == 403
+
+
+def _any_mr(stack: Stack, study: PatientStudy) -> str:
+    _, series = stack.get(f"/studies/{study.study_id}/series")
+    return next(s for s in series if s["MainDicomTags"]["Modality"] == "MR")["Instances"][0]
+
+
+def _instance_stored(stack: Stack, sop_instance_uid: str) -> bool:
+    status, body = stack.request("POST", "/tools/lookup", sop_instance_uid.encode())
+    assert status == 200, body
+    return any(match["Type"] == "Instance" for match in json.loads(body))
+
+
+def test_the_second_factor_is_asked_by_keycloak_audited_and_checked_again_by_orthanc(
+        secured: Stack, studies: dict[str, PatientStudy]) -> None:
+    """Keycloak gives doctor.dev no token for a password alone, and OncoFlow's audit log records the refusal.
+    A client that a site misconfigured with Keycloak's plain ``direct grant`` flow (which asks only users who have
+    an authenticator) gives a doctor without one a token, but its ``amr`` says ``pwd`` only, and Orthanc's filter
+    refuses it (ONCOFLOW_OIDC_OTP_ROLES)."""
+    form = {"grant_type": "password", "client_id": "oncoflow-cli", "username": "doctor.dev",
+            "password": secured.logins["doctor.dev"].password}
+    try:
+        urllib.request.urlopen(secured.settings.auth.token_url, urllib.parse.urlencode(form).encode(), timeout=30)
+        raise AssertionError("Keycloak gave doctor.dev a token without the TOTP code")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+    status, body = secured.request("GET", "/oncoflow/audit?action=login.refused&limit=1000", username="admin.dev")
+    assert status == 200
+    assert any(r["actor"] == "doctor.dev" and r["detail"].startswith("oncoflow-cli password login: ")
+               for r in json.loads(body)["records"]), body
+
+    admin = admin_client(secured)
+    plain = next(f["id"] for f in admin.call("GET", "/authentication/flows") if f["alias"] == "direct grant")
+    mappers = [{"name": "audience-orthanc", "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
+                "config": {"included.client.audience": "orthanc", "access.token.claim": "true"}},
+               {"name": "amr", "protocol": "openid-connect", "protocolMapper": "oidc-amr-mapper",
+                "config": {"access.token.claim": "true"}}]
+    admin.call("POST", "/clients", {"clientId": "test-no-otp-step", "publicClient": True,
+                                    "standardFlowEnabled": False, "directAccessGrantsEnabled": True,
+                                    "protocolMappers": mappers,
+                                    "authenticationFlowBindingOverrides": {"direct_grant": plain}})
+    admin.ensure_user("doctor.nootp", "a-long-test-password-2", ["doctor"], ["ONCO-LONG-00001"])
+    form.update(client_id="test-no-otp-step", username="doctor.nootp", password="a-long-test-password-2")
+    with urllib.request.urlopen(secured.settings.auth.token_url, urllib.parse.urlencode(form).encode()) as answer:
+        token = json.loads(answer.read())["access_token"]
+    assert "otp" not in claims_of(token).get("amr", [])
+    before = len(refusals(secured))
+    path = f"/dicom-web/studies/{studies['ONCO-LONG-00001'].study_uid}/metadata"  # doctor.dev's own patient
+    assert raw(secured, "GET", path, {"Authorization": f"Bearer {token}"}) == 403
+    (record,) = refusals(secured)[before:]
+    assert (record["actor"], record["detail"]) == (
+        "doctor.nootp", "GET read images and results: token: second factor missing (no otp in amr)")

@@ -1,4 +1,4 @@
-"""DICOM ingress: only the AE titles on ONCOFLOW_ALLOWED_AETS may store, and only to OncoFlow's own AE title.
+"""DICOM ingress: only the store peers of ONCOFLOW_STORE_PEERS may store, and only to OncoFlow's own AE title.
 
 storescu from an unknown calling AE title, or to a wrong called AE title, is refused (Orthanc logs
 "DICOM authorization rejected ... not listed in DicomModalities"): nothing is stored, no job is

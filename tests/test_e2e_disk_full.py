@@ -76,7 +76,8 @@ def test_a_full_disk_is_reported_corrupts_nothing_and_the_stack_recovers(small_h
         assert verified.returncode == 0, verified.stdout + verified.stderr
 
         for study_id in stack.studies_with_uid(big):  # what Orthanc kept of the study that did not fit
-            assert stack.request("DELETE", f"/studies/{study_id}")[0] == 200
+            status, body = stack.request("DELETE", f"/studies/{study_id}")
+            assert status == 200, (status, body[:500], stack.settings.orthanc_log_path.read_text()[-3000:])
         status, health = stack.get("/oncoflow/health")
         assert status == 200, health
         again = push_phantom(stack, "disk-c", 503, (40, 64, 64), tmp_path / "c")

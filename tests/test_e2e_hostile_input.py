@@ -85,22 +85,63 @@ def _c_store(stack: Stack, path: Path) -> int:
     return done.returncode
 
 
+GUARD_REFUSED = "refused by the guard"
+
+
 def _rest_store(stack: Stack, data: bytes) -> tuple[int, str]:
+    """The HTTP status and what answered: Orthanc's Status when stored, :data:`GUARD_REFUSED` for the upload
+    guard's 400 ("upload refused: <reason>"), "rejected" for Orthanc's own refusal."""
     request = urllib.request.Request(f"{stack.settings.orthanc_url}/instances", data=data, method="POST",
                                      headers={"Content-Type": "application/dicom"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, str(json.loads(response.read()).get("Status"))
     except urllib.error.HTTPError as exc:
-        return exc.code, "rejected"
+        try:
+            error = str(json.loads(exc.read()).get("error", ""))
+        except ValueError:
+            error = ""
+        return exc.code, GUARD_REFUSED if exc.code == 400 and error.startswith("upload refused: ") else "rejected"
     except (OSError, ValueError) as exc:
         return 0, type(exc).__name__
 
 
+def _stow(stack: Stack, path: str, data: bytes) -> tuple[int, list[int]]:
+    """A STOW-RS of one file, written as OHIF 3.13 writes it; the status and the failure reasons answered."""
+    boundary = "oncoflow-test-boundary-0123456789"
+    body = (f"\r\n--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data
+            + f"\r\n--{boundary}--".encode())
+    status, answer = stack.request("POST", path, body, headers={
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary="{boundary}"',
+        "Accept": "application/dicom+json"})
+    try:
+        failed = json.loads(answer).get("00081198", {}).get("Value", [])
+    except (ValueError, AttributeError):
+        failed = []
+    return status, [item["00081197"]["Value"][0] for item in failed]
+
+
 def _refusals(stack: Stack) -> list[dict[str, Any]]:
-    status, body = stack.get("/oncoflow/audit?action=dicom.store.refused&limit=1000")
-    assert status == 200, body
-    return body["records"]
+    """Every ``dicom.store.refused`` audit record, once their number has stopped growing (the guard of stored
+    instances runs from Orthanc's change callback, a moment after storescu is told Success)."""
+    records: list[dict[str, Any]] = []
+    for _ in range(20):
+        status, body = stack.get("/oncoflow/audit?action=dicom.store.refused&limit=1000")
+        assert status == 200, body
+        if records and len(body["records"]) == len(records):
+            break
+        records = body["records"]
+        time.sleep(0.5)
+    return records
+
+
+def _check_refusal_records(records: list[dict[str, Any]], refused: list[HostileCase], actor: str) -> None:
+    """Exactly one audit record per refused case, from ``actor``, naming the case's reason."""
+    assert len(records) == len(refused), ([r["detail"] for r in records], [c.name for c in refused])
+    assert all(r["actor"] == actor and r["outcome"] == "refused" and r["role"] == "modality" for r in records)
+    details = [r["detail"] or "" for r in records]
+    for case in refused:
+        assert sum(case.guard_reason in detail for detail in details) >= 1, (case.name, details)
 
 
 def _check_unharmed(stack: Stack, study_uid: str, before: tuple[int, list[str]], batch: str) -> None:
@@ -188,6 +229,13 @@ def test_hostile_input(stack: Stack, tmp_path: Path) -> None:
                                "cstore_stored": _stored(stack, case.sop_instance_uid)}
         _delete(stack, case.sop_instance_uid)
     _check_unharmed(stack, study.study_instance_uid, before, "the C-STORE batch")
+    # Over C-STORE no preamble travels: the guard can only refuse, after storage, a file too deeply nested that
+    # storescu delivered (told Success); each one is deleted and audited once, as coming from "dicom"
+    after_cstore = _refusals(stack)
+    delivered_nested = [c for c in cases if c.kind == "structure" and c.guard_reason is not None
+                        and per_case[c.name]["cstore_rc"] == 0]
+    assert delivered_nested, "the corpus must deliver at least one deeply nested file by C-STORE"
+    _check_refusal_records(after_cstore[refused_before:], delivered_nested, "dicom")
 
     # 3. REST, one POST /instances per file
     for case in cases:
@@ -203,26 +251,50 @@ def test_hostile_input(stack: Stack, tmp_path: Path) -> None:
 
     for case in cases:
         result = per_case[case.name]
-        if case.guard_reason is not None:  # the guard discards what it refuses, whatever Orthanc's parser says
+        # over REST the guard sees the file's bytes before Orthanc does: it answers every case it must refuse
+        # (and only those) with its own 400, and nothing of them is stored
+        assert (result["rest_outcome"] == GUARD_REFUSED) == (case.guard_reason is not None), (case.name, result)
+        if case.guard_reason is not None:
             assert not result["rest_stored"], (case.name, result)
         if case.kind == "structure" and case.guard_reason is not None:  # C-STORE carries no preamble: only these
             assert not result["cstore_stored"], (case.name, result)
-        if case.kind == "polyglot" and case.guard_reason is not None:
-            # FilteredOut: the guard; rejected: Orthanc itself (a body starting PK\x03\x04 is taken for a ZIP of files)
-            assert result["rest_outcome"] in ("FilteredOut", "rejected"), (case.name, result)
     assert per_case["clean"]["rest_stored"] and per_case["clean"]["cstore_stored"], per_case["clean"]
 
     refusals = _refusals(stack)[refused_before:]
-    rest_refused = sum(r["rest_outcome"] == "FilteredOut" for r in per_case.values())
-    refused_before_parse = sum(r["actor"] == "rest" for r in refusals)  # the guard's own POST /instances route
-    # >=: a file the guard refused can still be answered 400 by Orthanc's own parse, which runs after the guard
-    assert sum(r["actor"] == "rest" for r in refusals) >= rest_refused
-    assert all(r["outcome"] == "refused" and r["role"] == "modality" for r in refusals)
-    for case in cases:
-        if per_case[case.name]["rest_outcome"] == "FilteredOut":
-            assert any(case.guard_reason in (r["detail"] or "") for r in refusals if r["actor"] == "rest"), case.name
+    guard_refused_rest = [c for c in cases if per_case[c.name]["rest_outcome"] == GUARD_REFUSED]
+    _check_refusal_records(refusals[len(after_cstore) - refused_before:], guard_refused_rest, "rest")
+    refused_before_parse = len(guard_refused_rest)
 
-    # 4. fuzzed HTTP requests to OncoFlow's routes
+    # 4. STOW-RS, one file per request as OHIF sends them, through OncoFlow's route: every case the guard must
+    # refuse is refused (409, failure reason 0xC000) before anything parses it, audited once as "stow"; the
+    # DICOMweb plug-in's own STOW-RS route is closed (403), so no file can go round the guard
+    after_rest = _refusals(stack)
+    for case in cases:
+        status, failures = _stow(stack, "/oncoflow/dicom-web/studies", case.data)
+        per_case[case.name].update(stow_status=status, stow_failures=failures,
+                                   stow_stored=_stored(stack, case.sop_instance_uid))
+        _delete(stack, case.sop_instance_uid)
+        assert set(_alive(stack).values()) == {200}, f"after STOW {case.name}: {_alive(stack)}"
+    _check_unharmed(stack, study.study_instance_uid, before, "the STOW-RS batch")
+    for case in cases:
+        result = per_case[case.name]
+        if case.guard_reason is not None:
+            assert (result["stow_status"], result["stow_failures"], result["stow_stored"]) == (409, [0xC000], False), \
+                (case.name, result)
+    assert per_case["clean"]["stow_status"] == 200 and per_case["clean"]["stow_stored"], per_case["clean"]
+    guarded = [c for c in cases if c.guard_reason is not None]
+    # files the guard lets through but no DICOM reader can parse are refused too (0xC000) instead of being handed
+    # to the DICOMweb plug-in: each is one more record, "unreadable DICOM"
+    unreadable = [c for c in cases if c.guard_reason is None and per_case[c.name]["stow_status"] == 409]
+    assert all(per_case[c.name]["stow_failures"] == [0xC000] and not per_case[c.name]["stow_stored"]
+               for c in unreadable), [per_case[c.name] for c in unreadable]
+    stow_records = _refusals(stack)[len(after_rest):]
+    assert sum(r["detail"].startswith("unreadable DICOM") for r in stow_records) == len(unreadable), stow_records
+    _check_refusal_records([r for r in stow_records if not r["detail"].startswith("unreadable DICOM")], guarded,
+                           "stow")
+    assert _stow(stack, "/dicom-web/studies", next(c for c in cases if c.name == "clean").data)[0] == 403
+
+    # 5. fuzzed HTTP requests to OncoFlow's routes
     statuses: Counter[int] = Counter()
     unexpected = []
     for method, path, body, headers in _fuzz_requests(random.Random(7), study.study_instance_uid):
@@ -237,10 +309,11 @@ def test_hostile_input(stack: Stack, tmp_path: Path) -> None:
         "cstore": {"tried": len(cases), "stored": sum(r["cstore_stored"] for r in per_case.values()),
                    "refused_by_guard": sum(r["actor"] == "dicom" for r in refusals),
                    "scu_failed": sum(r["cstore_rc"] != 0 for r in per_case.values())},
+        "stow": {"tried": len(cases), "stored": sum(r["stow_stored"] for r in per_case.values()),
+                 "refused_by_guard_before_parsing": len(guarded), "refused_unreadable": len(unreadable)},
         "rest": {"tried": sum(r["rest_status"] != -1 for r in per_case.values()),
                  "stored": sum(r["rest_stored"] for r in per_case.values()),
                  "refused_by_guard_before_parsing": refused_before_parse,
-                 "filtered_out_after_parsing": rest_refused,
                  "rejected_by_orthanc": sum(400 <= r["rest_status"] < 500 for r in per_case.values())
                  - refused_before_parse,
                  "no_answer": sum(r["rest_status"] == 0 for r in per_case.values())},

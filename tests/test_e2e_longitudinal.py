@@ -9,6 +9,7 @@ and bad pairs (another patient behind the same PatientID, a baseline SEG deleted
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +21,31 @@ from oncoflow.dicom.sr_writer import read_measurement_report
 from oncoflow.phantoms.longitudinal_phantom import LongitudinalCase, make_longitudinal_case, study_info_kwargs
 from oncoflow.phantoms.phantom_dicom import StudyInfo
 
-from .conftest import Stack, write_series
+from .conftest import Stack, running_stack, write_series
+from .seg_oracle import segment_mask
 
 pytestmark = pytest.mark.e2e
 
 GRID = {"shape": (40, 64, 64)}
+# How far the one-expert panel's % change may be from the phantom's truth on case 3108 (+137.6 %): the demo
+# nnU-Net's segmentation error (measured +126.4 %, 11.2 points under), which the segmentation work must bring down;
+# the exactness of the reported number is checked against the SEGs themselves, to 0.05 points.
+TRUTH_TOLERANCE_POINTS = 15.0
 
 
-def push_visit(stack: Stack, tmp_path: Path, case: LongitudinalCase, index: int, **study: str) -> str:
-    """C-STORE one visit of ``case``; returns its StudyInstanceUID."""
+def push_visit_with_images(stack: Stack, tmp_path: Path, case: LongitudinalCase, index: int,
+                           **study: str) -> tuple[str, list[pydicom.Dataset]]:
+    """C-STORE one visit of ``case``; returns its StudyInstanceUID and its images in slice order."""
     info = StudyInfo(**{**study_info_kwargs(case, index), **study})
     directory = tmp_path / f"{case.patient_id}-{index}-{info.accession_number}"
     datasets = write_series(directory, case.time_points[index].phantom.volume, info)
     stack.push(directory)
-    return str(datasets[0].StudyInstanceUID)
+    return str(datasets[0].StudyInstanceUID), datasets
+
+
+def push_visit(stack: Stack, tmp_path: Path, case: LongitudinalCase, index: int, **study: str) -> str:
+    """C-STORE one visit of ``case``; returns its StudyInstanceUID."""
+    return push_visit_with_images(stack, tmp_path, case, index, **study)[0]
 
 
 def oncoflow_objects(stack: Stack, study_uid: str, modality: str) -> list[pydicom.Dataset]:
@@ -50,20 +62,46 @@ def oncoflow_srs(stack: Stack, study_uid: str) -> list[pydicom.Dataset]:
     return oncoflow_objects(stack, study_uid, "SR")
 
 
-def test_follow_up_is_compared_measured_and_reported(stack: Stack, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def one_expert(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack whose panel is one nnU-Net: its change has no experts' interval, so its flag is the volume category of
+    the % change (or poor registration), which the phantom's truth decides: no flag can pass by default."""
+    with running_stack(tmp_path_factory.mktemp("oncoflow-one-expert"), ONCOFLOW_PANEL="nnunet_demo") as stack:
+        yield stack
+
+
+def seg_volume_cm3(stack: Stack, study_uid: str, sources: list[pydicom.Dataset]) -> float:
+    """The ensemble SEG's volume read back from the PACS (tests/seg_oracle.py), in the phantom's own voxel size."""
+    (seg,) = [s for s in oncoflow_objects(stack, study_uid, "SEG") if "ensemble" in s.SeriesDescription]
+    mask = segment_mask(seg, [str(ds.SOPInstanceUID) for ds in sources])
+    spacing = [float(v) for v in sources[0].PixelSpacing]
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in sources[:2]])
+    return float(mask.sum()) * spacing[0] * spacing[1] * float(np.linalg.norm(positions[1] - positions[0])) / 1000
+
+
+def test_follow_up_is_compared_measured_and_reported(one_expert: Stack, tmp_path: Path) -> None:
+    stack = one_expert
     case = make_longitudinal_case(3108, categories=["progression"], shape=GRID["shape"])
-    baseline_uid = push_visit(stack, tmp_path, case, 0)
+    baseline_uid, baseline_images = push_visit_with_images(stack, tmp_path, case, 0)
     baseline = stack.wait_job(baseline_uid, timeout_s=300)
     assert baseline["state"] == "done", baseline["error"]
     assert baseline["outputs"]["longitudinal"]["comparison"] is None  # the first time point
-    follow_up_uid = push_visit(stack, tmp_path, case, 1)
+    follow_up_uid, follow_up_images = push_visit_with_images(stack, tmp_path, case, 1)
     job = stack.wait_job(follow_up_uid, timeout_s=300)
     assert job["state"] == "done", job["error"]
     comparison = job["outputs"]["longitudinal"]["comparison"]
     assert comparison["baseline_study_instance_uid"] == baseline_uid
+    # the reported change is exactly the change of the two ensemble SEGs in the PACS (an oracle of its own) ...
+    before_cm3 = seg_volume_cm3(stack, baseline_uid, baseline_images)
+    after_cm3 = seg_volume_cm3(stack, follow_up_uid, follow_up_images)
+    assert comparison["volume_follow_up_cm3"] == pytest.approx(after_cm3, abs=1e-3)
+    assert comparison["percent_change"] == pytest.approx((after_cm3 - before_cm3) / before_cm3 * 100, abs=0.05)
+    # ... and the phantom's true change is a progression far past the +25 % threshold, which the flag must say
     truth = case.true_percent_change(0, 1)
-    assert abs(comparison["percent_change"] - truth) <= 20.0, (comparison, truth)
-    assert comparison["flag"] == "progression" or comparison["flag"] == "high uncertainty", comparison
+    print(f"\none expert: {comparison['percent_change']:+.1f} % against the truth {truth:+.1f} %")
+    assert truth > 100.0
+    assert abs(comparison["percent_change"] - truth) <= TRUTH_TOLERANCE_POINTS, (comparison, truth)
+    assert comparison["flag"] == "progression", comparison
     assert comparison["registration"]["ncc_after"] > comparison["registration"]["ncc_before"]
     assert comparison["days_between"] == (case.time_points[1].study_date - case.time_points[0].study_date).days
 

@@ -128,7 +128,7 @@ def _orthanc_env(home: Path, index_url: str, storage: Path) -> dict[str, str]:
         "ONCOFLOW_AUTH": "off",
         "ONCOFLOW_ORTHANC_INDEX_URL": index_url,
         "ONCOFLOW_ORTHANC_STORAGE": str(storage),
-        "ONCOFLOW_ALLOWED_AETS": f"{TEST_AET},STORESCU",
+        "ONCOFLOW_STORE_PEERS": f"{TEST_AET}@127.0.0.1,STORESCU@127.0.0.1",
         "ONCOFLOW_STABLE_AGE_S": "2",
         "ONCOFLOW_MIN_FREE_MB": "64",
         "ONCOFLOW_PANEL": "nnunet_demo",

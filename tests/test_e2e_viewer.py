@@ -96,13 +96,13 @@ def test_app_config_is_the_repository_one(stack: Stack, pushed_study: dict[str, 
     assert headers["cache-control"] == "no-cache"
     assert body == b"window.oncoflowAuth = null;\n" + APP_CONFIG_PATH.read_bytes()  # login off on this stack
     assert b"/oncoflow/dicom-web" in body and b"routerBasename: '/ohif'" in body
-    for name in ("oncoflow-extension.mjs", "oncoflow-mode.mjs"):  # the OncoFlow modules, once built
+    for name in ("oncoflow-extension.mjs", "oncoflow-mode.mjs"):  # the OncoFlow modules (make test builds them)
         built = MODULES_DIR / name
+        assert built.is_file(), f"{built} is not built: scripts/bootstrap.sh builds ohif-extension"
         status, headers, body = raw_get(stack, f"/ohif/oncoflow/{name}")
-        if built.is_file():
-            assert (status, body) == (200, built.read_bytes()) and headers["content-type"].startswith("text/javascript")
-        else:
-            assert status == 404 and b"is not built" in body
+        assert (status, body) == (200, built.read_bytes()) and headers["content-type"].startswith("text/javascript")
+    status, _, body = raw_get(stack, "/ohif/oncoflow/no-such-module.mjs")  # what is not built is said so
+    assert status == 404 and b"is not built" in body
 
 
 @pytest.mark.parametrize("path", ["/ohif/..%2f..%2f..%2f..%2fetc%2fpasswd", "/ohif/../../../etc/passwd",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -154,3 +155,45 @@ def test_an_error_inside_the_filter_refuses(parts: tuple[HttpAccessFilter, FakeV
     validator.validate = broken  # type: ignore[method-assign]
     assert ask(access, f"/oncoflow/studies/{STUDY}", "new") is False
     assert access(f"/oncoflow/studies/{STUDY}", method="not a number", headers={}, get={}) is False
+
+
+def test_a_privileged_token_without_a_second_factor_is_refused() -> None:
+    """With ``otp_roles`` (ONCOFLOW_OIDC_OTP_ROLES), a doctor's token must say ``otp`` in ``amr``; a clinician's
+    need not (the second factor is optional for clinicians)."""
+    with_otp = replace(token("doctor.dev", {"doctor"}, {"PAT-A"}), authentication_methods=frozenset({"pwd", "otp"}))
+    validator = FakeValidator({"pwd-only": token("doctor.dev", {"doctor"}, {"PAT-A"}), "otp": with_otp,
+                               "cli": token("clinician.dev", {"clinician"}, {"PAT-A"})})
+    audit = FakeAudit()
+    access = HttpAccessFilter(RequestAccess(validator, FakeResolver(), audit,  # type: ignore[arg-type]
+                                            otp_roles=frozenset({"admin", "radiologist", "doctor"})))
+    assert not ask(access, f"/dicom-web/studies/{STUDY}/metadata", "pwd-only")
+    assert ask(access, f"/dicom-web/studies/{STUDY}/metadata", "otp")
+    assert ask(access, "/oncoflow/reports/1.2.3.pdf", "cli") is False  # not found for the clinician, yet judged
+    assert audit.records[0]["detail"] == "GET read images and results: token: second factor missing (no otp in amr)"
+    assert audit.records[0]["actor"] == "doctor.dev"
+    assert "second factor" not in str(audit.records[2:])
+
+
+class FakeDerived:
+    def delete_refusal(self, orthanc_series_id: str) -> str | None:
+        return None if orthanc_series_id == "0000000a-0000000a-0000000a-0000000a-0000000a" else "an MR series"
+
+
+def test_the_pipeline_deletes_only_oncoflow_series() -> None:
+    validator = FakeValidator({"pipe": token("service-account-oncoflow-pipeline", {"pipeline"}, set()),
+                               "admin": token("admin.dev", {"admin"}, set())})
+    audit = FakeAudit()
+    access = HttpAccessFilter(RequestAccess(validator, FakeResolver(), audit, FakeDerived()))  # type: ignore[arg-type]
+    ours, theirs = ("/series/" + "-".join([n] * 5) for n in ("0000000a", "0000000b"))
+    assert ask(access, ours, "pipe", method=4)
+    assert not ask(access, theirs, "pipe", method=4)
+    assert ask(access, theirs, "admin", method=4)  # an admin deletes what it must
+    assert [r["detail"] for r in audit.records] == ["DELETE store results: not an OncoFlow result: an MR series"]
+
+
+def test_with_login_off_only_the_plugins_own_stow_route_is_closed() -> None:
+    access = HttpAccessFilter(None)
+    assert not ask(access, "/dicom-web/studies", method=2)  # the DICOMweb plug-in's STOW-RS: never from outside
+    assert not ask(access, "/dicom-web/studies/1.2.3", method=2)
+    assert ask(access, "/oncoflow/dicom-web/studies", method=2)  # OncoFlow's checked route
+    assert ask(access, "/dicom-web/studies", method=1) and ask(access, "/instances", method=2)

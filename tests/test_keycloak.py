@@ -28,15 +28,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from oncoflow.security import access_tokens as at
 from oncoflow.security.access_tokens import TokenRejected, TokenValidator
 from oncoflow.security.keycloak_admin import AdminClient, _request
+from oncoflow.security.login_refusals import LoginRefusals
 from oncoflow.services.keycloak_server import (
     DEVELOPMENT_USERS,
+    DevelopmentLogin,
     KeycloakProcess,
     create_development_users,
     keycloak_home,
     start_keycloak,
 )
 
-from .conftest import free_port
+from .conftest import TotpCodes, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -48,12 +50,24 @@ AUDIENCE = "orthanc"
 class Realm:
     process: KeycloakProcess
     home: Path
-    passwords: dict[str, str]
+    logins: dict[str, DevelopmentLogin]
     admin: AdminClient
     start_s: float
+    codes: TotpCodes
 
     def token(self, username: str, client_id: str = CLI_CLIENT) -> str:
-        return password_grant(self.process.token_url, client_id, username, self.passwords[username])
+        return password_grant(self.process.token_url, client_id, username, self.logins[username].password,
+                              self.codes.code(username))
+
+    def fresh_admin(self) -> AdminClient:
+        """The bootstrap admin again (its token lives one minute; the fixture's ``admin`` may have expired)."""
+        return AdminClient.bootstrap_admin(self.process.base_url, self.process.admin_password)
+
+    def grant(self, username: str, **form: str) -> tuple[int, Any]:
+        """A password grant of ``oncoflow-cli`` with ``form`` added (``totp``, or another ``password``)."""
+        return token_request(self.process.token_url, {"grant_type": "password", "client_id": CLI_CLIENT,
+                                                      "username": username, "scope": "openid",
+                                                      "password": self.logins[username].password, **form})
 
     def validator(self, **kwargs: Any) -> TokenValidator:
         return TokenValidator(self.process.issuer, AUDIENCE, self.process.jwks_url, **kwargs)
@@ -64,9 +78,10 @@ def token_request(url: str, form: dict[str, str]) -> tuple[int, Any]:
     return status, body
 
 
-def password_grant(token_url: str, client_id: str, username: str, password: str) -> str:
+def password_grant(token_url: str, client_id: str, username: str, password: str, totp: str) -> str:
     status, body = token_request(token_url, {"grant_type": "password", "client_id": client_id,
-                                             "username": username, "password": password, "scope": "openid"})
+                                             "username": username, "password": password, "totp": totp,
+                                             "scope": "openid"})
     assert status == 200, body
     return body["access_token"]
 
@@ -79,10 +94,11 @@ def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realm]:
     try:
         process.wait_ready(timeout_s=180)
         start_s = time.monotonic() - started
-        passwords = create_development_users(process.base_url, process.admin_password, home)
+        logins = create_development_users(process.base_url, process.admin_password, home)
         print(f"\nKeycloak ready in {start_s:.1f} s, RSS {process.rss_bytes() / 2**20:.0f} MiB")
         admin = AdminClient.bootstrap_admin(process.base_url, process.admin_password)
-        yield Realm(process, home, passwords, admin, start_s)
+        yield Realm(process, home, logins, admin, start_s,
+                    TotpCodes({name: login.totp_secret for name, login in logins.items()}))
     finally:
         process.stop()
     assert not process.running() and not process.pid_file.exists(), "stop() ended Keycloak and removed its PID file"
@@ -124,7 +140,14 @@ def test_dev_users_file_is_private_and_complete(realm: Realm) -> None:
     assert document["clients"]["oncoflow-worker"]["secret"]
     # Repeated calls keep the passwords (stable across restarts of a home).
     again = create_development_users(realm.process.base_url, realm.process.admin_password, realm.home)
-    assert again == realm.passwords
+    assert again == realm.logins
+    for name, login in realm.logins.items():  # what make up prints: the password and the TOTP secret
+        assert document["users"][name]["password"] == login.password
+        assert document["users"][name]["totp_secret"] == login.totp_secret and len(login.totp_secret) == 32
+        assert document["users"][name]["otpauth"].startswith(f"otpauth://totp/OncoFlow:{name}?secret={login.totp_secret}")
+    admin = realm.fresh_admin()
+    otp = [c for c in admin.call("GET", f"/users/{admin.user_id('doctor.dev')}/credentials") if c["type"] == "otp"]
+    assert len(otp) == 1, otp  # applied again, never twice
 
 
 def test_orthanc_client_is_bearer_only_and_ohif_has_no_password_grant(realm: Realm) -> None:
@@ -132,7 +155,7 @@ def test_orthanc_client_is_bearer_only_and_ohif_has_no_password_grant(realm: Rea
     assert orthanc["bearerOnly"] is True and not orthanc["publicClient"]
     status, body = token_request(realm.process.token_url, {"grant_type": "password", "client_id": "ohif",
                                                            "username": "doctor.dev",
-                                                           "password": realm.passwords["doctor.dev"]})
+                                                           "password": realm.logins["doctor.dev"].password})
     assert status in (400, 401) and body["error"] == "unauthorized_client", body
 
 
@@ -319,7 +342,8 @@ def test_malformed_headers_and_algorithms_are_rejected(realm: Realm) -> None:
 def test_id_token_is_not_an_access_token(realm: Realm) -> None:
     status, body = token_request(realm.process.token_url, {
         "grant_type": "password", "client_id": CLI_CLIENT, "username": "doctor.dev",
-        "password": realm.passwords["doctor.dev"], "scope": "openid"})
+        "password": realm.logins["doctor.dev"].password, "totp": realm.codes.code("doctor.dev"),
+        "scope": "openid"})
     assert status == 200, body
     id_token = body["id_token"]
     # The ID token's audience is the client itself; a validator for that audience still refuses its type.
@@ -327,3 +351,79 @@ def test_id_token_is_not_an_access_token(realm: Realm) -> None:
     assert _reason(validator, f"Bearer {id_token}") == at.WRONG_TOKEN_TYPE
     assert _reason(realm.validator(), f"Bearer {id_token}") == at.WRONG_AUDIENCE
 
+
+
+# --- two factors (TOTP) --------------------------------------------------------------------------------------
+
+PRIVILEGED = ("admin.dev", "radiologist.dev", "doctor.dev")  # the roles Keycloak asks for a TOTP code
+
+
+def _one_second_apart() -> None:
+    time.sleep(1.2)  # the realm's brute-force guard locks a user after two failures within a second
+
+
+def test_privileged_users_get_no_token_with_their_password_alone(realm: Realm) -> None:
+    for username in PRIVILEGED:
+        status, body = realm.grant(username)
+        assert (status, body["error"]) == (401, "invalid_grant"), (username, body)
+        _one_second_apart()
+
+
+def test_a_right_code_gives_a_token_a_wrong_or_replayed_one_does_not(realm: Realm) -> None:
+    code = realm.codes.code("radiologist.dev")
+    status, body = realm.grant("radiologist.dev", totp=code)
+    assert status == 200, body
+    assert {"pwd", "otp"} <= set(claims_of(body["access_token"])["amr"])  # what Orthanc's filter checks
+    assert realm.validator().validate(f"Bearer {body['access_token']}").authentication_methods >= {"otp"}
+    _one_second_apart()
+    status, body = realm.grant("radiologist.dev", totp=code)  # the same code again, in its window
+    assert (status, body["error"]) == (401, "invalid_grant"), body
+    _one_second_apart()
+    wrong = f"{(int(code) + 500_000) % 1_000_000:06d}"
+    status, body = realm.grant("radiologist.dev", totp=wrong)
+    assert (status, body["error"]) == (401, "invalid_grant"), body
+
+
+def test_the_second_factor_is_optional_for_clinicians_and_never_skipped_for_doctors(realm: Realm) -> None:
+    """Users made here without a TOTP credential: a clinician logs in with the password alone (no ``otp`` in
+    ``amr``); a doctor without one gets no token at all, by password grant (never an error that lets it pass)."""
+    admin = realm.fresh_admin()
+    for username, role in (("clinician.nootp", "clinician"), ("doctor.nootp", "doctor")):
+        admin.ensure_user(username, "a-long-test-password-1", [role], [])
+    status, body = token_request(realm.process.token_url, {
+        "grant_type": "password", "client_id": CLI_CLIENT, "username": "clinician.nootp",
+        "password": "a-long-test-password-1"})
+    assert status == 200, body
+    assert "otp" not in claims_of(body["access_token"]).get("amr", [])
+    status, body = token_request(realm.process.token_url, {
+        "grant_type": "password", "client_id": CLI_CLIENT, "username": "doctor.nootp",
+        "password": "a-long-test-password-1"})
+    assert status == 401 and "access_token" not in str(body), body
+
+
+def test_refused_logins_reach_oncoflows_audit_log_once_each(realm: Realm, tmp_path: Path) -> None:
+    """Keycloak's LOGIN_ERROR events, read by the plug-in's own service account (``view-events``), become one
+    ``login.refused`` record each; a second pull adds none."""
+    secret = tmp_path / "keycloak-assignments.json"
+    secret.write_text(json.dumps({"client_id": "oncoflow-assignments",
+                                  "secret": realm.fresh_admin().client_secret("oncoflow-assignments")}))
+    status, _ = realm.grant("doctor.dev")  # no code: refused, as an event
+    assert status == 401
+    records: list[dict[str, Any]] = []
+
+    class Audit:
+        def record(self, action: str, resource: str | None, outcome: str, detail: str | None = None,
+                   actor: str | None = None, role: str | None = None) -> None:
+            records.append({"action": action, "outcome": outcome, "detail": detail, "actor": actor, "role": role})
+
+    refusals = LoginRefusals(lambda: AdminClient.from_secret_file(realm.process.base_url, "oncoflow", secret),
+                             Audit(), tmp_path / "state.json")  # type: ignore[arg-type]
+    events = AdminClient.from_secret_file(realm.process.base_url, "oncoflow", secret).login_errors()
+    assert any(e["details"].get("username") == "doctor.dev" and e["error"] == "invalid_user_credentials"
+               for e in events), events
+    assert refusals.pull() == len(events) == len(records) > 0
+    assert refusals.pull() == 0
+    mine = [r for r in records if r["actor"] == "doctor.dev"]
+    assert mine and all(r["action"] == "login.refused" and r["role"] == "anonymous" for r in mine)
+    assert all(r["detail"].startswith("oncoflow-cli password login: invalid_user_credentials (keycloak event ")
+               for r in mine), mine

@@ -251,15 +251,15 @@ def test_health_answers_during_inference(worker: triton_http.InferenceServerClie
 
     thread = threading.Thread(target=run)
     thread.start()
-    latencies = []
+    answered_while_busy = 0  # health answers that came back before the inference did
     while not done.is_set():
-        started = time.perf_counter()
         assert worker.is_server_live() and worker.is_model_ready("tiny")
-        latencies.append(time.perf_counter() - started)
-        time.sleep(0.05)
+        answered_while_busy += not done.is_set()
     thread.join()
     assert not errors, errors
-    assert len(latencies) > 3 and max(latencies) < 1.0, latencies
+    # A worker that blocked on the model call would answer the first check only once inference is over
+    # (then nothing counts); one that stays responsive answers many checks meanwhile. No clock is read.
+    assert answered_while_busy >= 3, answered_while_busy
 
 
 @pytest.mark.parametrize(

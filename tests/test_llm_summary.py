@@ -8,6 +8,7 @@ test is about OncoFlow's own guards (a reply that invents a number, one that loo
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from datetime import date
@@ -103,15 +104,16 @@ def test_real_smollm2_summary_end_to_end(smollm2: SmolLm2, findings: ClinicalFin
     assert [m["role"] for m in request["messages"]] == ["system", "user"]
     assert reply["eval_count"] > 0 and reply["message"]["content"]  # the model really generated
     _assert_deidentified(server)
-    assert unsupported_numbers(result.text, findings) == []  # the invariant, whichever way it went
+    assert unsupported_numbers(result.text, findings) == []  # the invariant
     assert result.deidentified is True and result.llm_host_local is True
-    if result.source == "llm":
-        assert result.model == SMOLLM2_MODEL_NAME and result.note is None
-        assert result.passages == (LETTER, OPERATION)  # the passages sent, closest first
-    else:
-        _assert_fallback(result, findings, "summary rejected")
-        invented = unsupported_numbers(" ".join(reply["message"]["content"].split()), findings)
-        assert all(number in result.note for number in invented)
+    # The expected outcome comes from the server's own account of the reply, not from OncoFlow's number check:
+    # SmolLM2 (greedy, temperature 0) fills the token cap, so its reply is cut off, and it writes "12-week", a
+    # whole number that no finding states (the computed values are 10.1234, 12.7349, 17.2412, 120 days, ...).
+    # Either alone must make OncoFlow reject the reply and fall back to the deterministic summary.
+    content = reply["message"]["content"]
+    assert reply["done_reason"] == "length" and reply["eval_count"] == GENERATION_TOKENS, reply
+    assert re.search(r"\b12-week\b", content), content
+    _assert_fallback(result, findings, "summary rejected", "numbers not computed by OncoFlow: 12", "cut off")
 
 
 def test_reply_that_invents_a_number_is_rejected(findings: ClinicalFindings) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -35,11 +34,11 @@ from oncoflow.report.signing_certificates import (
     load_signer,
 )
 
+from .conftest import required_tool
+
 INSTITUTION = "Hôpital de Test, Neuro-oncology"
 SIGNING_TIME = dt.datetime(2025, 3, 14, 9, 26, 53, tzinfo=dt.UTC)
 TAMPER_TARGET = b"Whole tumour volume: 12.4 cm3"  # in page 1's (uncompressed) content stream
-PDFSIG = shutil.which("pdfsig")
-PDFTOTEXT = shutil.which("pdftotext")
 
 
 def report_pdf(pages: int = 2) -> bytes:
@@ -100,7 +99,7 @@ def rsa_key() -> rsa.RSAPrivateKey:
 def run_pdfsig(pdf: bytes, directory: Path) -> str:
     path = directory / "checked.pdf"
     path.write_bytes(pdf)
-    result = subprocess.run([PDFSIG, str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([required_tool("pdfsig"), str(path)], capture_output=True, text=True, timeout=60)
     return result.stdout + result.stderr
 
 
@@ -150,9 +149,6 @@ def original_pdf() -> bytes:
 def signed_pdf(original_pdf: bytes, signer: Signer) -> bytes:
     return sign_pdf(original_pdf, signer, reason="Clinical tumour report", location=INSTITUTION,
                     signing_time=SIGNING_TIME, contact="oncoflow@example.org")
-
-
-needs_pdfsig = pytest.mark.skipif(PDFSIG is None, reason="poppler's pdfsig is not installed")
 
 
 # -- development CA ------------------------------------------------------------------------------------------
@@ -321,7 +317,6 @@ def test_pyhanko_validates_the_signature(signed_pdf: bytes, ca_certificate: x509
     assert check.signing_time == SIGNING_TIME
 
 
-@needs_pdfsig
 def test_pdfsig_validates_the_signature(signed_pdf: bytes, tmp_path: Path) -> None:
     output = run_pdfsig(signed_pdf, tmp_path)
     assert "Signature Validation: Signature is Valid." in output, output
@@ -331,13 +326,12 @@ def test_pdfsig_validates_the_signature(signed_pdf: bytes, tmp_path: Path) -> No
     assert "Total document signed" in output and "Not total document signed" not in output
 
 
-@pytest.mark.skipif(PDFTOTEXT is None, reason="poppler's pdftotext is not installed")
 def test_pdftotext_reads_the_signed_report(signed_pdf: bytes, original_pdf: bytes, tmp_path: Path) -> None:
     texts = []
     for name, pdf in (("original.pdf", original_pdf), ("signed.pdf", signed_pdf)):
         (tmp_path / name).write_bytes(pdf)
-        texts.append(subprocess.run([PDFTOTEXT, str(tmp_path / name), "-"], capture_output=True, text=True,
-                                    check=True, timeout=60).stdout)
+        texts.append(subprocess.run([required_tool("pdftotext"), str(tmp_path / name), "-"], capture_output=True,
+                                    text=True, check=True, timeout=60).stdout)
     assert TAMPER_TARGET.decode() in texts[1] and "OncoFlow tumour report, page 2" in texts[1]
     assert texts[1] == texts[0]
 
@@ -392,7 +386,6 @@ def test_pyhanko_rejects_altered_content(signed_pdf: bytes, ca_certificate: x509
     assert any("altered" in problem for problem in check.problems)
 
 
-@needs_pdfsig
 def test_pdfsig_rejects_altered_content(signed_pdf: bytes, tmp_path: Path) -> None:
     output = run_pdfsig(tampered(signed_pdf), tmp_path)
     assert "Signature is Valid." not in output
@@ -412,9 +405,8 @@ def test_a_forged_signature_value_is_rejected(signed_pdf: bytes, ca_certificate:
     forged = forged_signature_value(signed_pdf)
     check = check_signed_pdf(forged, [ca_certificate])
     assert check.intact and not check.valid and not check.ok
-    if PDFSIG is not None:
-        output = run_pdfsig(forged, tmp_path)
-        assert "Signature is Valid." not in output and "Signature is Invalid." in output, output
+    output = run_pdfsig(forged, tmp_path)
+    assert "Signature is Valid." not in output and "Signature is Invalid." in output, output
 
 
 def test_bytes_appended_after_signing_are_reported(signed_pdf: bytes, ca_certificate: x509.Certificate,
@@ -424,9 +416,8 @@ def test_bytes_appended_after_signing_are_reported(signed_pdf: bytes, ca_certifi
     assert check.intact and check.valid and check.trusted
     assert not check.covers_whole_file and not check.ok
     assert any("bytes were added after the signed range" in problem for problem in check.problems)
-    if PDFSIG is not None:
-        output = run_pdfsig(extended, tmp_path)
-        assert "Not total document signed" in output and "Signature is Valid." in output, output
+    output = run_pdfsig(extended, tmp_path)
+    assert "Not total document signed" in output and "Signature is Valid." in output, output
 
 
 def test_an_incremental_update_changing_a_page_is_reported(signed_pdf: bytes, ca_certificate: x509.Certificate,
@@ -443,8 +434,7 @@ def test_an_incremental_update_changing_a_page_is_reported(signed_pdf: bytes, ca
     check = check_signed_pdf(updated, [ca_certificate])
     assert check.intact and not check.covers_whole_file and not check.ok
     assert any("changed after signing" in problem for problem in check.problems)
-    if PDFSIG is not None:
-        assert "Not total document signed" in run_pdfsig(updated, tmp_path)
+    assert "Not total document signed" in run_pdfsig(updated, tmp_path)
 
 
 def test_another_ca_is_not_trusted(signed_pdf: bytes) -> None:

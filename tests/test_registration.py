@@ -77,8 +77,7 @@ def known_affine(center_mm: tuple[float, float, float]) -> sitk.AffineTransform:
 @pytest.fixture(scope="module")
 def baseline() -> Volume:
     """Colin27 (skull-stripped), smoothed and resampled to 2 mm, as an axial Volume."""
-    if not COLIN27.exists():
-        pytest.skip(f"{COLIN27} not installed (mricron templates)")
+    assert COLIN27.exists(), f"{COLIN27} is missing: make test installs mricron-data (scripts/bootstrap.sh)"
     image = sitk.Cast(sitk.ReadImage(str(COLIN27)), sitk.sitkFloat32)
     image = sitk.DICOMOrient(image, "LPS")
     image = resample_isotropic(sitk.SmoothingRecursiveGaussian(image, TEST_SPACING_MM / 2), TEST_SPACING_MM)
@@ -235,7 +234,6 @@ def test_elastix_falls_back_to_sitk_when_itk_is_missing(prepared, true_transform
 
 @pytest.fixture(scope="module")
 def elastix_result(prepared):
-    pytest.importorskip("itk")
     return register_affine(*prepared, method="elastix")
 
 
@@ -247,7 +245,7 @@ def test_elastix_registration_recovers_a_known_affine(elastix_result, true_trans
 
 @pytest.mark.filterwarnings(ITK_SWIG_WARNINGS)
 def test_elastix_conversion_maps_points_like_transformix(elastix_result, prepared, landmarks, tmp_path) -> None:
-    itk = pytest.importorskip("itk")
+    import itk  # itk-elastix: in requirements.lock, never optional in the tests
     maps = elastix_result.parameters["transform_parameter_maps"]
     assert [m["Transform"][0] for m in maps] == ["EulerTransform", "AffineTransform"]
     parameter_object = itk.ParameterObject.New()

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 from pydicom.uid import generate_uid
 
 from oncoflow.dicom.registration_writer import read_spatial_registration, write_spatial_registration
 from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
 
-from .conftest import axial_volume
+from .conftest import axial_volume, required_tool
 
 
 def images(study: str, patient: str = "P1") -> list[pydicom.Dataset]:
@@ -34,7 +32,5 @@ def test_spatial_registration_round_trip_and_validity(tmp_path: Path) -> None:
     assert again.FrameOfReferenceUID == baseline[0].FrameOfReferenceUID
     assert again.RegistrationSequence[1].FrameOfReferenceUID == follow_up[0].FrameOfReferenceUID
     assert write_spatial_registration(baseline, follow_up, matrix, "elastix", "fp").SOPInstanceUID == reg.SOPInstanceUID
-    if shutil.which("dciodvfy") is None:
-        pytest.fail("dciodvfy (dicom3tools) must be installed")
-    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True).stderr
+    report = subprocess.run([required_tool("dciodvfy"), str(path)], capture_output=True, text=True).stderr
     assert "Error" not in report, report

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from pydicom.uid import generate_uid
 from oncoflow.core.volume import Volume
 from oncoflow.dicom.seg_writer import AlgorithmInfo, read_segmentation_mask, write_segmentation
 from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
+
+from .conftest import required_tool
 
 
 @pytest.fixture(scope="module")
@@ -39,23 +40,36 @@ def test_seg_round_trip_codes_and_references(source: list) -> None:
     assert isinstance(hd.seg.Segmentation.from_dataset(seg), hd.seg.Segmentation)
 
 
-def test_same_fingerprint_gives_same_uids(source: list) -> None:
+def test_one_uid_names_one_content(source: list) -> None:
+    """The same result keeps its UIDs (a re-run stores nothing new); any other content never reuses them."""
     mask = np.zeros((10, 32, 32), np.uint8)
-    a = write_segmentation(source, mask, AlgorithmInfo("m", "1"), fingerprint="same")
-    b = write_segmentation(source, mask, AlgorithmInfo("m", "1"), fingerprint="same")
-    c = write_segmentation(source, mask, AlgorithmInfo("m", "1"), fingerprint="other")
-    assert a.SOPInstanceUID == b.SOPInstanceUID != c.SOPInstanceUID
+    mask[3:6, 10:20, 10:20] = 1
+    one_voxel_more = mask.copy()
+    one_voxel_more[7, 1, 1] = 1
+    weights = AlgorithmInfo("m", "fold0-0123456789ab")
+    first = write_segmentation(source, mask, weights, fingerprint="same")
+    again = write_segmentation(source, mask.copy(), AlgorithmInfo("m", "fold0-0123456789ab"), fingerprint="same")
+    assert (again.SOPInstanceUID, again.SeriesInstanceUID) == (first.SOPInstanceUID, first.SeriesInstanceUID)
+    others = [
+        write_segmentation(source, one_voxel_more, weights, fingerprint="same"),  # another mask
+        write_segmentation(source, mask, AlgorithmInfo("m", "fold0-fedcba987654"), fingerprint="same"),  # new weights
+        write_segmentation(source, mask, weights, fingerprint="same", series_description="renamed"),
+        write_segmentation(source, mask, weights, fingerprint="other"),  # other input
+    ]
+    uids = {first.SOPInstanceUID} | {other.SOPInstanceUID for other in others}
+    series = {first.SeriesInstanceUID} | {other.SeriesInstanceUID for other in others}
+    assert len(uids) == len(series) == 1 + len(others)
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
 def test_dciodvfy_reports_no_error_or_warning(source: list, tmp_path: Path) -> None:
+    dciodvfy = required_tool("dciodvfy")
     mask = np.zeros((10, 32, 32), np.uint8)
     mask[4, 5:9, 5:9] = 1
     path = tmp_path / "seg.dcm"
     write_segmentation(source, mask, AlgorithmInfo("nnunet_demo", "1"), fingerprint="v").save_as(path)
     source[0].save_as(tmp_path / "mr.dcm", enforce_file_format=True)
     for checked in (path, tmp_path / "mr.dcm"):
-        report = subprocess.run(["dciodvfy", str(checked)], capture_output=True, text=True).stderr
+        report = subprocess.run([dciodvfy, str(checked)], capture_output=True, text=True).stderr
         assert "Error" not in report and "Warning" not in report, report
 
 

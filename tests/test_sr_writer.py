@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -14,7 +13,8 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from oncoflow.dicom.seg_writer import AlgorithmInfo, derived_uid, write_segmentation
+from oncoflow.dicom.derived_object import derived_uid
+from oncoflow.dicom.seg_writer import AlgorithmInfo, write_segmentation
 from oncoflow.dicom.sr_writer import (
     PRIVATE_CODES,
     PRIVATE_SCHEME,
@@ -26,7 +26,7 @@ from oncoflow.dicom.sr_writer import (
 )
 from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
 
-from .conftest import axial_volume
+from .conftest import axial_volume, required_tool
 
 EXPERTS = ["nnunet_a", "nnunet_b", "nnunet_c"]
 NOT_RUN = {"sam2": "no weights", "medgemma": "no weights: ONCOFLOW_MODEL_WEIGHTS unset"}
@@ -200,11 +200,11 @@ def test_file_round_trip(follow_up: tuple, tmp_path: Path) -> None:
     assert from_file["percent_change"] == 38.2189 and from_file["flag"] == "progression"
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
 def test_dciodvfy_reports_no_error(baseline: tuple, follow_up: tuple, tmp_path: Path) -> None:
+    dciodvfy = required_tool("dciodvfy")
     for name, sr in (("baseline", baseline[2]), ("follow-up", follow_up[2])):
         path = _save(sr, tmp_path / f"{name}.dcm")
-        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        report = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
         output = report.stderr + report.stdout
         assert "Error" not in output, output
         # the only warning allowed is dciodvfy not knowing the private coding scheme
@@ -214,10 +214,10 @@ def test_dciodvfy_reports_no_error(baseline: tuple, follow_up: tuple, tmp_path: 
             assert not warnings, output
 
 
-@pytest.mark.skipif(shutil.which("dsrdump") is None, reason="dcmtk not installed")
 def test_dsrdump_shows_volume_and_flag(follow_up: tuple, tmp_path: Path) -> None:
+    dsrdump = required_tool("dsrdump")
     path = _save(follow_up[2], tmp_path / "sr.dcm")
-    dump = subprocess.run(["dsrdump", str(path)], capture_output=True, text=True)
+    dump = subprocess.run([dsrdump, str(path)], capture_output=True, text=True)
     assert dump.returncode == 0, dump.stderr
     assert "17.0641" in dump.stdout
     assert "progression" in dump.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -45,18 +44,6 @@ def test_depth_limit_is_exact() -> None:
         data = _before_pixels(_encode(clean, "1.2.3"), _deep_sequence(levels))
         assert sequence_depth(data) == min(levels, MAX_SEQUENCE_DEPTH + 1)
         assert (refusal_reason(data) is None) == (levels <= MAX_SEQUENCE_DEPTH)
-
-
-def test_cost_per_instance_is_microseconds() -> None:
-    """Recorded, with a bound generous enough for a loaded CI machine (measured: about 1 us)."""
-    clean = next(c for c in CASES if c.name == "clean").data
-    for data in (clean, next(c for c in CASES if c.name == "polyglot-mz").data):
-        start = time.perf_counter()
-        for _ in range(2000):
-            refusal_reason(data)
-        per_call_us = (time.perf_counter() - start) / 2000 * 1e6
-        print(f"refusal_reason: {per_call_us:.2f} us per call on {len(data)} bytes")
-        assert per_call_us < 50
 
 
 class _FakeOrthanc:

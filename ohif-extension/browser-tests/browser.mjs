@@ -1,6 +1,7 @@
 // Headless Chromium for OncoFlow's browser tests: Debian's /usr/bin/chromium driven by playwright-core
 // (no browser is ever downloaded), with the flags measured on these machines (docs: shared platform notes)
 // and a fresh user-data-dir per launch, removed on close, so no cache or service worker survives a run.
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,4 +109,47 @@ export async function waitForKeycloakLogin(page, timeout) {
     throw new Error(`the viewer has no sign-in: app-config.js set window.oncoflowAuth = ${auth} (is auth on?)`);
   }
   await page.locator('#username').waitFor({ state: 'visible', timeout });
+}
+
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+/**
+ * The TOTP code (RFC 6238: HMAC-SHA1, 6 digits, 30 s, the realm's OTP policy) of a base32 secret at `now`.
+ * The test's own implementation: what Keycloak checks it against is Keycloak's.
+ */
+export function totpCode(base32Secret, now = Date.now(), periodS = 30, digits = 6) {
+  const bits = [...base32Secret.replace(/=+$/, '').toUpperCase()]
+    .map((c) => {
+      const value = BASE32.indexOf(c);
+      if (value < 0) throw new Error('the TOTP secret is not base32');
+      return value.toString(2).padStart(5, '0');
+    }).join('');
+  const key = Buffer.from(bits.match(/.{8}/g).map((byte) => parseInt(byte, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(now / 1000 / periodS)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits).padStart(digits, '0');
+}
+
+/**
+ * On Keycloak's login page: enter the username and password, then, when Keycloak asks for it (doctors,
+ * radiologists, admins), the TOTP code of `totpSecret` on its OTP page. Returns whether the OTP page came;
+ * the caller then waits for the viewer (or Keycloak's error). Leaves `page` after the last submit.
+ */
+export async function signIn(page, { username, password, totpSecret, timeout }) {
+  await page.locator('#username').fill(username);
+  await page.locator('#password').fill(password);
+  await page.locator('#kc-login').click();
+  const otpForm = page.locator('#kc-otp-login-form');
+  const asked = await Promise.race([
+    otpForm.waitFor({ state: 'visible', timeout }).then(() => true),
+    page.waitForURL((url) => !url.pathname.includes('/realms/oncoflow/'), { timeout }).then(() => false),
+    page.locator('#input-error-username, #input-error').first().waitFor({ state: 'visible', timeout }).then(() => false),
+  ]);
+  if (!asked) return false;
+  if (!totpSecret) throw new Error(`Keycloak asks ${username} for a TOTP code and the test was given no secret`);
+  await page.locator('#otp').fill(totpCode(totpSecret));
+  await page.locator('#kc-login').click();
+  return true;
 }

@@ -10,6 +10,9 @@
 //   ONCOFLOW_USERNAME            a Keycloak user of realm oncoflow who may read images, e.g. radiologist.dev
 //                                (required)
 //   ONCOFLOW_PASSWORD            its password (required; never written to the artifacts)
+//   ONCOFLOW_TOTP_SECRET         its TOTP secret (base32): the code Keycloak asks doctors, radiologists
+//                                and admins for is computed from it (never written to the artifacts)
+//   ONCOFLOW_EXPECT_OTP          'yes' when Keycloak must ask this user for a TOTP code, 'no' when not
 //   ONCOFLOW_OPEN_STUDY          StudyInstanceUID of a processed study of a patient assigned to the user (required)
 //   ONCOFLOW_EXPECT_VOLUME_CM3   that study's tumour volume as OncoFlow's timeline answers it (optional: when
 //                                set, the panel must show it)
@@ -30,7 +33,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  artifactsDir, countRedPixels, launchBrowser, requiredEnv, viewportHasImage, waitForKeycloakLogin,
+  artifactsDir, countRedPixels, launchBrowser, requiredEnv, signIn, viewportHasImage, waitForKeycloakLogin,
 } from './browser.mjs';
 
 const REFUSED = new Set([401, 403]);
@@ -69,6 +72,7 @@ test('a signed-in user reviews an assigned study with no request refused, and se
   const baseUrl = requiredEnv('ONCOFLOW_URL').replace(/\/$/, '');
   const username = requiredEnv('ONCOFLOW_USERNAME');
   const password = requiredEnv('ONCOFLOW_PASSWORD');
+  const totpSecret = process.env.ONCOFLOW_TOTP_SECRET || '';
   const openStudy = requiredEnv('ONCOFLOW_OPEN_STUDY');
   const forbiddenStudy = process.env.ONCOFLOW_FORBIDDEN_STUDY || '';
   const expectedVolume = process.env.ONCOFLOW_EXPECT_VOLUME_CM3 ? Number(process.env.ONCOFLOW_EXPECT_VOLUME_CM3) : null;
@@ -127,6 +131,7 @@ test('a signed-in user reviews an assigned study with no request refused, and se
   };
   const summary = {};
 
+  let otpAsked = false;
   let stage = 'open the review mode';
   try {
     // 1. the review mode's URL sends an anonymous visitor to Keycloak's login page
@@ -137,10 +142,10 @@ test('a signed-in user reviews an assigned study with no request refused, and se
 
     // 2. sign in; OHIF comes back to the review mode's URL (where the visit began)
     stage = 'sign in';
-    await page.locator('#username').fill(username);
-    await page.locator('#password').fill(password);
     phase = 'assigned';
-    await page.locator('#kc-login').click();
+    otpAsked = await signIn(page, { username, password, totpSecret, timeout });
+    assert.equal(otpAsked ? 'yes' : 'no', requiredEnv('ONCOFLOW_EXPECT_OTP'),
+      `Keycloak ${otpAsked ? 'asked' : 'did not ask'} ${username} for a TOTP code`);
     stage = 'back on the review mode';
     const keycloakError = page.locator('[id^="input-error"], .kc-feedback-text, #kc-error-message').first();
     const outcome = await Promise.race([

@@ -6,6 +6,9 @@
 //   ONCOFLOW_URL                 Orthanc's base URL, e.g. http://127.0.0.1:8042 (required)
 //   ONCOFLOW_USERNAME            a Keycloak user of realm oncoflow, e.g. doctor.dev (required)
 //   ONCOFLOW_PASSWORD            its password (required; never written to the artifacts)
+//   ONCOFLOW_TOTP_SECRET         its TOTP secret (base32): the code Keycloak asks doctors, radiologists
+//                                and admins for is computed from it (never written to the artifacts)
+//   ONCOFLOW_EXPECT_OTP          'yes' when Keycloak must ask this user for a TOTP code, 'no' when not
 //   ONCOFLOW_EXPECT_PATIENTS     comma-separated PatientIDs the study list must show (may be empty)
 //   ONCOFLOW_FORBIDDEN_PATIENTS  comma-separated PatientIDs that must appear neither in the list nor in any
 //                                QIDO answer (may be empty)
@@ -21,7 +24,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { artifactsDir, launchBrowser, requiredEnv, waitForKeycloakLogin } from './browser.mjs';
+import { artifactsDir, launchBrowser, requiredEnv, signIn, waitForKeycloakLogin } from './browser.mjs';
 
 /** A comma-separated list of PatientIDs (blanks dropped). */
 export function patientList(value) {
@@ -58,6 +61,7 @@ test('a user signs in through Keycloak and sees only the assigned patients, with
   const baseUrl = requiredEnv('ONCOFLOW_URL').replace(/\/$/, '');
   const username = requiredEnv('ONCOFLOW_USERNAME');
   const password = requiredEnv('ONCOFLOW_PASSWORD');
+  const totpSecret = process.env.ONCOFLOW_TOTP_SECRET || '';
   const expected = patientList(process.env.ONCOFLOW_EXPECT_PATIENTS);
   const forbidden = patientList(process.env.ONCOFLOW_FORBIDDEN_PATIENTS);
   const both = expected.filter((id) => forbidden.includes(id));
@@ -98,6 +102,7 @@ test('a user signs in through Keycloak and sees only the assigned patients, with
     }
   });
 
+  let otpAsked = false;
   let stage = 'open the viewer';
   try {
     // 1. the viewer sends an anonymous visitor to Keycloak's login page
@@ -116,9 +121,9 @@ test('a user signs in through Keycloak and sees only the assigned patients, with
 
     // 2. sign in
     stage = 'sign in';
-    await page.locator('#username').fill(username);
-    await page.locator('#password').fill(password);
-    await page.locator('#kc-login').click();
+    otpAsked = await signIn(page, { username, password, totpSecret, timeout });
+    assert.equal(otpAsked ? 'yes' : 'no', requiredEnv('ONCOFLOW_EXPECT_OTP'),
+      `Keycloak ${otpAsked ? 'asked' : 'did not ask'} ${username} for a TOTP code`);
     stage = 'back on the viewer';
     // OHIF exchanges the code at /ohif/callback, then navigates to where the visit began ('/' -> /ohif)
     const onViewer = (url) => url.origin === new URL(baseUrl).origin && /^\/ohif(\/|$)/.test(url.pathname) &&

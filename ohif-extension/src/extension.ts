@@ -3,7 +3,8 @@
  * `import(url)` from `window.config.extensions` or from the mode's dependencies).
  *
  * Modules: the `oncoflow` panel (`@oncoflow/extension.panelModule.oncoflow`) and the
- * baseline | follow-up hanging protocol.
+ * baseline | follow-up hanging protocol. At registration it also sends the study list's uploads (STOW-RS)
+ * through OncoFlow's checks (`uploadRoute.ts`).
  */
 
 import { createElement } from 'react';
@@ -15,6 +16,7 @@ import { createIslandComponent } from './island';
 import { createOhifViewerBridge } from './ohif/ohifViewerBridge';
 import type { ExtensionModuleArgs } from './ohif/types';
 import { injectPanelStyles } from './styles';
+import { routeUploadsThroughOncoFlow } from './uploadRoute';
 
 function getPanelModule({ servicesManager, commandsManager, extensionManager, appConfig }: ExtensionModuleArgs) {
   const api = createOncoFlowApi({
@@ -45,6 +47,7 @@ const oncoflowExtension = {
   id: EXTENSION_ID,
   preRegistration() {
     injectPanelStyles();
+    routeUploadsThroughOncoFlow(window);
   },
   getPanelModule,
   getHangingProtocolModule,

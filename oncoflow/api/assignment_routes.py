@@ -76,12 +76,7 @@ class PatientAssignments:
     def _admin(self) -> AdminClient:
         if self.auth is None:
             raise KeycloakError("login is off (ONCOFLOW_AUTH=off): there are no users to assign patients to")
-        try:
-            secret = json.loads(self.secret_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise KeycloakError(f"no service-account secret at {self.secret_path} ({exc})") from exc
-        return AdminClient.service_account(self.auth.keycloak_url, secret["client_id"], secret["secret"],
-                                           self.auth.realm)
+        return AdminClient.from_secret_file(self.auth.keycloak_url, self.auth.realm, self.secret_path)
 
     def change(self, body: bytes) -> Answer:
         """Replace a user's assigned patients from the request ``body``; every change is audited."""

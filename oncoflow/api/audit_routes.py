@@ -3,7 +3,7 @@ login is on); the read itself is one more record."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from oncoflow.api.answer import Answer, json_answer
 from oncoflow.security.access_audit import AccessAudit
@@ -11,8 +11,9 @@ from oncoflow.security.access_audit import AccessAudit
 MAX_RECORDS_PER_PAGE = 1000
 
 
-def read_audit(audit: AccessAudit, arguments: Mapping[str, str]) -> Answer:
-    """One page of records after ``since_id`` (at most ``limit``), of one ``action`` when given."""
+def read_audit(audit: AccessAudit, arguments: Mapping[str, str], refresh: Callable[[], object] | None = None) -> Answer:
+    """One page of records after ``since_id`` (at most ``limit``), of one ``action`` when given. ``refresh`` first
+    brings in the records kept elsewhere (Keycloak's refused logins), so a read is up to date."""
     try:
         since_id = int(arguments.get("since_id", "0"))
         limit = int(arguments.get("limit", "100"))
@@ -21,6 +22,8 @@ def read_audit(audit: AccessAudit, arguments: Mapping[str, str]) -> Answer:
     except ValueError:
         return json_answer(400, {"error": f"since_id >= 0 and limit 1..{MAX_RECORDS_PER_PAGE} (integers)"})
     action = arguments.get("action") or None
+    if refresh is not None:
+        refresh()
     try:
         records = audit.audit.records(since_id=since_id, limit=limit, action=action)
     except ValueError as exc:

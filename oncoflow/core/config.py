@@ -7,7 +7,9 @@ message that lists every problem, so a misconfigured stack never half-starts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,17 +24,38 @@ SERIES_KINDS = ("t1c", "t1", "flair", "t2")
 FUSION_STRATEGIES = ("majority", "staple", "weighted", "confidence")
 DEFAULT_PANEL = "nnunet_demo,nnunet_demo_2d,nnunet_demo_3d_seed2,sam2,medgemma"
 BASELINE_RULES = ("previous", "nadir", "first")
-DEFAULT_ALLOWED_AETS = "ONCOFLOWCLI,STORESCU"  # `oncoflow push` and dcmtk's storescu default: development only
+# `oncoflow push` and dcmtk's storescu default, on this machine: development only
+DEFAULT_STORE_PEERS = "ONCOFLOWCLI@127.0.0.1,STORESCU@127.0.0.1"
+QUERY_RIGHTS = ("find", "move", "get")
 REGISTRATION_METHODS = ("elastix", "sitk")
 
 
 @dataclass(frozen=True)
 class DicomPeer:
-    """A remote DICOM node allowed to talk to Orthanc (C-STORE in; C-FIND / C-MOVE / C-ECHO)."""
+    """A remote DICOM node allowed to associate with Orthanc, from one IP address, for the commands it is given.
+
+    A store peer (a modality, ``ONCOFLOW_STORE_PEERS``) may only C-STORE (and C-ECHO). A query peer (another
+    PACS, a workstation, ``ONCOFLOW_QUERY_PEERS``) has its own C-FIND, C-MOVE and C-GET rights, and is reached
+    by DICOM TLS when it is not on this machine. Orthanc checks the caller's AE title and its IP address
+    (``DicomCheckModalityHost``) on every association.
+    """
 
     aet: str  # its calling AE title
-    host: str = "127.0.0.1"  # where C-MOVE sends to it
+    host: str = "127.0.0.1"  # the IP address it calls from, and where C-MOVE sends to it
     port: int = 104
+    store: bool = True
+    find: bool = False
+    move: bool = False
+    get: bool = False
+
+    @property
+    def on_loopback(self) -> bool:
+        return ipaddress.ip_address(self.host).is_loopback
+
+    @property
+    def rights(self) -> tuple[str, ...]:
+        """What the peer may do, as words: ``store``, ``find``, ``move``, ``get``."""
+        return tuple(name for name in ("store", *QUERY_RIGHTS) if getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,9 @@ class LlmSettings:
         return host in ("localhost", "127.0.0.1", "::1")
 
 
+DEFAULT_OTP_ROLES = frozenset({"admin", "radiologist", "doctor"})
+
+
 @dataclass(frozen=True)
 class AuthSettings:
     """Login through Keycloak (OpenID Connect): every HTTP request to Orthanc needs a valid access token.
@@ -64,6 +90,9 @@ class AuthSettings:
     viewer_client_id: str = "ohif"  # ONCOFLOW_OIDC_VIEWER_CLIENT: the viewer's public client (code + PKCE)
     keycloak_port: int | None = None  # ONCOFLOW_KEYCLOAK_PORT: the embedded Keycloak; None for an external one
     leeway_s: float = 30.0  # ONCOFLOW_OIDC_LEEWAY_S: clock skew allowed on exp / iat / nbf
+    # ONCOFLOW_OIDC_OTP_ROLES: realm roles whose tokens must show a second factor (``otp`` in the token's
+    # ``amr`` claim); empty: none. Keycloak asks these roles for a TOTP code; Orthanc checks it was given.
+    otp_roles: frozenset[str] = DEFAULT_OTP_ROLES
 
     @property
     def jwks_url(self) -> str:
@@ -120,8 +149,9 @@ class Settings:
     signing_cert: Path | None = None  # ONCOFLOW_SIGNING_CERT: PEM certificate (default <home>/signing/signer.pem)
     signing_chain: Path | None = None  # ONCOFLOW_SIGNING_CHAIN: PEM issuer chain (default <home>/signing/ca.pem)
     report_institution: str = "OncoFlow development site"  # ONCOFLOW_REPORT_INSTITUTION: report header, signature
-    # ONCOFLOW_ALLOWED_AETS: "AET[@host[:port]],...": the only DICOM peers Orthanc accepts associations from
-    allowed_peers: tuple[DicomPeer, ...] = ()
+    # ONCOFLOW_STORE_PEERS ("AET@host[:port],...": may C-STORE) and ONCOFLOW_QUERY_PEERS ("AET@host:port/find+move+get,
+    # ..."): the only DICOM peers Orthanc accepts associations from, each from its own IP address, for its rights
+    dicom_peers: tuple[DicomPeer, ...] = ()
     # ONCOFLOW_DICOM_TLS_CERT / _KEY / _TRUSTED (PEM): DICOM TLS on the DICOM port (all three, or none)
     dicom_tls: tuple[Path, Path, Path] | None = None
     # ONCOFLOW_AUTH=on|off (default on): token checks on Orthanc's HTTP API; None only when switched off
@@ -205,6 +235,12 @@ class Settings:
         return self.home / "log"
 
     @property
+    def orthanc_log_path(self) -> Path:
+        """Orthanc's own log (``--logfile``): OncoFlow reads the DICOM refusals in it
+        (:mod:`oncoflow.security.dicom_refusals`)."""
+        return self.log_dir / "orthanc-server.log"
+
+    @property
     def orthanc_url(self) -> str:
         """Orthanc's REST API: ``ONCOFLOW_ORTHANC_URL``, or this stack's own port on the loopback."""
         return self.orthanc_api_url or f"http://127.0.0.1:{self.http_port}"
@@ -261,25 +297,53 @@ def _valid_aet(aet: str) -> bool:
     return 1 <= len(aet) <= 16 and aet.isascii() and aet.isprintable() and aet.strip() == aet and "\\" not in aet
 
 
-def parse_dicom_peers(raw: str, errors: list[str]) -> tuple[DicomPeer, ...]:
-    """``ONCOFLOW_ALLOWED_AETS``: ``AET[@host[:port]]`` entries separated by commas."""
-    peers: list[DicomPeer] = []
-    for item in (i.strip() for i in raw.split(",")):
-        if not item:
-            continue
-        aet, _, address = item.partition("@")
-        host, _, port_text = address.partition(":")
-        try:
-            port = int(port_text) if port_text else 104
-        except ValueError:
-            port = 0
-        if not _valid_aet(aet) or not 1 <= port <= 65535 or (address and not host):
-            errors.append(f"ONCOFLOW_ALLOWED_AETS entry {item!r} must be AET[@host[:port]] (AET: 1-16 ASCII)")
-            continue
-        peers.append(DicomPeer(aet, host or "127.0.0.1", port))
-    if len({p.aet for p in peers}) != len(peers):
-        errors.append("ONCOFLOW_ALLOWED_AETS names an AE title twice")
-    return tuple(peers)
+def _peer_address(variable: str, item: str, address: str, port_required: bool,
+                  errors: list[str]) -> tuple[str, int] | None:
+    """``host[:port]`` of a peer entry: an IP address (Orthanc compares the caller's IP as text, so a host name
+    would never match) and a port (default 104)."""
+    host, _, port_text = address.rpartition(":") if address.count(":") == 1 else (address, "", "")
+    try:
+        port = int(port_text) if port_text else (0 if port_required else 104)
+        ipaddress.ip_address(host)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        errors.append(f"{variable} entry {item!r}: the host must be an IP address (Orthanc compares the caller's "
+                      f"IP, never a name){' and the port is required' if port_required else ''}")
+        return None
+    return host, port
+
+
+def parse_dicom_peers(store_raw: str, query_raw: str, errors: list[str]) -> tuple[DicomPeer, ...]:
+    """``ONCOFLOW_STORE_PEERS`` (``AET@host[:port]``) and ``ONCOFLOW_QUERY_PEERS`` (``AET@host:port/find+move+get``),
+    entries separated by commas. An AE title in both lists is one peer with both rights (same host required)."""
+    peers: dict[str, DicomPeer] = {}
+    for variable, raw in (("ONCOFLOW_STORE_PEERS", store_raw), ("ONCOFLOW_QUERY_PEERS", query_raw)):
+        query = variable == "ONCOFLOW_QUERY_PEERS"
+        for item in (i.strip() for i in raw.split(",")):
+            if not item:
+                continue
+            entry, _, rights_text = item.partition("/")
+            aet, _, address = entry.partition("@")
+            rights = set(rights_text.split("+")) if rights_text else set()
+            if not _valid_aet(aet) or not address or (query and (not rights or not rights <= set(QUERY_RIGHTS))) \
+                    or (not query and rights_text):
+                form = "AET@host:port/find+move+get (one right at least)" if query else "AET@host[:port]"
+                errors.append(f"{variable} entry {item!r} must be {form} (AET: 1-16 ASCII)")
+                continue
+            located = _peer_address(variable, item, address, query, errors)
+            if located is None:
+                continue
+            peer = DicomPeer(aet, *located, store=not query, **{name: name in rights for name in QUERY_RIGHTS})
+            earlier = peers.get(aet)
+            if earlier is not None and (earlier.host != peer.host or earlier.store == peer.store):
+                errors.append(f"{variable} names AE title {aet} twice, or with another host than before")
+                continue
+            if earlier is not None:  # a store peer that may also query, from the same host
+                peer = DicomPeer(aet, peer.host, peer.port if query else earlier.port, True,
+                                 peer.find or earlier.find, peer.move or earlier.move, peer.get or earlier.get)
+            peers[aet] = peer
+    return tuple(peers.values())
 
 
 def _switch(env: Mapping[str, str], name: str, default: bool, errors: list[str]) -> bool:
@@ -312,13 +376,19 @@ def _auth_settings(env: Mapping[str, str], errors: list[str]) -> AuthSettings | 
     audience = env.get("ONCOFLOW_OIDC_AUDIENCE", "orthanc").strip() or "orthanc"
     viewer_client = env.get("ONCOFLOW_OIDC_VIEWER_CLIENT", "ohif").strip() or "ohif"
     leeway_s = _float(env, "ONCOFLOW_OIDC_LEEWAY_S", 30.0, 0.0, errors)
+    otp_roles = DEFAULT_OTP_ROLES
+    if "ONCOFLOW_OIDC_OTP_ROLES" in env:
+        otp_roles = frozenset(role.strip() for role in env["ONCOFLOW_OIDC_OTP_ROLES"].split(",") if role.strip())
+        if not all(re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", role) for role in otp_roles):
+            errors.append("ONCOFLOW_OIDC_OTP_ROLES must list realm role names (a-z 0-9 _ -), separated by commas")
     issuer = env.get("ONCOFLOW_OIDC_ISSUER", "").strip().rstrip("/")
     if issuer:
         if not issuer.startswith(("https://", "http://")) or "/realms/" not in issuer:
             errors.append(f"ONCOFLOW_OIDC_ISSUER={issuer!r} must be a Keycloak realm URL (http[s]://host/realms/NAME)")
-        return AuthSettings(issuer, audience, viewer_client, None, leeway_s)
+        return AuthSettings(issuer, audience, viewer_client, None, leeway_s, otp_roles)
     port = _int(env, "ONCOFLOW_KEYCLOAK_PORT", 8180, 1, 65535, errors)
-    return AuthSettings(f"http://127.0.0.1:{port}/realms/oncoflow", audience, viewer_client, port, leeway_s)
+    return AuthSettings(f"http://127.0.0.1:{port}/realms/oncoflow", audience, viewer_client, port, leeway_s,
+                        otp_roles)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -437,6 +507,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         else:
             dicom_tls = (paths[0], paths[1], paths[2])
 
+    if "ONCOFLOW_ALLOWED_AETS" in env:
+        errors.append("ONCOFLOW_ALLOWED_AETS is now ONCOFLOW_STORE_PEERS (store only, AET@host[:port]); query and "
+                      "retrieve peers go in ONCOFLOW_QUERY_PEERS (AET@host:port/find+move+get)")
+    dicom_peers = parse_dicom_peers(env.get("ONCOFLOW_STORE_PEERS", DEFAULT_STORE_PEERS),
+                                    env.get("ONCOFLOW_QUERY_PEERS", ""), errors)
+    remote_queries = [p.aet for p in dicom_peers if (p.find or p.move or p.get) and not p.on_loopback]
+    if remote_queries and dicom_tls is None and not any("ONCOFLOW_DICOM_TLS" in e for e in errors):
+        errors.append(f"query peers off this machine ({', '.join(remote_queries)}) need DICOM TLS: set "
+                      "ONCOFLOW_DICOM_TLS_CERT, _KEY and _TRUSTED")
     auth = _auth_settings(env, errors)
     database_url = _postgres_url(env, "ONCOFLOW_DATABASE_URL", errors)
     orthanc_index_url = _postgres_url(env, "ONCOFLOW_ORTHANC_INDEX_URL", errors)
@@ -486,7 +565,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         signing_chain=signing["chain"],
         report_institution=env.get("ONCOFLOW_REPORT_INSTITUTION", "OncoFlow development site").strip()
         or "OncoFlow development site",
-        allowed_peers=parse_dicom_peers(env.get("ONCOFLOW_ALLOWED_AETS", DEFAULT_ALLOWED_AETS), errors),
+        dicom_peers=dicom_peers,
         dicom_tls=dicom_tls,
         auth=auth,
         database_url=database_url,

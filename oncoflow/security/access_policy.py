@@ -8,7 +8,7 @@ ask :func:`is_allowed` with the caller's validated token (:mod:`oncoflow.securit
 role        may
 =========== ===============================================================
 clinician   read reports of assigned patients
-doctor      read images and results of assigned patients; upload notes
+doctor      read images and results of assigned patients; upload notes and images (STOW-RS, viewer)
 radiologist the same, plus re-analyse, refine and report again
 admin       everything, plus assignments, the audit log and Orthanc's admin
 worker      the service account: read images and results of any patient
@@ -18,6 +18,9 @@ pipeline    pipeline workers' service account: read any patient; store, look up 
 
 A route this module does not know is admin-only (fail closed): Orthanc's own listings (``/patients``,
 ``/tools/find``, ``/dicom-web/studies`` without a UID), uploads over REST and Orthanc Explorer among them.
+``POST /dicom-web/studies`` (the DICOMweb plug-in's own STOW-RS) is refused to everyone: uploads go through
+``/oncoflow/dicom-web/studies``, where each instance is checked first, and reach the plug-in with Orthanc's
+internal token, which the filter never sees.
 The viewer's static files and ``/oncoflow/health`` are public (no patient data); the panel description
 only needs a valid token. An Orthanc resource is named ``<level>/<id>`` (``studies/5f2a...``).
 """
@@ -38,16 +41,19 @@ class Permission(Enum):
     READ_RESULTS = "read images and results"
     UPLOAD_NOTES = "upload notes"
     ANALYSE = "analyse"  # re-analyse, refine, report again
+    UPLOAD_IMAGES = "upload images"  # STOW-RS through OncoFlow's checks, for assigned patients
     STORE_RESULTS = "store results"  # a pipeline worker storing, looking up and replacing derived SEG/SR/PDF
     ADMIN = "admin"
+    INTERNAL = "internal only"  # no role: what only OncoFlow's own calls inside Orthanc may do
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "clinician": frozenset({Permission.READ_REPORT}),
-    "doctor": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.UPLOAD_NOTES}),
+    "doctor": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.UPLOAD_NOTES,
+                         Permission.UPLOAD_IMAGES}),
     "radiologist": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.UPLOAD_NOTES,
-                              Permission.ANALYSE}),
-    "admin": frozenset(Permission),
+                              Permission.UPLOAD_IMAGES, Permission.ANALYSE}),
+    "admin": frozenset(set(Permission) - {Permission.INTERNAL}),
     "worker": frozenset({Permission.READ_RESULTS}),
     "pipeline": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.STORE_RESULTS}),
 }
@@ -81,6 +87,8 @@ _RULES: tuple[tuple[str, re.Pattern[str], Permission, PatientReference], ...] = 
          Permission.READ_RESULTS, "patient_id"),
         ("POST", r"/oncoflow/patients/([^/]{1,200})/documents", Permission.UPLOAD_NOTES, "patient_id"),
         ("GET", r"/oncoflow/dicom-web/(?:studies|series|instances)", Permission.READ_RESULTS, "none"),  # filtered
+        ("POST", r"/oncoflow/dicom-web/studies", Permission.UPLOAD_IMAGES, "none"),  # each part's patient: checked
+        ("POST", r"/dicom-web/studies(?:/.*)?", Permission.INTERNAL, "none"),
         ("GET", rf"/(?:oncoflow/)?dicom-web/studies/{_UID}(?:/.*)?", Permission.READ_RESULTS, "study_uid"),
         ("GET", rf"/((?:studies|series|instances|patients)/{_ID})(?:/.*)?", Permission.READ_RESULTS, "orthanc_id"),
         ("POST", r"/instances", Permission.STORE_RESULTS, "none"),

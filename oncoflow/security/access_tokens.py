@@ -59,6 +59,7 @@ class AccessToken:
     assigned_patients: frozenset[str]  # PatientIDs from the user attribute assigned_patients
     client_id: str | None  # azp: the client the token was issued to
     expires_at: int  # exp, seconds since the epoch
+    authentication_methods: frozenset[str] = frozenset()  # amr (RFC 8176): "pwd", "otp", ... as Keycloak set them
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -181,4 +182,5 @@ def _access_token(claims: dict[str, Any]) -> AccessToken:
     client_id = claims.get("azp")
     return AccessToken(subject=subject, username=username if isinstance(username, str) else subject,
                        roles=roles & ONCOFLOW_ROLES, assigned_patients=_strings(claims.get("assigned_patients")),
-                       client_id=client_id if isinstance(client_id, str) else None, expires_at=int(exp))
+                       client_id=client_id if isinstance(client_id, str) else None, expires_at=int(exp),
+                       authentication_methods=_strings(claims.get("amr")))

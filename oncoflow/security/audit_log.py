@@ -112,8 +112,8 @@ from typing import Any, TextIO
 GENESIS_HASH = "0" * 64
 """The ``previous_hash`` of record 1."""
 
-ROLES: frozenset[str] = frozenset({"admin", "radiologist", "doctor", "clinician", "worker", "modality", "system",
-                                   "anonymous"})
+ROLES: frozenset[str] = frozenset({"admin", "radiologist", "doctor", "clinician", "worker", "pipeline", "modality",
+                                   "system", "anonymous"})
 OUTCOMES: tuple[str, ...] = ("success", "refused", "failed")
 ATNA_EVENT_OUTCOME: dict[str, int] = {"success": 0, "refused": 4, "failed": 8}
 """Our outcome words as ATNA / DICOM EventOutcomeIndicator codes (0 success, 4 minor, 8 serious failure)."""
@@ -128,7 +128,9 @@ ACTIONS: frozenset[str] = frozenset(
         "notes.erase",
         "assignment.change",  # a patient assigned to / removed from a doctor
         "dicom.store",  # C-STORE or REST upload accepted
-        "dicom.store.refused",  # C-STORE from an unknown AE title refused
+        "dicom.store.refused",  # a received file refused by the upload guard, or a resent instance that differs
+        "dicom.refused",  # a DICOM association or command refused (unknown peer, wrong host, command not allowed)
+        "login.refused",  # a Keycloak login refused (wrong password or TOTP code, code replayed, code missing)
         "http.refused",  # a REST request refused (authorisation, validation)
         "audit.read",  # GET /oncoflow/audit: reading the audit log is itself audited
         "audit.export",

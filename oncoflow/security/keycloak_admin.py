@@ -12,10 +12,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 REALM = "oncoflow"
 ADMIN_USERNAME = "admin"
+TOTP_DIGITS = 6  # the realm's otpPolicyDigits (keycloak/oncoflow-realm.json)
+TOTP_PERIOD_S = 30  # its otpPolicyPeriod
 
 
 class KeycloakError(RuntimeError):
@@ -75,6 +78,16 @@ class AdminClient:
         return cls(base_url, _access_token(f"{base_url.rstrip('/')}/realms/{realm}/protocol/openid-connect/token", {
             "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}), realm)
 
+    @classmethod
+    def from_secret_file(cls, base_url: str, realm: str, secret_path: Path) -> AdminClient:
+        """The realm service account whose ``{"client_id", "secret"}`` JSON is at ``secret_path`` (the plug-in's
+        ``oncoflow-assignments``: it manages users' assignments and reads the realm's login events)."""
+        try:
+            secret = json.loads(secret_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise KeycloakError(f"no service-account secret at {secret_path} ({exc})") from exc
+        return cls.service_account(base_url, secret["client_id"], secret["secret"], realm)
+
     def call(self, method: str, path: str, json_body: Any = None, expect: Sequence[int] = (200, 201, 204)) -> Any:
         url = f"{self.base_url}/admin/realms/{self.realm}{path}"
         status, body, headers = _request(method, url, self.token, json_body=json_body)
@@ -115,6 +128,22 @@ class AdminClient:
         self.call("POST", f"/users/{user_id}/role-mappings/realm", wanted)
         return user_id
 
+    def set_totp(self, user_id: str, secret_base32: str, label: str) -> None:
+        """Give the user exactly one OTP credential: TOTP with this base32 secret and the realm's policy (HmacSHA1,
+        6 digits, 30 s). Any earlier OTP credential is removed first, so calling it again is harmless."""
+        for credential in self.call("GET", f"/users/{user_id}/credentials"):
+            if credential.get("type") == "otp":
+                self.call("DELETE", f"/users/{user_id}/credentials/{credential['id']}")
+        user = self.call("GET", f"/users/{user_id}")
+        user["credentials"] = [{
+            "type": "otp", "userLabel": label,
+            "secretData": json.dumps({"value": secret_base32}),
+            "credentialData": json.dumps({"subType": "totp", "digits": TOTP_DIGITS, "counter": 0,
+                                          "period": TOTP_PERIOD_S, "algorithm": "HmacSHA1",
+                                          "secretEncoding": "BASE32"}),
+        }]
+        self.call("PUT", f"/users/{user_id}", user)
+
     def set_assigned_patients(self, username: str, patient_ids: Sequence[str]) -> list[str] | None:
         """Replace the user's ``assigned_patients``; returns the previous list, or ``None`` for an unknown user.
 
@@ -131,6 +160,10 @@ class AdminClient:
         user["attributes"] = attributes
         self.call("PUT", f"/users/{user_id}", user)
         return previous
+
+    def login_errors(self, max_events: int = 500) -> list[dict[str, Any]]:
+        """The realm's most recent ``LOGIN_ERROR`` events, newest first (``time`` in ms; needs ``view-events``)."""
+        return list(self.call("GET", f"/events?type=LOGIN_ERROR&first=0&max={max_events}"))
 
     def set_redirect_origins(self, client_id: str, origins: Sequence[str], path: str = "/ohif/") -> None:
         """Let ``client_id`` (the viewer) redirect to ``<origin><path>*`` and call Keycloak from those origins."""

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from oncoflow.security.access_audit import AccessAudit, actor_and_role
 from oncoflow.security.access_policy import Permission, RouteRule, is_allowed, primary_role, route_rule
 from oncoflow.security.access_tokens import AccessToken, TokenRejected, TokenValidator
+from oncoflow.security.derived_objects import DerivedObjects
 from oncoflow.security.patient_resolver import PatientResolver
 
 log = logging.getLogger("oncoflow.access")
@@ -53,11 +54,18 @@ class AccessDecision:
 
 
 class RequestAccess:
+    """``derived``: what a pipeline worker may store and delete (:mod:`oncoflow.security.derived_objects`);
+    ``None`` leaves stores and deletions to the role table alone. ``otp_roles``: roles whose tokens must show a
+    second factor (``otp`` in ``amr``), else every request is refused ("second factor missing")."""
+
     def __init__(self, validator: TokenValidator, resolver: PatientResolver, audit: AccessAudit,
+                 derived: DerivedObjects | None = None, otp_roles: frozenset[str] = frozenset(),
                  read_audit_window_s: float = 300.0, max_cached_tokens: int = 1024) -> None:
         self.validator = validator
         self.resolver = resolver
         self.audit = audit
+        self.derived = derived
+        self.otp_roles = otp_roles
         self.read_audit_window_s = read_audit_window_s
         self.max_cached_tokens = max_cached_tokens
         self._tokens: dict[str, AccessToken] = {}
@@ -105,9 +113,12 @@ class RequestAccess:
             caller = self.caller(headers.get("authorization"))
         except TokenRejected as exc:
             return AccessDecision(False, rule, None, None, f"token: {exc.reason}")
+        if caller.roles & self.otp_roles and "otp" not in caller.authentication_methods:
+            return AccessDecision(False, rule, caller, None, "token: second factor missing (no otp in amr)")
         patient_id = self.resolver.patient_id(rule.patient_from, rule.value)
         if is_allowed(caller.roles, caller.assigned_patients, rule, patient_id):
-            return AccessDecision(True, rule, caller, patient_id, "")
+            refusal = self._derived_only(method, rule, caller)
+            return AccessDecision(refusal is None, rule, caller, patient_id, refusal or "")
         granted = any(is_allowed([role], [], RouteRule(rule.permission), None) for role in caller.roles)
         if not granted:
             reason = f"role {primary_role(caller.roles)} may not {rule.permission.value}"
@@ -116,6 +127,45 @@ class RequestAccess:
         else:
             reason = "patient not assigned"
         return AccessDecision(False, rule, caller, patient_id, reason)
+
+    def _derived_only(self, method: str, rule: RouteRule, caller: AccessToken) -> str | None:
+        """A pipeline worker deletes OncoFlow's own series only (the admin role deletes anything)."""
+        if (self.derived is None or method != "DELETE" or rule.permission is not Permission.STORE_RESULTS
+                or "admin" in caller.roles or not rule.value):
+            return None
+        reason = self.derived.delete_refusal(rule.value.removeprefix("series/"))
+        return None if reason is None else f"not an OncoFlow result: {reason}"
+
+    def upload_refusal(self, dicom: bytes) -> str | None:
+        """Why the current caller may not store ``dicom`` (``POST /instances``), or ``None``.
+
+        The request filter cannot see a body: the upload route asks this once the filter has let the request
+        through. A caller without the admin role stores OncoFlow's own derived objects only; the refusal is
+        audited like the filter's.
+        """
+        caller = self.current_caller()
+        if self.derived is None or caller is None or "admin" in caller.roles:
+            return None
+        reason = self.derived.store_refusal(dicom)
+        if reason is not None:
+            actor, role = actor_and_role(caller)
+            self.audit.record("http.refused", None, "refused",
+                              f"POST {Permission.STORE_RESULTS.value}: not an OncoFlow result: {reason}"[:200],
+                              actor=actor, role=role)
+        return reason
+
+    def may_upload(self, patient_id: str) -> str | None:
+        """Why the current caller may not upload images of ``patient_id`` (STOW-RS), or ``None`` when it may: an
+        admin for any patient, a doctor or radiologist for their assigned ones. A refusal is audited."""
+        caller = self.current_caller()
+        rule = RouteRule(Permission.UPLOAD_IMAGES, "patient_id", patient_id)
+        if caller is not None and is_allowed(caller.roles, caller.assigned_patients, rule, patient_id or None):
+            return None
+        actor, role = actor_and_role(caller)
+        reason = "patient not assigned" if caller is not None else "no caller"
+        self.audit.record("http.refused", self.audit.patient(patient_id) if patient_id else None, "refused",
+                          f"POST {Permission.UPLOAD_IMAGES.value}: {reason}", actor=actor, role=role)
+        return f"{reason}: this user may not upload images of that patient"
 
     def caller(self, authorization_header: str | None) -> AccessToken:
         """The validated token of an ``Authorization`` header (cached until it expires)."""

@@ -255,12 +255,17 @@ class UploadGuard:
             return None
         size = len(dicom) if isinstance(dicom, bytes | bytearray | memoryview) else -1
         log.warning("upload refused (%s, %d bytes): %s", actor, size, reason)
-        if self.audit is not None:
-            try:
-                self.audit.record("dicom.store.refused", None, "refused", reason, actor=actor, role="modality")
-            except Exception:  # noqa: BLE001 (auditing never decides whether a hostile file is kept)
-                log.exception("audit of a refused upload failed")
+        self.record_refusal(reason, actor)
         return reason
+
+    def record_refusal(self, reason: str, actor: str, sop_instance_uid: str | None = None) -> None:
+        """Audit a refused file (``dicom.store.refused``, role ``modality``); auditing never decides the refusal."""
+        if self.audit is None:
+            return
+        try:
+            self.audit.record("dicom.store.refused", sop_instance_uid, "refused", reason, actor=actor, role="modality")
+        except Exception:  # noqa: BLE001 (auditing never decides whether a hostile file is kept)
+            log.exception("audit of a refused upload failed")
 
 
 class StoredInstanceGuard:

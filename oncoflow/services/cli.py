@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from oncoflow.core.config import ConfigError, Settings, load_settings
+from oncoflow.services.keycloak_server import DevelopmentLogin
 from oncoflow.services.orthanc_config import missing_orthanc_parts
 from oncoflow.services.stack import (
     StackError,
@@ -34,7 +35,7 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
               f"{settings.http_port} reads every patient's images, results and reports. Development only.",
               file=sys.stderr)
     try:
-        passwords = start_stack(settings, timeout_s)
+        logins = start_stack(settings, timeout_s)
     except StackError as exc:
         print(f"oncoflow up failed: {exc}", file=sys.stderr)
         return 1
@@ -54,25 +55,29 @@ def cmd_up(settings: Settings, timeout_s: float) -> int:
     for name, (state, reason) in experts.items():
         print(f"    {name:22} {'ready' if state == 'READY' else f'NOT ready ({state}): {reason}'}")
     print(f"  Push a study   storescu -aec {settings.aet} localhost {settings.dicom_port} +sd +r <dir>")
-    print(f"  DICOM peers    {', '.join(p.aet for p in settings.allowed_peers) or 'none'} may store "
-          "(ONCOFLOW_ALLOWED_AETS; every other AE title is refused)")
+    peers = [f"{p.aet}@{p.host} ({'+'.join(p.rights)})" for p in settings.dicom_peers]
+    print(f"  DICOM peers    {', '.join(peers) or 'none'} (ONCOFLOW_STORE_PEERS, ONCOFLOW_QUERY_PEERS; every other "
+          "AE title or IP address is refused, and audited)")
     bearer = "-H 'Authorization: Bearer <access token>' " if settings.auth else ""
     print(f"  Notes upload   curl {bearer}--data-binary @note.pdf -H 'Content-Type: application/pdf' -H "
           f"'Content-Disposition: attachment; filename=\"note.pdf\"' "
           f"{settings.orthanc_url}/oncoflow/patients/<PatientID>/documents")
     print(f"  Reports        {settings.orthanc_url}/oncoflow/reports/<SOPInstanceUID>.pdf, signed by "
           f"{settings.signing_paths[1]}")
-    _print_login(settings, passwords)
+    _print_login(settings, logins)
     return 0
 
 
-def _print_login(settings: Settings, passwords: dict[str, str]) -> None:
+def _print_login(settings: Settings, logins: dict[str, DevelopmentLogin]) -> None:
     if settings.auth is None:
         print("  Login          OFF (ONCOFLOW_AUTH=off): every route is open. Development only.")
         return
     print(f"  Login          Keycloak realm {settings.auth.issuer} (every HTTP request needs a token for "
           f"audience {settings.auth.audience}; the viewer logs in itself)")
-    if passwords:
+    if settings.auth.otp_roles:
+        print(f"  Two factors    a TOTP code (authenticator app) for {', '.join(sorted(settings.auth.otp_roles))}; "
+              "password grant: add -d totp=<code>")
+    if logins:
         from oncoflow.services.keycloak_server import (
             DEV_USERS_FILE,
             DEVELOPMENT_USERS,
@@ -81,10 +86,12 @@ def _print_login(settings: Settings, passwords: dict[str, str]) -> None:
         )
 
         print(f"  Development users (DEVELOPMENT ONLY; also in {keycloak_home(settings.home) / DEV_USERS_FILE}):")
-        for username, password in passwords.items():
+        for username, login in logins.items():
             spec = DEVELOPMENT_USERS.get(username, {})
             patients = ", ".join(spec.get("assigned_patients", [])) or "every patient"
-            print(f"    {username:16} {password:22} roles {', '.join(spec.get('roles', []))}; patients: {patients}")
+            print(f"    {username:16} {login.password:22} TOTP {login.totp_secret}  roles "
+                  f"{', '.join(spec.get('roles', []))}; patients: {patients}")
+        print("    (add a TOTP secret to an authenticator app, or read its otpauth:// URI in the file above)")
         print(f"  Keycloak admin console {settings.auth.keycloak_url}/admin/ (user admin, password in "
               f"{admin_password_file(settings.home)})")
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from oncoflow.core.config import DEBIAN_ORTHANC_PLUGIN_DIR, REPO_ROOT, Settings
+from oncoflow.core.config import DEBIAN_ORTHANC_PLUGIN_DIR, REPO_ROOT, DicomPeer, Settings
 
 PLUGIN_FILES = ("libOrthancPython.so", "libOrthancDicomWeb.so")
 INDEX_PLUGIN_FILE = "libOrthancPostgreSQLIndex.so"  # Debian's orthanc-postgresql (4.0)
@@ -82,23 +82,18 @@ def _base_configuration(settings: Settings) -> dict[str, Any]:
         "DicomPort": settings.dicom_port,
         "DicomAet": settings.aet,
         "DicomCheckCalledAet": True,
-        # DICOM ingress: only the configured peers may associate (C-STORE, C-FIND, C-MOVE); echo stays open
-        "DicomAlwaysAllowStore": False,
-        "DicomAlwaysAllowFind": False,
-        "DicomAlwaysAllowMove": False,
-        "DicomAlwaysAllowEcho": True,
-        "DicomCheckModalityHost": False,
-        "DicomModalities": {
-            peer.aet.lower(): {"AET": peer.aet, "Host": peer.host, "Port": peer.port, "AllowStore": True,
-                               "AllowFind": True, "AllowMove": True, "AllowEcho": True, "AllowGet": True}
-            for peer in settings.allowed_peers
-        },
+        # DICOM roles: only the configured peers associate, each from its own IP address, each for its own
+        # commands (a "DicomAlwaysAllow*" left true would let an unknown AE title's association in, and would
+        # override the per-peer right of that command)
+        **{f"DicomAlwaysAllow{command}": False for command in ("Echo", "Store", "Find", "FindWorklist", "Get", "Move")},
+        "DicomCheckModalityHost": True,
+        "DicomModalities": {peer.aet.lower(): _modality(peer) for peer in settings.dicom_peers},
         "RemoteAccessAllowed": settings.http_remote_access,  # only with login on (checked in config)
         "AuthenticationEnabled": False,
         "RestApiWriteToFileSystemEnabled": False,
         "ExecuteLuaEnabled": False,
         "StableAge": settings.stable_age_s,
-        "OverwriteInstances": True,
+        "OverwriteInstances": False,  # a resent UID never replaces what is stored (OncoFlow deletes, then stores)
         "SaveJobs": False,
         "Plugins": [str(settings.orthanc_plugin_dir / name) for name in PLUGIN_FILES],
         "PythonScript": str(ENTRY_SCRIPT),
@@ -106,6 +101,22 @@ def _base_configuration(settings: Settings) -> dict[str, Any]:
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado"},
         "OncoFlow": {"SitePackages": site.getsitepackages()},
     }
+
+
+def _modality(peer: DicomPeer) -> dict[str, Any]:
+    """One ``DicomModalities`` entry: the peer's AE title, IP address and port, and exactly its rights. A query
+    peer off this machine is reached by DICOM TLS (``UseDicomTls``: C-MOVE and C-STORE towards it)."""
+    querying = peer.find or peer.move or peer.get
+    return {"AET": peer.aet, "Host": peer.host, "Port": peer.port, "AllowEcho": True, "AllowStore": peer.store,
+            "AllowFind": peer.find, "AllowFindWorklist": False, "AllowMove": peer.move, "AllowGet": peer.get,
+            "AllowStorageCommitment": False, "UseDicomTls": querying and not peer.on_loopback}
+
+
+def orthanc_command(settings: Settings, config_path: Path) -> list[str]:
+    """How Orthanc is started: the installed binary, ``--logfile`` (DICOM refusals are audited from that log,
+    :mod:`oncoflow.security.dicom_refusals`) and its configuration."""
+    binary = next((b for b in ORTHANC_BINARIES if Path(b).exists()), ORTHANC_BINARIES[0])
+    return [binary, f"--logfile={settings.orthanc_log_path}", str(config_path)]
 
 
 def missing_orthanc_parts(settings: Settings | None = None) -> list[str]:
@@ -125,13 +136,15 @@ def missing_orthanc_parts(settings: Settings | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m oncoflow.services.orthanc_config PATH``: write the configuration of the ``ONCOFLOW_*`` environment
-    (a container's entry point runs this, then ``Orthanc PATH``)."""
+    """``python -m oncoflow.services.orthanc_config [--run] PATH``: write the configuration of the ``ONCOFLOW_*``
+    environment; with ``--run`` (a container's entry point), then become Orthanc (:func:`orthanc_command`)."""
     from oncoflow.core.config import ConfigError, load_settings
 
     args = sys.argv[1:] if argv is None else argv
+    run = args[:1] == ["--run"]
+    args = args[1:] if run else args
     if len(args) != 1:
-        print("usage: python -m oncoflow.services.orthanc_config PATH", file=sys.stderr)
+        print("usage: python -m oncoflow.services.orthanc_config [--run] PATH", file=sys.stderr)
         return 2
     try:
         settings = load_settings()
@@ -142,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     if missing:  # Orthanc would only log it and start without the plugin (on a SQLite index, measured)
         print(f"missing Orthanc parts: {', '.join(missing)}", file=sys.stderr)
         return 1
-    print(write_orthanc_configuration(settings, Path(args[0])))
+    path = write_orthanc_configuration(settings, Path(args[0]))
+    if run:
+        settings.orthanc_log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = orthanc_command(settings, path)
+        os.execv(command[0], command)
+    print(path)
     return 0
 
 

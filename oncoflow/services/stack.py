@@ -27,7 +27,7 @@ from oncoflow.core.config import Settings
 from oncoflow.report.signing_certificates import ensure_development_signer
 from oncoflow.security.keycloak_admin import KeycloakError
 from oncoflow.services import keycloak_server
-from oncoflow.services.orthanc_config import write_orthanc_configuration
+from oncoflow.services.orthanc_config import orthanc_command, write_orthanc_configuration
 
 SERVICES = ("orthanc", "worker")  # always; then the pipeline workers, see services()
 PIPELINE_WORKER = "pipeline"  # pipeline-1, pipeline-2, ...
@@ -68,6 +68,12 @@ def _pid_file(settings: Settings, name: str) -> Path:
 
 def _log_file(settings: Settings, name: str) -> Path:
     return settings.log_dir / f"{name}.log"
+
+
+def _logs_of(settings: Settings, name: str) -> str:
+    """Where a service writes: its output, and Orthanc's own log."""
+    own = f" and {settings.orthanc_log_path}" if name == "orthanc" else ""
+    return f"{_log_file(settings, name)}{own}"
 
 
 def service_pid(settings: Settings, name: str) -> int | None:
@@ -163,7 +169,8 @@ def start_service(settings: Settings, name: str) -> int:
     if name == "orthanc":
         ensure_report_signer(settings)
         config_path = write_orthanc_configuration(settings, settings.run_dir / "orthanc.json")
-        argv = ["/usr/sbin/Orthanc", str(config_path)]
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        argv = orthanc_command(settings, config_path)  # its own log: settings.orthanc_log_path
     elif _kind(name) == PIPELINE_WORKER:
         argv = [sys.executable, "-m", "oncoflow.pipeline.pipeline_worker"]
     else:
@@ -177,7 +184,7 @@ def wait_healthy(settings: Settings, name: str, timeout_s: float) -> None:
     last_problem = ""
     while time.monotonic() < deadline:
         if service_pid(settings, name) is None:
-            raise StackError(f"{name} exited during start-up; see {_log_file(settings, name)}")
+            raise StackError(f"{name} exited during start-up; see {_logs_of(settings, name)}")
         url = health_url(settings, name)
         if url is None:
             problem = _pipeline_worker_problem(settings)
@@ -197,7 +204,7 @@ def wait_healthy(settings: Settings, name: str, timeout_s: float) -> None:
             raise StackError(f"orthanc is up but not healthy: {reason}")
         time.sleep(0.2)
     raise StackError(f"{name} did not become healthy in {timeout_s:.0f} s{last_problem}; "
-                     f"see {_log_file(settings, name)}")
+                     f"see {_logs_of(settings, name)}")
 
 
 def _pipeline_worker_problem(settings: Settings) -> str | None:
@@ -254,9 +261,9 @@ def start_login_server(settings: Settings) -> int | None:
     return pid
 
 
-def set_up_login(settings: Settings, timeout_s: float) -> dict[str, str]:
+def set_up_login(settings: Settings, timeout_s: float) -> dict[str, keycloak_server.DevelopmentLogin]:
     """Wait for the embedded Keycloak's realm, then set it up for this stack
-    (:func:`oncoflow.services.keycloak_server.set_up_stack_realm`); returns the development users' passwords."""
+    (:func:`oncoflow.services.keycloak_server.set_up_stack_realm`); returns the development users' logins."""
     auth = settings.auth
     if auth is None or auth.keycloak_port is None:
         return {}
@@ -280,27 +287,27 @@ def stop_login_server(settings: Settings) -> bool:
     return keycloak_server.stop_home(settings.home)
 
 
-def start_stack(settings: Settings, timeout_s: float) -> dict[str, str]:
+def start_stack(settings: Settings, timeout_s: float) -> dict[str, keycloak_server.DevelopmentLogin]:
     """Start Keycloak (when login is on), Orthanc and the worker, then the pipeline workers, and wait until
     each answers.
 
     Keycloak starts first (about 15 s) and Orthanc and the worker start meanwhile; the pipeline workers start
     once the realm is set up (with login on they need the service account's secret it writes). Returns the
-    development users' passwords (empty with login off); raises :class:`StackError` with the reason when one
-    fails.
+    development users' logins (password and TOTP secret; empty with login off); raises :class:`StackError` with
+    the reason when one fails.
     """
     start_login_server(settings)
     for name in SERVICES:
         start_service(settings, name)
     for name in SERVICES:
         wait_healthy(settings, name, timeout_s)
-    passwords = set_up_login(settings, timeout_s)
+    logins = set_up_login(settings, timeout_s)
     pipeline_workers = [name for name in services(settings) if name not in SERVICES]
     for name in pipeline_workers:
         start_service(settings, name)
     for name in pipeline_workers:
         wait_healthy(settings, name, timeout_s)
-    return passwords
+    return logins
 
 
 def stop_stack(settings: Settings) -> dict[str, bool]:

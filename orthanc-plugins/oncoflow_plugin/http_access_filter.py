@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from oncoflow.security.access_policy import Permission, route_rule
 from oncoflow.security.request_access import RequestAccess
 
 log = logging.getLogger("oncoflow.access")
@@ -20,9 +21,14 @@ HTTP_METHODS = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}
 
 
 class HttpAccessFilter:
-    """The callable Orthanc registers; anything it cannot read refuses the request (fail closed)."""
+    """The callable Orthanc registers; anything it cannot read refuses the request (fail closed).
 
-    def __init__(self, access: RequestAccess) -> None:
+    ``access`` ``None`` (login off): every request passes but the routes no caller may use
+    (:data:`~oncoflow.security.access_policy.Permission.INTERNAL`: the DICOMweb plug-in's own STOW-RS, which
+    OncoFlow's checks must not be bypassed for); Orthanc's internal calls never come through the filter.
+    """
+
+    def __init__(self, access: RequestAccess | None) -> None:
         self.access = access
 
     def __call__(self, uri: str, **request: Any) -> bool:
@@ -32,4 +38,6 @@ class HttpAccessFilter:
         except (TypeError, ValueError):
             log.error("request filter: unreadable HTTP method %r; request refused", request.get("method"))
             return False
+        if self.access is None:
+            return route_rule(method, uri, dict(request.get("get") or {})).permission is not Permission.INTERNAL
         return self.access.judge(method, uri, request.get("headers") or {}, request.get("get") or {})

@@ -26,19 +26,26 @@ from oncoflow import __version__
 from oncoflow.api.assignment_routes import PatientAssignments
 from oncoflow.api.audit_routes import read_audit
 from oncoflow.api.notes_routes import ClinicalNotesRoutes
+from oncoflow.api.stow_uploads import StowUploads
 from oncoflow.api.study_routes import StudyRoutes
 from oncoflow.core.config import load_settings
 from oncoflow.pacs.orthanc_rest import OrthancRest
 from oncoflow.pipeline.notes_service import NotesService
 from oncoflow.pipeline.pipeline_assembly import assemble_pipeline, consumer_name
 from oncoflow.security.access_tokens import TokenValidator
+from oncoflow.security.derived_objects import DerivedObjects
+from oncoflow.security.dicom_refusals import DicomRefusalAudit
+from oncoflow.security.keycloak_admin import AdminClient
+from oncoflow.security.login_refusals import LoginRefusals
+from oncoflow.security.login_refusals import follow as follow_login_refusals
 from oncoflow.security.patient_resolver import PatientResolver
 from oncoflow.security.request_access import RequestAccess
+from oncoflow.security.resent_instances import ResentInstances
 from oncoflow.security.upload_guard import UploadGuard
 
 from .http_access_filter import HttpAccessFilter
 from .http_answers import only, send_answer
-from .upload_routes import register_upload_routes
+from .upload_routes import internal_stow, register_upload_routes
 from .viewer_routes import register_viewer_routes
 
 
@@ -84,24 +91,35 @@ def register(orthanc: Any) -> None:
     rest = OrthancRest(orthanc)
     parts = assemble_pipeline(settings, rest)
     audit = parts.audit
-    guard_stored_instance = register_upload_routes(orthanc, UploadGuard(audit))  # hostile uploads: audited
     access: RequestAccess | None = None
     if settings.auth is not None:
         validator = TokenValidator(settings.auth.issuer, settings.auth.audience, settings.auth.jwks_url,
                                    leeway_s=settings.auth.leeway_s)
-        access = RequestAccess(validator, PatientResolver(rest), audit)
+        access = RequestAccess(validator, PatientResolver(rest), audit, DerivedObjects(rest), settings.auth.otp_roles)
         audit.current_caller = access.current_caller
-        orthanc.RegisterIncomingHttpRequestFilter(HttpAccessFilter(access))
         logger.info("login on: every HTTP request needs a token of %s for audience %s", settings.auth.issuer,
                     settings.auth.audience)
     else:
         logger.warning("LOGIN IS OFF (ONCOFLOW_AUTH=off): anyone who reaches port %d reads every patient's "
                        "images, results and reports. Development only.", settings.http_port)
+    guard = UploadGuard(audit)
+    guard_stored_instance = register_upload_routes(orthanc, guard, access)  # hostile uploads: audited
+    orthanc.RegisterIncomingHttpRequestFilter(HttpAccessFilter(access))  # with login off: no direct STOW-RS only
+    stow = StowUploads(guard, ResentInstances(rest), access.may_upload if access else lambda patient_id: None,
+                       internal_stow(orthanc, settings.http_port))
     # a consumer of the queue unless ONCOFLOW_JOB_CONSUMER=off (then pipeline workers run the jobs)
     runner = parts.job_runner(consumer_name("orthanc", settings.http_port), consume=settings.job_consumer)
     if parts.store.shared:
         logger.info("job queue in PostgreSQL (shared); this Orthanc %s jobs", "runs" if settings.job_consumer
                     else "only queues")
+    dicom_refusals = DicomRefusalAudit(settings.orthanc_log_path, audit)  # refused peers and commands, audited
+    login_refusals: LoginRefusals | None = None  # refused Keycloak logins (wrong password or code), audited
+    stop_pulling = threading.Event()
+    if settings.auth is not None:
+        auth = settings.auth
+        login_refusals = LoginRefusals(
+            lambda: AdminClient.from_secret_file(auth.keycloak_url, auth.realm, settings.assignments_client_path),
+            audit, settings.run_dir / "keycloak-login-events.json")
     studies = StudyRoutes(parts, runner, parts.refinement())
     notes = ClinicalNotesRoutes(settings, rest, parts.notes, audit)
     assignments = PatientAssignments(settings.auth, settings.assignments_client_path, audit)
@@ -113,6 +131,10 @@ def register(orthanc: Any) -> None:
             runner.enqueue(resource_id, "stable-study")
         elif change_type == orthanc.ChangeType.ORTHANC_STARTED:
             runner.start()
+            dicom_refusals.start()
+            if login_refusals is not None:
+                threading.Thread(target=follow_login_refusals, args=(login_refusals, stop_pulling),
+                                 name="oncoflow-login-refusals", daemon=True).start()
             if settings.registration_method == "elastix":  # the first `import itk` takes ~8 s: not in a job
                 threading.Thread(target=_warm_up_elastix, name="oncoflow-itk-import", daemon=True).start()
             # the notes store loads its embedding model (seconds): before the first upload or report needs it
@@ -120,6 +142,8 @@ def register(orthanc: Any) -> None:
                              daemon=True).start()
         elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
             runner.stop()
+            dicom_refusals.stop()
+            stop_pulling.set()
             parts.close()
 
     @only("GET")
@@ -171,7 +195,7 @@ def register(orthanc: Any) -> None:
 
     @only("GET")
     def audit_records(output: Any, uri: str, **request: Any) -> None:
-        send_answer(output, read_audit(audit, request.get("get", {})))
+        send_answer(output, read_audit(audit, request.get("get", {}), login_refusals.pull if login_refusals else None))
 
     @only("PUT")
     def assign(output: Any, uri: str, **request: Any) -> None:
@@ -191,7 +215,7 @@ def register(orthanc: Any) -> None:
     orthanc.RegisterRestCallback("/oncoflow/audit", audit_records)
     orthanc.RegisterRestCallback("/oncoflow/assignments", assign)
     # /ohif/ (OHIF viewer) and /oncoflow/dicom-web/ (QIDO, trimmed to the caller's patients when login is on)
-    register_viewer_routes(orthanc, settings, access.may_see_patient if access else None)
+    register_viewer_routes(orthanc, settings, stow, access.may_see_patient if access else None)
     orthanc.RegisterRestCallback("/oncoflow/model-stats", model_stats)
     orthanc.RegisterRestCallback("/oncoflow/model-stats.png", model_stats)
     logger.info("OncoFlow %s plugin registered (worker %s, panel %s, fusion %s)", __version__, settings.worker_url,
