@@ -37,13 +37,18 @@ bench: env
 bench-longitudinal: env
 	$(PY) bench/longitudinal.py
 
-# The default panel's three demo nnU-Nets (about 10-15 min each on 2 cores; never in CI).
+# The default panel's three demo nnU-Nets, trained on synthetic MNI152 heads (inference/training/train_demo_model.py;
+# the 240 cases are generated once and shared; about 1-2 h each on 2 CPU cores, minutes on a GPU; never in CI):
+# four sequences in 3-D, T1c alone in 3-D, T1c + FLAIR in 2-D.
 DEMO_REPO := inference/model_repository
+DEMO_WORK := work-demo-models
 demo-models: env
-	$(PY) inference/training/train_demo_model.py --seed 0 --out $(DEMO_REPO)/nnunet_demo/1/nnunet
-	$(PY) inference/training/train_demo_model.py --configuration 2d --seed 1 --out $(DEMO_REPO)/nnunet_demo_2d/1/nnunet
-	$(PY) inference/training/train_demo_model.py --seed 2 --work work-demo-model-seed2 \
-		--out $(DEMO_REPO)/nnunet_demo_3d_seed2/1/nnunet
+	$(PY) inference/training/train_demo_model.py --channels t1,t1c,t2,flair --configuration 3d_fullres \
+		--dataset-id 521 --seed 0 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_demo_4seq/1/nnunet
+	$(PY) inference/training/train_demo_model.py --channels t1c --configuration 3d_fullres \
+		--dataset-id 522 --seed 1 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_demo_t1c/1/nnunet
+	$(PY) inference/training/train_demo_model.py --channels t1c,flair --configuration 2d --features medium \
+		--dataset-id 523 --seed 2 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_demo_2d/1/nnunet
 
 # Held-out phantom Dice of the demo experts alone and fused by each strategy -> bench/results/panel-accuracy.json
 evaluate-panel: env

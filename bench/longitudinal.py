@@ -43,7 +43,8 @@ def main() -> int:
     from oncoflow.phantoms.longitudinal_phantom import landmarks_mm, make_validation_set
 
     names = ("nnunet_demo", "nnunet_demo_2d", "nnunet_demo_3d_seed2")
-    experts = [NnUNetExpert(REPO_ROOT / "inference" / "model_repository" / n / "1" / "nnunet", name=n) for n in names]
+    experts = [NnUNetExpert(REPO_ROOT / "inference" / "model_repository" / n / "1" / "nnunet", name=n,
+                           input_channels=["t1c"]) for n in names]
     for expert in experts:
         expert.load()
     thresholds = ChangeThresholds()

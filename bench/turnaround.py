@@ -58,7 +58,7 @@ def pure_predictor_seconds(voxels: np.ndarray, spacing_mm: tuple[float, float, f
     """The same nnU-Net inference the worker runs, called directly: the denominator of the ratio."""
     from oncoflow_inference.experts.nnunet_expert import NnUNetExpert
 
-    expert = NnUNetExpert(model_dir)
+    expert = NnUNetExpert(model_dir, input_channels=["t1c"])  # the demo model's one channel
     expert.load()
     if not expert.ready:
         raise SystemExit(f"nnU-Net model not ready: {expert.not_ready_reason}")

@@ -19,6 +19,7 @@ from oncoflow.phantoms.phantom_dicom import write_datasets
 from oncoflow.services.stack import http_get
 
 from .conftest import Stack, axial_volume, unique_study, write_series
+from .non_brain_phantoms import knee_voxels
 
 pytestmark = pytest.mark.e2e
 
@@ -72,6 +73,8 @@ CASES: list[Case] = [
     ("four-d", _two_phases, {}, _volume(), "4-D series"),
     ("rgb", _rgb, {}, _volume(), "RGB or colour image"),
     ("too-large", lambda s: s, {}, _volume(n_slices=220, size=64), "exceeds the limit"),
+    # an MR of a knee: deepbet still draws a "brain" in it, the brain-mask check refuses it
+    ("non-brain-mr", lambda s: s, {"series_description": "T1 SE knee sag"}, knee_voxels(), "not a human brain MR"),
 ]
 
 

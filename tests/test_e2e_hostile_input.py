@@ -23,12 +23,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
+from oncoflow.phantoms.tumour_phantom import make_phantom
 from oncoflow.services.stack import http_get
 
-from .conftest import TEST_AET, Stack, axial_volume, unique_study, write_series
+from .conftest import TEST_AET, Stack, unique_study, write_series
 from .hostile_dicom_corpus import HostileCase, clean_slice, hostile_cases, write_corpus
 
 pytestmark = pytest.mark.e2e
@@ -202,10 +202,9 @@ def _send(stack: Stack, method: str, path: str, body: bytes, headers: dict[str, 
 
 def test_hostile_input(stack: Stack, tmp_path: Path) -> None:
     counts: dict[str, Any] = {}
-    # 1. data to lose: a valid study, analysed
+    # 1. data to lose: a valid study (a full-head phantom), analysed
     study = unique_study("hostile-first")
-    voxels = np.random.default_rng(5).uniform(50, 900, (12, 32, 32)).astype(np.float32)
-    write_series(tmp_path / "first", axial_volume(voxels), study)
+    write_series(tmp_path / "first", make_phantom(9501, shape=(24, 48, 48)).volume, study)
     stack.push(tmp_path / "first")
     assert stack.wait_job(study.study_instance_uid)["state"] == "done"
     before = _snapshot(stack, study.study_instance_uid)

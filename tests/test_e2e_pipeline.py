@@ -1,10 +1,12 @@
 """End to end on real processes: storescu -> Orthanc + plugin -> KServe worker (the panel) -> DICOM-SEGs.
 
-Each test pushes its own phantom study (a planted tumour in real brain anatomy) and
-reads the result back from Orthanc: the ensemble and per-expert SEG objects, the
-ensemble's Dice against the phantom truth, dciodvfy's verdict, the job status route
-and the model-stats routes. The default panel runs: three demo nnU-Nets ready, SAM2
-and MedGemma without weights (skipped, with the reason).
+Each test pushes its own phantom study (a planted tumour in a real head, scalp, skull
+and eyes included, as scanners send it) and reads the result back from Orthanc: the
+ensemble, per-expert and brain SEG objects, the ensemble's Dice against the phantom
+truth, the brain mask's Dice against the anatomy's brain, dciodvfy's verdict, the job
+status route and the model-stats routes. The default panel runs: deepbet extracts the
+brain, three demo nnU-Nets (trained on brains alone) are ready, SAM2 and MedGemma
+without weights (skipped, with the reason).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ PHANTOM_SHAPE = (40, 64, 64)
 
 
 def push_phantom(stack: Stack, tmp_path: Path, name: str, seed: int, keep: slice = slice(None)):
-    """Write and C-STORE a T1c phantom series; returns (study UID, datasets in slice order, phantom)."""
+    """Write and C-STORE a full-head T1c phantom series; returns (study UID, datasets in slice order, phantom)."""
     phantom = make_phantom(seed, shape=PHANTOM_SHAPE)
     study = unique_study(name)
     datasets = write_series(tmp_path / name, phantom.volume, study)
@@ -63,7 +65,8 @@ def test_push_gives_ensemble_and_expert_segs(stack: Stack, tmp_path: Path) -> No
     study_uid, datasets, phantom = push_phantom(stack, tmp_path, "e2e-dice", seed=9101)
     job = stack.wait_job(study_uid)
     assert job["state"] == "done", job["error"]
-    assert set(job["timings_s"]) >= {"select_series", "volume_build", "inference", "fusion", "seg_encode", "store"}
+    assert set(job["timings_s"]) >= {"select_series", "volume_build", "brain_extraction", "inference", "fusion",
+                                     "seg_encode", "store"}
     outputs = job["outputs"]
     assert outputs["panel"]["ran"] == DEMO_EXPERTS
     assert set(outputs["panel"]["skipped"]) == {"sam2", "medgemma"}
@@ -71,8 +74,21 @@ def test_push_gives_ensemble_and_expert_segs(stack: Stack, tmp_path: Path) -> No
     assert "not ready" in outputs["panel"]["skipped"]["medgemma"]
 
     segs = stored_segs(stack, study_uid)
-    assert set(segs) == set(outputs["seg_sop_instance_uids"]) and len(segs) == 1 + len(DEMO_EXPERTS)
+    assert set(segs) == set(outputs["seg_sop_instance_uids"]) and len(segs) == 1 + len(DEMO_EXPERTS) + 1
     sources = [ds.SOPInstanceUID for ds in datasets]
+
+    # the brain the tumour was looked for in: its own SEG, SCT 12738006 "Brain", checked against the anatomy
+    brain_extraction = outputs["brain_extraction"]
+    brain_seg = segs[brain_extraction["seg_sop_instance_uid"]]
+    segment = brain_seg.SegmentSequence[0]
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "12738006"
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
+    assert brain_seg.SeriesDescription == "OncoFlow SEG brain (deepbet)" and brain_seg.SeriesNumber == 9050
+    brain = segment_mask(brain_seg, sources)
+    brain_score = dice(brain, phantom.brain_mask)
+    assert brain_score >= 0.85, f"brain Dice {brain_score:.3f} against the anatomy's brain"
+    assert brain_extraction["volume_cm3"] == pytest.approx(
+        brain.sum() * float(np.prod(phantom.volume.spacing_mm)) / 1000, rel=1e-3)
     ensemble = segs[outputs["ensemble_seg_sop_instance_uid"]]
     assert ensemble.StudyInstanceUID == study_uid
     assert algorithm(ensemble).AlgorithmName == "OncoFlow panel (majority)"
@@ -81,6 +97,7 @@ def test_push_gives_ensemble_and_expert_segs(stack: Stack, tmp_path: Path) -> No
     fused = segment_mask(ensemble, sources)
     score = dice(fused, phantom.tumour_mask)
     assert score >= 0.75, f"ensemble Dice {score:.3f} against the phantom truth"
+    assert not (fused.astype(bool) & ~brain.astype(bool)).any(), "the tumour SEG reaches outside the brain SEG"
 
     # Every fusion number is recomputed from the SEGs read back (tests/seg_oracle.py: pydicom and numpy only)
     expert_masks = {}
@@ -92,7 +109,7 @@ def test_push_gives_ensemble_and_expert_segs(stack: Stack, tmp_path: Path) -> No
         mask = expert_masks[name] = segment_mask(seg, sources)
         assert expert["dice_vs_fused"] == pytest.approx(dice(mask, fused), abs=1e-3)
         assert expert["volume_cm3"] == pytest.approx(mask.sum() * voxel_cm3, rel=1e-4, abs=1e-3)
-        assert expert["runtime_s"] > 0 and expert["status"] == "ran"
+        assert expert["runtime_s"] > 0 and expert["status"] == "ran" and expert["skull_stripped_input"] is True
     np.testing.assert_array_equal(fused, majority(list(expert_masks.values())))  # the vote, voxel by voxel
 
     fusion = outputs["fusion"]

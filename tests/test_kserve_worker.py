@@ -32,8 +32,11 @@ SPACING_MM = (3.0, 2.0, 2.0)  # the tiny plans' spacing: (slice, row, column) mm
 BOX = (slice(3, 17), slice(5, 25), slice(12, 36))  # nonzero region of the test volume (20, 40, 40)
 
 
+BRATS_2021_CHANNELS = ("T1", "T1ce", "T2", "Flair")  # nnU-Net's Dataset137 channel_names
+
+
 def write_tiny_nnunet(folder: Path, labels: dict[str, int] | None = None, channels: int = 1,
-                      tumour_bias: bool = True) -> None:
+                      tumour_bias: bool = True, channel_names: tuple[str, ...] | None = None) -> None:
     """An nnU-Net v2 trained-model folder (dataset.json, plans.json, fold_0/checkpoint_final.pth), untrained.
 
     ``tumour_bias``: zero the output layer's weights and bias it to the last label,
@@ -44,7 +47,8 @@ def write_tiny_nnunet(folder: Path, labels: dict[str, int] | None = None, channe
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     labels = labels or {"background": 0, "tumour": 1}
-    dataset = {"channel_names": {str(i): "MRI" for i in range(channels)}, "labels": labels,
+    names = channel_names or (("MRI",) if channels == 1 else BRATS_2021_CHANNELS[:channels])
+    dataset = {"channel_names": {str(i): name for i, name in enumerate(names)}, "labels": labels,
                "numTraining": 1, "file_ending": ".nii.gz", "name": "tiny test model"}
     conv = [[3, 3, 3], [3, 3, 3]]
     plans = {
@@ -193,6 +197,22 @@ def test_health_and_metadata(worker: triton_http.InferenceServerClient) -> None:
         worker.get_model_metadata("tiny", model_version="7")
 
 
+def test_model_config_is_tritons_with_the_models_own_parameters(worker: triton_http.InferenceServerClient) -> None:
+    """``GET /v2/models/{m}/config``: the config.pbtxt as Triton gives it (tritonclient reads it)."""
+    config = worker.get_model_config("tiny")
+    assert config["name"] == "tiny" and config["backend"] == "python"
+    assert [(i["name"], i["data_type"], i["dims"]) for i in config["input"]] == [
+        ("IMAGE", "TYPE_FP32", [-1, -1, -1]), ("SPACING_MM", "TYPE_FP32", [3])]
+    parameters = {k: v["string_value"] for k, v in config["parameters"].items()}
+    # the demo config names the channel (the tiny folder's dataset.json says "MRI") and wants the brain alone
+    assert parameters["input_channels"] == "t1c" and parameters["skull_stripped"] == "true"
+    assert parameters["expert"] == "nnunet"
+    # a model that cannot load still shows its file's configuration (nothing declared by a loaded model)
+    assert worker.get_model_config("no_weights")["parameters"]["skull_stripped"] == {"string_value": "true"}
+    with pytest.raises(InferenceServerException, match="unknown model"):
+        worker.get_model_config("nonexistent")
+
+
 def test_missing_model_folder_is_reported_not_faked(worker: triton_http.InferenceServerClient) -> None:
     assert worker.is_model_ready("tiny")
     assert not worker.is_model_ready("no_weights")
@@ -300,27 +320,37 @@ def test_expert_maps_multi_label_models_and_refuses_missing_channels(tmp_path: P
     brats = {"background": 0, "edema": 1, "non_enhancing": 2, "enhancing": 3}
     write_tiny_nnunet(tmp_path / "labels", labels=brats)
     volume = _volume()
-    expert = NnUNetExpert(tmp_path / "labels", tumour_labels=[2, 3])
+    expert = NnUNetExpert(tmp_path / "labels", tumour_labels=[2, 3], input_channels=["t1c"])
     expert.load()
     assert expert.ready, expert.not_ready_reason
     output = expert.predict(volume, SPACING_MM, with_probability=True)  # predicts label 3 in the box
     assert output.mask.dtype == np.uint8 and output.mask.shape == volume.shape
     np.testing.assert_array_equal(output.mask > 0, volume != 0)
     assert output.probability is not None and output.probability.shape == volume.shape
-    edema_only = NnUNetExpert(tmp_path / "labels", tumour_labels=[1])
+    edema_only = NnUNetExpert(tmp_path / "labels", tumour_labels=[1], input_channels=["t1c"])
     edema_only.load()
     assert edema_only.predict(volume, SPACING_MM).mask.sum() == 0
 
-    wrong = NnUNetExpert(tmp_path / "labels", tumour_labels=[5])
+    wrong = NnUNetExpert(tmp_path / "labels", tumour_labels=[5], input_channels=["t1c"])
     wrong.load()
     assert not wrong.ready and "tumour_labels [5] are not labels" in str(wrong.not_ready_reason)
 
-    write_tiny_nnunet(tmp_path / "four", channels=4)
+    write_tiny_nnunet(tmp_path / "four", channels=4)  # channel_names T1, T1ce, T2, Flair
     four = NnUNetExpert(tmp_path / "four")
     four.load()
-    assert four.ready
-    with pytest.raises(ExpertInputError, match="expects 4 input channels"):
+    assert four.ready and four.channels == ("t1", "t1c", "t2", "flair")
+    assert four.declared_parameters() == {"input_channels": "t1,t1c,t2,flair"}
+    with pytest.raises(ExpertInputError, match="takes 4 channels"):
         four.predict(volume, SPACING_MM)
+    assert four.predict(np.stack([volume] * 4), SPACING_MM).mask.shape == volume.shape
+
+    write_tiny_nnunet(tmp_path / "unnamed", channels=2, channel_names=("MRI", "other"))
+    unnamed = NnUNetExpert(tmp_path / "unnamed")
+    unnamed.load()
+    assert not unnamed.ready and "set input_channels in config.pbtxt" in str(unnamed.not_ready_reason)
+    named = NnUNetExpert(tmp_path / "unnamed", input_channels=["T1Gd", "t2f"])
+    named.load()
+    assert named.ready and named.channels == ("t1c", "flair")
 
     (tmp_path / "four" / "plans.json").unlink()
     gone = NnUNetExpert(tmp_path / "four")

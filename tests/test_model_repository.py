@@ -32,7 +32,8 @@ def test_shipped_demo_config_parses() -> None:
         ("IMAGE", "FP32", (-1, -1, -1)), ("SPACING_MM", "FP32", (3,))]
     assert [(t.name, t.datatype, t.dims) for t in config.outputs] == [
         ("MASK", "UINT8", (-1, -1, -1)), ("PROBABILITY", "FP16", (-1, -1, -1))]
-    assert config.parameters == {"expert": "nnunet", "model_folder": "nnunet", "fold": "0", "use_mirroring": "false"}
+    assert config.parameters == {"expert": "nnunet", "model_folder": "nnunet", "fold": "0", "use_mirroring": "false",
+                                 "input_channels": "t1c", "skull_stripped": "true"}
 
 
 def test_comments_repeated_blocks_and_list_forms() -> None:

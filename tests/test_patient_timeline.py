@@ -14,5 +14,5 @@ VOLUMES_CM3 = [10.0, 6.0, 8.0, 4.0, 9.0]  # time points in date order
                                                ("nadir", [0, 1, 1, 3])])
 def test_baseline_rules(rule: str, expected: list[int]) -> None:
     settings = load_settings({"ONCOFLOW_HOME": "/tmp/oncoflow-timeline-test", "ONCOFLOW_BASELINE": rule})
-    timeline = PatientTimeline(settings, None, None, None, None)  # type: ignore[arg-type]  # only the rule is used
+    timeline = PatientTimeline(settings, None, None, None, None, None)  # type: ignore[arg-type]  # only the rule is used
     assert [timeline._baseline_index(i, VOLUMES_CM3) for i in range(1, 5)] == expected

@@ -8,8 +8,12 @@ expert in ``config.pbtxt`` parameters, ``expert`` being one of:
   absolute; ``fold`` (default ``"0"``, or ``"all"``), ``checkpoint`` (default
   ``"checkpoint_final.pth"``), ``use_mirroring`` (default false); ``tumour_labels``,
   comma-separated label values that make up the tumour (default: every non-zero label);
+  ``input_channels``, the sequences of the model's channels in order (``"t1c"``; default: read
+  from ``dataset.json``);
 * ``"sam2"`` (:mod:`.experts.sam2_expert`): ``config``, ``checkpoint``, ``max_slices``;
-* ``"medgemma"`` (:mod:`.experts.medgemma_expert`): ``model_dir``, ``max_queries``.
+* ``"medgemma"`` (:mod:`.experts.medgemma_expert`): ``model_dir``, ``max_queries``;
+* ``"deepbet"`` (:mod:`.experts.brain_extraction_expert`): brain extraction, not a panel expert:
+  ``model_dir`` (default: the networks in the installed deepbet wheel), ``threshold``.
 
 ``Settings.model_weights`` (``ONCOFLOW_MODEL_WEIGHTS="model=path,..."``) replaces a
 model's weights location (nnU-Net folder, SAM2 checkpoint, MedGemma directory), so a
@@ -28,7 +32,7 @@ from .experts.base import Expert
 from .experts.nnunet_expert import NnUNetExpert
 from .model_repository import ModelConfig, scan_repository
 
-EXPERTS = ("nnunet", "sam2", "medgemma")
+EXPERTS = ("nnunet", "sam2", "medgemma", "deepbet")
 
 
 class ExpertConfigError(ValueError):
@@ -97,6 +101,7 @@ def nnunet_expert_from_parameters(
         use_mirroring=_boolean(parameters, "use_mirroring", False),
         tumour_labels=labels or None,
         torch_threads=torch_threads,
+        input_channels=[c.strip() for c in parameters.get("input_channels", "").split(",") if c.strip()] or None,
     )
 
 
@@ -119,6 +124,10 @@ def expert_from_parameters(
             from .experts.medgemma_expert import medgemma_expert_from_parameters
 
             return medgemma_expert_from_parameters(name, parameters, version_dir, torch_threads, weights)
+        if kind == "deepbet":
+            from .experts.brain_extraction_expert import brain_extraction_expert_from_parameters
+
+            return brain_extraction_expert_from_parameters(name, parameters, version_dir, torch_threads, weights)
         return nnunet_expert_from_parameters(name, parameters, version_dir, torch_threads, weights)
     except ExpertConfigError:
         raise

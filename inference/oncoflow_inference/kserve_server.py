@@ -6,6 +6,8 @@ Routes:
   (200 once the server is up; readiness of models is per model);
 * ``GET /v2/models/{m}[/versions/{v}]``: model metadata (tensors from config.pbtxt);
 * ``GET /v2/models/{m}[/versions/{v}]/ready``: 200, or 400 ``{"error": reason}``;
+* ``GET /v2/models/{m}[/versions/{v}]/config``: Triton's model configuration (JSON), its ``parameters``
+  completed by the loaded expert (``Expert.declared_parameters``: e.g. an nnU-Net's ``input_channels``);
 * ``POST /v2/models/{m}[/versions/{v}]/infer``: JSON or binary tensors (binary tensor
   data extension), request body optionally gzip/deflate ``Content-Encoding``;
 * ``POST /v2/repository/index``: Triton's repository extension, state and reason per model.
@@ -46,6 +48,7 @@ from oncoflow.core.prompts import PromptError
 from .binary_tensors import HEADER_LENGTH, InferRequest, TensorError, decode_request, encode_response
 from .expert_registry import ServedModel, build_models
 from .experts.base import ExpertInputError, ExpertNotReady
+from .model_repository import ModelConfig, TensorSpec
 from .segmentation_tensors import check_against_specs
 
 log = logging.getLogger("oncoflow.worker")
@@ -111,6 +114,24 @@ def _decompress(body: bytes, encoding: str | None) -> bytes:
     except (OSError, zlib.error) as exc:
         raise TensorError(f"request body is not valid {encoding}: {exc}") from exc
     raise TensorError(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
+
+
+def _triton_tensor(spec: TensorSpec) -> dict[str, object]:
+    data_type = "TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}"
+    return {"name": spec.name, "data_type": data_type, "dims": list(spec.dims), "optional": spec.optional}
+
+
+def triton_config_json(config: ModelConfig, declared: dict[str, str]) -> dict[str, object]:
+    """``config.pbtxt`` as Triton's ``GET /v2/models/{m}/config`` gives it; ``declared`` parameters (the loaded
+    model's own account of itself) complete the file's, which win where both name a key."""
+    parameters = {**declared, **config.parameters}
+    return {
+        "name": config.name, "backend": config.backend, "max_batch_size": config.max_batch_size,
+        "version_policy": {"latest": {"num_versions": 1}},
+        "input": [_triton_tensor(t) for t in config.inputs],
+        "output": [_triton_tensor(t) for t in config.outputs],
+        "parameters": {key: {"string_value": value} for key, value in sorted(parameters.items())},
+    }
 
 
 def create_app(settings: Settings, max_concurrent_inferences: int | None = None) -> FastAPI:
@@ -193,6 +214,15 @@ def create_app(settings: Settings, max_concurrent_inferences: int | None = None)
             inputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=list(t.dims)) for t in config.inputs],
             outputs=[TensorMetadata(name=t.name, datatype=t.datatype, shape=list(t.dims)) for t in config.outputs],
         )
+
+    @app.get("/v2/models/{name}/config", responses=_ERRORS)
+    @app.get("/v2/models/{name}/versions/{version}/config", responses=_ERRORS)
+    def model_config(name: str, version: str | None = None) -> dict[str, object]:
+        model = lookup(name, version)
+        if model.config is None:
+            raise KServeError(400, f"model '{name}' is unavailable: {model.reason}")
+        return triton_config_json(model.config, model.expert.declared_parameters() if model.ready and
+                                  model.expert is not None else {})
 
     @app.get("/v2/models/{name}/ready", responses=_ERRORS)
     @app.get("/v2/models/{name}/versions/{version}/ready", responses=_ERRORS)

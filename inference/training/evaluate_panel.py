@@ -29,7 +29,8 @@ def main() -> int:
     from oncoflow_inference.experts.nnunet_expert import NnUNetExpert
 
     repository = REPO_ROOT / "inference" / "model_repository"
-    experts = {name: NnUNetExpert(repository / name / "1" / "nnunet", name=name) for name in EXPERTS}
+    experts = {name: NnUNetExpert(repository / name / "1" / "nnunet", name=name, input_channels=["t1c"])
+               for name in EXPERTS}
     for expert in experts.values():
         expert.load()
         if not expert.ready:
@@ -37,7 +38,7 @@ def main() -> int:
     cases = []
     started = time.perf_counter()
     for seed in TEST_SEEDS:
-        phantom = make_phantom(seed)
+        phantom = make_phantom(seed, head=False)
         volume = phantom.volume
         outputs = {n: e.predict(volume.voxels, volume.spacing_mm, with_probability=True) for n, e in experts.items()}
         masks = {n: o.mask for n, o in outputs.items()}

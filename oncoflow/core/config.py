@@ -178,6 +178,9 @@ class Settings:
     # ONCOFLOW_ORTHANC_STORAGE: Orthanc's DICOM file storage (default <home>/orthanc-storage); several Orthanc
     # processes on one PostgreSQL index must share it (a shared file system)
     orthanc_storage: Path | None = None
+    # ONCOFLOW_BRAIN_EXTRACTION: the brain-extraction model of the repository (default "deepbet"), or "off"; the
+    # experts that want a skull-stripped input are then skipped, with the reason
+    brain_extraction: str | None = "deepbet"
 
     @property
     def pipeline_client_path(self) -> Path:
@@ -425,6 +428,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not panel or len(set(panel)) != len(panel):
         errors.append(f"ONCOFLOW_PANEL={env.get('ONCOFLOW_PANEL')!r} must name one or more distinct models")
     model_weights = parse_model_weights(env, errors)
+    raw_brain = env.get("ONCOFLOW_BRAIN_EXTRACTION", "deepbet").strip()
+    brain_extraction = None if raw_brain.lower() in ("off", "") else raw_brain
+    if brain_extraction in panel:
+        errors.append(f"ONCOFLOW_BRAIN_EXTRACTION={brain_extraction} is a preprocessing model, not a panel expert: "
+                      "take it out of ONCOFLOW_PANEL")
     fusion = env.get("ONCOFLOW_FUSION", "majority").strip().lower()
     if fusion not in FUSION_STRATEGIES:
         errors.append(f"ONCOFLOW_FUSION={fusion!r} is not one of {', '.join(FUSION_STRATEGIES)}")
@@ -544,6 +552,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_url=worker_url,
         model_repository=repo,
         panel=panel,
+        brain_extraction=brain_extraction,
         model_weights=model_weights,
         fusion=fusion,
         fusion_weights=fusion_weights,

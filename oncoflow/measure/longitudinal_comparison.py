@@ -53,6 +53,7 @@ class TimePointData:
     volume: Volume  # the input series
     fused_mask: npt.NDArray[np.uint8]  # the ensemble SEG's mask on the volume's grid
     expert_volumes_cm3: Mapping[str, float]  # each expert that ran: its tumour volume
+    brain_mask: npt.NDArray[np.uint8] | None = None  # the brain extraction's mask on the volume's grid, if any
     measurements: LesionMeasurements = field(init=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +90,7 @@ class Comparison:
     flag: str
     flag_reason: str
     follow_up_to_baseline_lps: npt.NDArray[np.float64]  # 4x4, follow-up LPS mm -> baseline LPS mm
+    registered_on: str = "heads"  # "brains": both visits' brain masks, skull and scalp left out
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -112,7 +114,7 @@ class Comparison:
             "registration": {
                 "method": self.registration_method, "ncc_before": round(self.registration_ncc_before, 4),
                 "ncc_after": round(self.registration_ncc_after, 4), "seconds": round(self.registration_s, 3),
-                "resegmented": self.resegmented,
+                "resegmented": self.resegmented, "registered_on": self.registered_on,
             },
             "flag": self.flag,
             "flag_reason": self.flag_reason,
@@ -141,6 +143,14 @@ def head_coverage(baseline: Volume, follow_up: Volume, transform: sitk.Transform
     return float((inside & head).sum()) / max(int(head.sum()), 1)
 
 
+def _brain_image(time_point: TimePointData) -> sitk.Image:
+    """The time point's brain mask as a SimpleITK image on its volume's grid."""
+    from oncoflow_registration.sitk_volume import array_to_sitk
+
+    assert time_point.brain_mask is not None
+    return array_to_sitk(time_point.brain_mask.astype(np.uint8), time_point.volume)
+
+
 def compare(
     baseline: TimePointData,
     follow_up: TimePointData,
@@ -153,9 +163,11 @@ def compare(
 
     days = float((follow_up.study_date - baseline.study_date).days)
     started = time.perf_counter()
+    # on the brains when both visits have one: scalp, fat and neck move and change between visits, the brain less
+    brains = baseline.brain_mask is not None and follow_up.brain_mask is not None
     try:
-        fixed = prepare_for_registration(baseline.volume)
-        moving = prepare_for_registration(follow_up.volume)
+        fixed = prepare_for_registration(baseline.volume, brain_mask=_brain_image(baseline) if brains else None)
+        moving = prepare_for_registration(follow_up.volume, brain_mask=_brain_image(follow_up) if brains else None)
         registration = register_affine(fixed, moving, registration_method)  # type: ignore[arg-type]
     except (RuntimeError, ValueError) as exc:  # ITK raises RuntimeError, e.g. when too few samples overlap
         raise ComparisonError(f"registration of {follow_up.study_instance_uid} to {baseline.study_instance_uid} "
@@ -212,4 +224,5 @@ def compare(
         flag=flag,
         flag_reason=reason,
         follow_up_to_baseline_lps=to_baseline,
+        registered_on="brains" if brains else "heads",
     )

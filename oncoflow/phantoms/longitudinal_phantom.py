@@ -1,7 +1,8 @@
 """Longitudinal brain-tumour phantoms: one patient, one lesion, several MRI visits with known truth.
 
-A *case* is one brain (Colin27 or MNI152, see :mod:`oncoflow.phantoms.tumour_phantom`) with one lobulated
-ellipsoidal lesion, scanned at two or more visits. Between visits
+A *case* is one head (Colin27 or MNI152, see :mod:`oncoflow.phantoms.tumour_phantom`; the whole head by
+default, the skull-stripped brain with ``head=False``) with one lobulated ellipsoidal lesion, scanned at two
+or more visits. Between visits
 
 * the lesion's volume changes by a controlled factor: all three semi-axes are scaled by
   ``factor ** (1/3)`` about the lesion centre, so the lesion keeps its shape, orientation and
@@ -44,16 +45,8 @@ from scipy.special import expit
 
 from oncoflow.core.change_thresholds import VOLUME_CATEGORIES, ChangeThresholds, VolumeCategory
 from oncoflow.core.volume import Volume
-from oncoflow.phantoms.tumour_phantom import (
-    _BASE_ORIENTATIONS,
-    Anatomy,
-    Phantom,
-    _Brain,
-    _load_brain,
-    _rotation,
-    _scanner_grid,
-    _world_points,
-)
+from oncoflow.phantoms.scanner_grid import BASE_ORIENTATIONS, random_rotation, scanner_grid, world_points
+from oncoflow.phantoms.tumour_phantom import Anatomy, Phantom, _Brain, _load_brain, sample_anatomy
 
 Category = VolumeCategory
 Orientation = Literal["axial", "coronal", "sagittal", "oblique"]
@@ -200,7 +193,7 @@ def _draw_lesion(rng: np.random.Generator, brain: _Brain, room: npt.NDArray[np.f
     """A lesion whose surface stays ``_ROOM_MARGIN_MM`` inside the brain at volume factor ``max_factor``."""
     radius_mm = rng.uniform(9.0, 20.0)
     aspect = rng.uniform(0.75, 1.3, size=3)
-    rotation = _rotation(rng, 180.0)
+    rotation = random_rotation(rng, 180.0)
     frequencies = np.stack([rng.normal(size=3) * rng.uniform(1.0, 3.0) for _ in range(_N_LOBES)])
     amplitudes = rng.uniform(0.05, 0.15, size=_N_LOBES)
     phases = rng.uniform(0.0, 2.0 * np.pi, size=_N_LOBES)
@@ -248,7 +241,7 @@ def _motion(
     max_scale_fraction: float,
 ) -> tuple[npt.NDArray[np.float64], float, float]:
     """Head motion ``H`` (baseline patient space -> follow-up patient space), its angle (deg) and shift (mm)."""
-    rotation = _rotation(rng, max_rotation_deg)
+    rotation = random_rotation(rng, max_rotation_deg)
     direction = rng.normal(size=3)
     translation = direction / np.linalg.norm(direction) * rng.uniform(0.0, max_translation_mm)
     scale = 1.0 + rng.uniform(-max_scale_fraction, max_scale_fraction, size=3)
@@ -266,8 +259,10 @@ def _visit_grid(
     orientation: str,
     shape: tuple[int, int, int] | None,
     spacing_mm: tuple[float, float, float] | None,
+    margin_mm: float = 50.0,
 ) -> tuple[tuple[int, int, int], Volume]:
-    """A scanner grid covering ``brain_points`` (this visit's patient space); returns its shape and an empty Volume."""
+    """A scanner grid covering ``brain_points`` (this visit's patient space) and ``margin_mm`` (see
+    :func:`~oncoflow.phantoms.scanner_grid.scanner_grid`); returns its shape and an empty Volume."""
     if orientation == "oblique":
         base = "axial"
         axis = rng.normal(size=3)
@@ -275,12 +270,12 @@ def _visit_grid(
         angle = np.deg2rad(rng.uniform(15.0, 30.0))
         k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
         tilt = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
-    elif orientation in _BASE_ORIENTATIONS:
+    elif orientation in BASE_ORIENTATIONS:
         base, tilt = orientation, np.eye(3)
     else:
         raise ValueError(f"unknown orientation {orientation!r}; expected one of {ORIENTATIONS}")
-    row, col = (tilt @ np.asarray(v) for v in _BASE_ORIENTATIONS[base])
-    return _scanner_grid(rng, brain_points, row, col, shape, spacing_mm, (1.5, 2.5), (2.0, 3.5))
+    row, col = (tilt @ np.asarray(v) for v in BASE_ORIENTATIONS[base])
+    return scanner_grid(rng, brain_points, row, col, shape, spacing_mm, (1.5, 2.5), (2.0, 3.5), margin_mm)
 
 
 @dataclass(frozen=True)
@@ -301,18 +296,14 @@ def _draw_appearance(rng: np.random.Generator) -> _Appearance:
 
 
 def _render(
-    rng: np.random.Generator, brain: _Brain, lesion: Lesion, look: _Appearance, factor: float,
+    rng: np.random.Generator, name: Anatomy, head: bool, lesion: Lesion, look: _Appearance, factor: float,
     geometry: Volume, shape: tuple[int, int, int], to_anatomy: npt.NDArray[np.float64],
-) -> tuple[Volume, npt.NDArray[np.uint8]]:
-    """Render one visit (the image model of :func:`oncoflow.phantoms.tumour_phantom.make_phantom`) and its truth
-    mask."""
-    scanner_points = _world_points(geometry, shape)
+) -> tuple[Volume, npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """Render one visit (the image model of :func:`oncoflow.phantoms.tumour_phantom.make_phantom`): the image,
+    its truth mask and the anatomy's brain on the visit's grid."""
+    scanner_points = world_points(geometry, shape)
     points = np.tensordot(to_anatomy[:3, :3], scanner_points, axes=1) + to_anatomy[:3, 3, None, None, None]
-    to_voxel = brain.world_to_voxel
-    voxel_coords = np.tensordot(to_voxel[:3, :3], points, axes=1) + to_voxel[:3, 3, None, None, None]
-    image = ndimage.map_coordinates(brain.t1, voxel_coords, order=1, mode="constant", cval=0.0)
-    del voxel_coords
-    brain_mask = image > 0.1
+    image, brain_mask = sample_anatomy(name, points, head)
 
     distance = lesion.distance(points, factor)
     del points
@@ -333,7 +324,7 @@ def _render(
     image = (image * rng.uniform(350.0, 900.0)).astype(np.float32)
     volume = Volume(image, geometry.spacing_mm, geometry.origin_mm, geometry.row_direction,
                     geometry.column_direction, geometry.slice_direction)
-    return volume, mask
+    return volume, mask, brain_mask
 
 
 def _per_visit(value: object, n: int, is_single: bool, name: str) -> list:
@@ -364,6 +355,7 @@ def make_longitudinal_case(
     orientations: Sequence[Orientation] | None = None,
     days_between: tuple[int, int] = (60, 120),
     baseline_date: datetime.date | None = None,
+    head: bool = True,
 ) -> LongitudinalCase:
     """A patient scanned ``n_time_points`` times; every property not given is drawn from ``seed``.
 
@@ -386,6 +378,8 @@ def make_longitudinal_case(
             (axial tilted 15-30° about a random axis). Default: baseline axial, follow-ups drawn.
         days_between: inclusive range of days between consecutive visits.
         baseline_date: drawn in 2024-2025 if omitted.
+        head: the whole head, as scanners send it (``False``: the skull-stripped brain); each visit's phantom
+            carries the anatomy's brain in ``brain_mask``.
     """
     if n_time_points < 2:
         raise ValueError("a longitudinal case needs at least 2 time points")
@@ -425,11 +419,14 @@ def make_longitudinal_case(
         else:
             motion, angle, shift = _motion(rng, head_centre, max_rotation_deg, max_translation_mm, max_scale_fraction)
         moved_points = brain.brain_points_mm @ motion[:3, :3].T + motion[:3, 3]
-        grid_shape, geometry = _visit_grid(rng, moved_points, orientations[t], shapes[t], spacings[t])
+        grid_shape, geometry = _visit_grid(rng, moved_points, orientations[t], shapes[t], spacings[t],
+                                           margin_mm=110.0 if head else 50.0)
         to_baseline = np.linalg.inv(motion)
-        volume, mask = _render(rng, brain, lesion, look, factors[t], geometry, grid_shape, to_baseline)
+        volume, mask, brain_mask = _render(rng, name, head, lesion, look, factors[t], geometry, grid_shape,
+                                           to_baseline)
         time_points.append(TimePoint(
-            phantom=Phantom(volume=volume, tumour_mask=mask, seed=seed, anatomy=name),
+            phantom=Phantom(volume=volume, tumour_mask=mask, seed=seed, anatomy=name,
+                            brain_mask=brain_mask.astype(np.uint8) if head else None),
             study_date=dates[t],
             true_volume_cm3=lesion.volume_cm3(factors[t]),
             motion_to_baseline=to_baseline,

@@ -2,8 +2,11 @@
 
 No tumour images with labels can be downloaded here, so the training and test data
 are built from two real brains: Colin27 (Debian ``mricron-data``,
-``ch2bet.nii.gz``) and the MNI152 2009a template shipped by ``nilearn``. Into
-each, a lesion is planted in world coordinates: a lobulated ellipsoid whose
+``ch2bet.nii.gz``) and the MNI152 2009a template shipped by ``nilearn``. By default the
+phantom is the whole head, as a scanner sends it (:mod:`oncoflow.phantoms.head_anatomy`:
+Colin27's own full-head scan ``ch2.nii.gz``, a head built around MNI152's brain);
+``head=False`` gives the skull-stripped brain alone. Into each, a lesion is planted
+in world coordinates: a lobulated ellipsoid whose
 outer shell enhances, whose centre may be necrotic, surrounded by oedema. The
 image then gets a smooth bias field, Rician noise and a global gain, and is sampled
 on a grid of random orientation (axial, coronal, sagittal, oblique) and resolution.
@@ -25,17 +28,12 @@ from scipy import ndimage
 from scipy.special import expit
 
 from oncoflow.core.volume import Volume
+from oncoflow.phantoms.scanner_grid import BASE_ORIENTATIONS, random_rotation, scanner_grid, world_points
 
 Anatomy = Literal["colin27", "mni152"]
 COLIN27_PATH = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 MNI152_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
-# Base orientations (row direction, column direction) in LPS; the slice normal is their cross product.
-_BASE_ORIENTATIONS = {
-    "axial": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
-    "coronal": ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
-    "sagittal": ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
-}
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,7 @@ class Phantom:
     tumour_mask: npt.NDArray[np.uint8]  # same shape; 1 = enhancing rim + necrotic core
     seed: int
     anatomy: str
+    brain_mask: npt.NDArray[np.uint8] | None = None  # same shape; 1 = brain (the anatomy's own), for a head
 
 
 @dataclass(frozen=True)
@@ -85,12 +84,25 @@ def _load_brain(name: Anatomy) -> _Brain:
     return _Brain(data, np.linalg.inv(voxel_to_lps), points)
 
 
-def _rotation(rng: np.random.Generator, max_deg: float) -> npt.NDArray[np.float64]:
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    angle = np.deg2rad(rng.uniform(-max_deg, max_deg))
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+def sample_anatomy(name: Anatomy, points_mm: npt.NDArray[np.float64],
+                   head: bool) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """The anatomy's T1 (white matter ~1) and brain mask at LPS points ``(3, ...)`` (linear interpolation): the
+    whole head (:mod:`oncoflow.phantoms.head_anatomy`) or the skull-stripped brain."""
+    if head:
+        from oncoflow.phantoms.head_anatomy import head_anatomy
+
+        whole = head_anatomy(name)
+        t1, brain, to_voxel = whole.t1, whole.brain.astype(np.float32), whole.world_to_voxel
+    else:
+        stripped = _load_brain(name)
+        t1, brain, to_voxel = stripped.t1, None, stripped.world_to_voxel
+    voxel_coords = np.tensordot(to_voxel[:3, :3], points_mm, axes=1) + to_voxel[:3, 3].reshape(
+        3, *([1] * (points_mm.ndim - 1)))
+    image = ndimage.map_coordinates(t1, voxel_coords, order=1, mode="constant", cval=0.0).astype(np.float32)
+    if brain is None:
+        return image, image > 0.1
+    inside = ndimage.map_coordinates(brain, voxel_coords, order=1, mode="constant", cval=0.0) > 0.5
+    return image, inside
 
 
 def _grid(
@@ -99,75 +111,20 @@ def _grid(
     shape: tuple[int, int, int] | None,
     spacing_mm: tuple[float, float, float] | None,
     oblique_deg: float | None,
+    margin_mm: float = 50.0,
 ) -> tuple[tuple[int, int, int], Volume]:
     """Choose orientation, spacing and field of view; returns the shape and an empty Volume."""
     base = str(rng.choice(["axial", "axial", "axial", "coronal", "sagittal"]))
-    tilt = _rotation(rng, 15.0 if oblique_deg is None else 0.0)
+    tilt = random_rotation(rng, 15.0 if oblique_deg is None else 0.0)
     if oblique_deg:
-        tilt = _rotation(np.random.default_rng(rng.integers(1 << 31)), 0.0)
+        tilt = random_rotation(np.random.default_rng(rng.integers(1 << 31)), 0.0)
         axis = np.array([1.0, 0.0, 0.0])
         angle = np.deg2rad(oblique_deg)
         k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
         tilt = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
-    row, col = (tilt @ np.asarray(v) for v in _BASE_ORIENTATIONS[base])
-    return _scanner_grid(rng, brain.brain_points_mm, row, col, shape, spacing_mm, (1.8, 3.2), (2.0, 4.0))
-
-
-def _scanner_grid(
-    rng: np.random.Generator,
-    brain_points: npt.NDArray[np.float64],
-    row: npt.NDArray[np.float64],
-    col: npt.NDArray[np.float64],
-    shape: tuple[int, int, int] | None,
-    spacing_mm: tuple[float, float, float] | None,
-    in_plane_range_mm: tuple[float, float],
-    slice_range_mm: tuple[float, float],
-) -> tuple[tuple[int, int, int], Volume]:
-    """A grid with row / column directions ``row``, ``col`` covering ``brain_points`` (LPS mm) plus a margin.
-
-    Unspecified spacing is drawn (in-plane from ``in_plane_range_mm``, then the slice distance from
-    ``slice_range_mm``), or covers the head with ``shape``; the head is placed off-centre by a few mm.
-    Returns the shape and an empty Volume carrying the geometry.
-    """
-    normal = np.cross(row, col)
-    axes = np.stack([normal, col, row])  # (slice, row, column) directions
-
-    centre = brain_points.mean(axis=0)
-    extent = brain_points - centre
-    fov_mm = 2.0 * np.abs(extent @ axes.T).max(axis=0) + 50.0  # deep points -> add the eroded margin
-
-    if spacing_mm is None:
-        if shape is not None:
-            spacing = fov_mm / np.asarray(shape)
-        else:
-            in_plane = rng.uniform(*in_plane_range_mm)
-            spacing = np.array([rng.uniform(*slice_range_mm), in_plane, in_plane])
-    else:
-        spacing = np.asarray(spacing_mm, dtype=np.float64)
-    if shape is None:
-        shape = tuple(int(n) for n in np.maximum(np.ceil(fov_mm / spacing), 8))  # type: ignore[assignment]
-    assert shape is not None
-    centre = centre + rng.normal(scale=4.0, size=3)  # the head is never perfectly centred
-    half = (np.asarray(shape) - 1) / 2.0 * spacing
-    origin = centre - (axes * half[:, None]).sum(axis=0)
-    empty = np.zeros((1, 1, 1), np.float32)
-    volume = Volume(
-        empty, tuple(map(float, spacing)), tuple(map(float, origin)), tuple(map(float, row)),  # type: ignore[arg-type]
-        tuple(map(float, col)), tuple(map(float, normal)),  # type: ignore[arg-type]
-    )
-    return shape, volume
-
-
-def _world_points(volume: Volume, shape: tuple[int, int, int]) -> npt.NDArray[np.float64]:
-    """LPS coordinates of every voxel centre, shape ``(3, *shape)``."""
-    k, i, j = (np.arange(n, dtype=np.float64) for n in shape)
-    affine = volume.affine_lps()
-    return (
-        affine[:3, 0, None, None, None] * k[None, :, None, None]
-        + affine[:3, 1, None, None, None] * i[None, None, :, None]
-        + affine[:3, 2, None, None, None] * j[None, None, None, :]
-        + affine[:3, 3, None, None, None]
-    )
+    row, col = (tilt @ np.asarray(v) for v in BASE_ORIENTATIONS[base])
+    return scanner_grid(rng, brain.brain_points_mm, row, col, shape, spacing_mm, (1.8, 3.2), (2.0, 4.0),
+                         margin_mm=margin_mm)
 
 
 def _lesion_distance(rng: np.random.Generator, points: np.ndarray, brain: _Brain) -> np.ndarray:
@@ -175,7 +132,7 @@ def _lesion_distance(rng: np.random.Generator, points: np.ndarray, brain: _Brain
     centre = brain.brain_points_mm[rng.integers(len(brain.brain_points_mm))]
     radius_mm = rng.uniform(6.0, 24.0)
     axes_mm = radius_mm * rng.uniform(0.7, 1.3, size=3)
-    rotation = _rotation(rng, 180.0)
+    rotation = random_rotation(rng, 180.0)
     offset = np.tensordot(rotation.T, points - centre[:, None, None, None], axes=1)
     scaled = offset / axes_mm[:, None, None, None]
     distance = np.sqrt((scaled**2).sum(axis=0))
@@ -195,25 +152,24 @@ def make_phantom(
     spacing_mm: tuple[float, float, float] | None = None,
     oblique_deg: float | None = None,
     tumour: bool = True,
+    head: bool = True,
 ) -> Phantom:
-    """A post-contrast T1 brain phantom; unspecified properties are drawn from ``seed``.
+    """A post-contrast T1 phantom of a whole head (or, ``head=False``, of the skull-stripped brain);
+    unspecified properties are drawn from ``seed``.
 
     Args:
         shape: ``(slices, rows, columns)``; with no ``spacing_mm`` the spacing covers the brain.
         spacing_mm: ``(slice, row, column)`` voxel size.
         oblique_deg: a fixed tilt about the left-right axis instead of a random one.
         tumour: ``False`` for a healthy brain with an empty mask.
+        head: the whole head (scalp, skull, eyes, neck) with the anatomy's brain mask in ``brain_mask``.
     """
     rng = np.random.default_rng(seed)
     name: Anatomy = anatomy or ("colin27" if rng.random() < 0.5 else "mni152")
     brain = _load_brain(name)
-    shape, geometry = _grid(rng, brain, shape, spacing_mm, oblique_deg)
-    points = _world_points(geometry, shape)
-    to_voxel = brain.world_to_voxel
-    voxel_coords = np.tensordot(to_voxel[:3, :3], points, axes=1) + to_voxel[:3, 3, None, None, None]
-    image = ndimage.map_coordinates(brain.t1, voxel_coords, order=1, mode="constant", cval=0.0)
-    del voxel_coords
-    brain_mask = image > 0.1
+    shape, geometry = _grid(rng, brain, shape, spacing_mm, oblique_deg, margin_mm=110.0 if head else 50.0)
+    points = world_points(geometry, shape)
+    image, brain_mask = sample_anatomy(name, points, head)
 
     mask = np.zeros(shape, np.uint8)
     if tumour:
@@ -242,4 +198,5 @@ def make_phantom(
         image, geometry.spacing_mm, geometry.origin_mm, geometry.row_direction, geometry.column_direction,
         geometry.slice_direction,
     )
-    return Phantom(volume=volume, tumour_mask=mask, seed=seed, anatomy=name)
+    return Phantom(volume=volume, tumour_mask=mask, seed=seed, anatomy=name,
+                   brain_mask=brain_mask.astype(np.uint8) if head else None)

@@ -4,13 +4,17 @@ Order of work (``ONCOFLOW_PANEL`` gives the experts and their priority):
 
 1. Ask the worker which experts are ready and what each is for (:class:`ModelInfo`).
    An expert still loading makes the job wait (:class:`WorkerUnavailable`); an
-   unavailable one is skipped, with the worker's reason.
+   unavailable one is skipped, with the worker's reason. An expert that wants a
+   skull-stripped input gets the volume masked by the brain
+   (:class:`~oncoflow.pipeline.brain_extraction.BrainMask`), or is skipped when there is none.
 2. Segmenters (nnU-Net) and localisers (MedGemma) run at once on a pool of
    ``ONCOFLOW_PANEL_CONCURRENCY`` threads; the worker bounds its model calls the same way.
 3. The promptable expert (SAM2) is prompted with boxes from the first segmenter (in
    panel order) that found a tumour. Each localiser's boxes become its mask through
    SAM2 box prompts, or, without a ready SAM2, by filling the boxes.
-4. The masks of the experts that ran are fused (:func:`oncoflow.measure.fusion.fuse`).
+4. Each mask is kept inside the brain mask, when there is one (a tumour of the brain is inside it; the
+   volume cut off is recorded per expert as ``outside_brain_cm3``), and the masks of the experts that ran
+   are fused (:func:`oncoflow.measure.fusion.fuse`).
 
 Nothing is made up: an expert that did not run has no mask, and the panel result says
 why (``skipped``: not ready or nothing to prompt with; ``failed``: it refused the input).
@@ -33,6 +37,7 @@ from oncoflow.core.prompts import SliceBox, boxes_from_mask, mask_from_boxes
 from oncoflow.core.volume import Volume
 from oncoflow.dicom.volume_builder import InputError
 from oncoflow.measure.fusion import FusionResult, fuse
+from oncoflow.pipeline.brain_extraction import BrainMask
 from oncoflow.pipeline.worker_client import (
     LocalisationResult,
     ModelInfo,
@@ -64,13 +69,16 @@ class ExpertRun:
     mask_from: str | None = None  # how the mask was made: "model", "sam2 prompted by X", "filled boxes"
     findings: str | None = None  # a localiser's sentence
     boxes: tuple[SliceBox, ...] = ()  # a localiser's boxes (voxel indices)
+    skull_stripped: bool = False  # it was given the brain alone
+    outside_brain_cm3: float | None = None  # its mask outside the brain mask, cut off (None: no brain mask)
 
     def summary(self) -> dict[str, object]:
         """JSON for the job's outputs (no arrays)."""
         return {
             "role": self.role, "status": self.status, "reason": self.reason, "version": self.version,
             "runtime_s": None if self.runtime_s is None else round(self.runtime_s, 4), "mask_from": self.mask_from,
-            "findings": self.findings,
+            "findings": self.findings, "skull_stripped_input": self.skull_stripped,
+            "outside_brain_cm3": None if self.outside_brain_cm3 is None else round(self.outside_brain_cm3, 3),
         }
 
 
@@ -100,9 +108,12 @@ class ExpertPanel:
             raise WorkerUnavailable(f"experts {loading} are still loading on {self.worker.url}")
         return info
 
-    def run(self, volume: Volume) -> PanelResult:
+    def run(self, volume: Volume, brain: BrainMask | None = None) -> PanelResult:
+        """Run the panel on ``volume``; ``brain`` (on the same grid) feeds the experts that want the brain alone
+        and bounds every expert's mask."""
         started = time.perf_counter()
         info = self.describe()
+        brain = brain or BrainMask(None, None, unavailable="no brain extraction was run")
         runs: dict[str, ExpertRun] = {}
         ready: dict[str, ExpertRun] = {}
         for name in self.settings.panel:
@@ -111,8 +122,16 @@ class ExpertPanel:
                 runs[name] = ExpertRun(name, model.role, "skipped", f"not ready: {model.reason}")
             elif model.role == "unknown":
                 runs[name] = ExpertRun(name, model.role, "skipped", "gives neither MASK nor BOXES")
+            elif model.skull_stripped and brain.mask is None:
+                runs[name] = ExpertRun(name, model.role, "skipped",
+                                       f"wants a skull-stripped input and there is no brain mask: {brain.unavailable}")
             else:
-                runs[name] = ready[name] = ExpertRun(name, model.role, "skipped", "not run yet")
+                runs[name] = ready[name] = ExpertRun(name, model.role, "skipped", "not run yet",
+                                                     skull_stripped=model.skull_stripped)
+        stripped = brain.strip(volume) if any(r.skull_stripped for r in ready.values()) else volume
+
+        def given(run: ExpertRun) -> Volume:
+            return stripped if run.skull_stripped else volume
         if not ready:
             reasons = "; ".join(f"{n}: {r.reason}" for n, r in runs.items())
             raise ModelUnavailable(f"no expert of the panel is ready ({reasons})")
@@ -123,12 +142,13 @@ class ExpertPanel:
             for name, run in ready.items():
                 if run.role == "segmenter":
                     first[name] = pool.submit(
-                        self.worker.segment, name, volume, with_probability=self.settings.fusion == "confidence"
+                        self.worker.segment, name, given(run), with_probability=self.settings.fusion == "confidence"
                     )
                 elif run.role == "localiser":
-                    first[name] = pool.submit(self.worker.localise, name, volume)
+                    first[name] = pool.submit(self.worker.localise, name, given(run))
             for name, future in first.items():
                 self._settle(runs[name], future, self._record_first)
+            self._keep_inside(runs, brain, volume.voxel_volume_mm3)  # SAM2 is prompted inside the brain only
 
             second: dict[str, Future[SegmentationResult]] = {}
             prompt_source = next(
@@ -143,14 +163,15 @@ class ExpertPanel:
                     assert prompt_source.mask is not None
                     boxes = boxes_from_mask(prompt_source.mask)
                     runs[promptable].mask_from = f"sam2 prompted by {prompt_source.name} boxes"
-                    second[promptable] = pool.submit(self.worker.segment, promptable, volume, boxes)
+                    second[promptable] = pool.submit(self.worker.segment, promptable, given(runs[promptable]), boxes)
             for run in runs.values():
                 if run.role != "localiser" or run.status != "ran":
                     continue
                 boxes = run.boxes
                 if promptable is not None and boxes:
                     run.mask_from = f"{promptable} prompted by {run.name} boxes"
-                    second[run.name] = pool.submit(self.worker.segment, promptable, volume, list(boxes))
+                    second[run.name] = pool.submit(self.worker.segment, promptable, given(runs[promptable]),
+                                                   list(boxes))
                 else:
                     run.mask = mask_from_boxes(boxes, volume.shape)
                     run.mask_from = "filled boxes" if boxes else "no boxes: no tumour seen"
@@ -165,6 +186,7 @@ class ExpertPanel:
                     run.mask = mask_from_boxes(run.boxes, volume.shape)
                     run.mask_from = f"filled boxes ({promptable} refused them: {exc})"
 
+        self._keep_inside(runs, brain, volume.voxel_volume_mm3)
         masks = {n: r.mask for n, r in runs.items() if r.status == "ran" and r.mask is not None}
         if not masks:
             reasons = "; ".join(f"{n}: {r.reason}" for n, r in runs.items())
@@ -182,6 +204,23 @@ class ExpertPanel:
             wall_s=time.perf_counter() - started,
             experts_s=sum(r.runtime_s or 0.0 for r in runs.values() if r.status == "ran"),
         )
+
+    @staticmethod
+    def _keep_inside(runs: dict[str, ExpertRun], brain: BrainMask, voxel_volume_mm3: float) -> None:
+        """Cut every mask (and probability) to the brain mask, adding the volume cut off to
+        ``outside_brain_cm3``; nothing happens without a brain mask."""
+        if brain.mask is None:
+            return
+        inside = brain.mask > 0
+        for run in runs.values():
+            if run.mask is None:
+                continue
+            outside_cm3 = float(np.count_nonzero(run.mask.astype(bool) & ~inside)) * voxel_volume_mm3 / 1000.0
+            run.outside_brain_cm3 = (run.outside_brain_cm3 or 0.0) + outside_cm3
+            if outside_cm3:
+                run.mask = np.where(inside, run.mask, 0).astype(np.uint8)
+            if run.probability is not None:
+                run.probability = np.where(inside, run.probability, 0).astype(np.float16)
 
     @staticmethod
     def _settle(run: ExpertRun, future: Future[T], record: Callable[[ExpertRun, T], None]) -> None:

@@ -31,6 +31,7 @@ from oncoflow.measure.lesion_metrics import volume_ci95
 from oncoflow.measure.longitudinal_comparison import Comparison, ComparisonError, TimePointData, compare
 from oncoflow.pacs.orthanc_http import OrthancUnavailable
 from oncoflow.pacs.orthanc_rest import OrthancRest
+from oncoflow.pipeline.brain_extraction import BrainExtraction
 from oncoflow.pipeline.expert_panel import ExpertPanel
 from oncoflow.pipeline.job_store import Job, JobStore
 from oncoflow.pipeline.report_stage import ClinicalReportWriter, ReportError, ReportInputs
@@ -44,18 +45,19 @@ IDENTITY_TAGS = ("PatientName", "PatientBirthDate", "PatientSex")
 
 class PatientTimeline:
     def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, study_input: StudyInput,
-                 panel: ExpertPanel, report: ClinicalReportWriter | None = None) -> None:
+                 brain: BrainExtraction, panel: ExpertPanel, report: ClinicalReportWriter | None = None) -> None:
         self.settings = settings
         self.rest = rest
         self.store = store
         self.input = study_input
+        self.brain = brain
         self.panel = panel  # re-segments a registered follow-up when the registration is poor
         self.report = report  # makes each recomputed time point's signed PDF report
 
     # -- gathering -----------------------------------------------------------------------------
 
     def _time_point(self, study_id: str, job: Job) -> LoadedTimePoint:
-        """The study's input volume, its ensemble SEG's mask and its experts' volumes."""
+        """The study's input volume, its ensemble SEG's mask, its brain SEG's mask and its experts' volumes."""
         study = self.rest.get_json(f"/studies/{study_id}")
         uid = str(study["MainDicomTags"]["StudyInstanceUID"])
         timings: dict[str, float] = {}
@@ -68,8 +70,12 @@ class PatientTimeline:
         seg = self.rest.instance_dataset(seg_uid) if seg_uid else None
         if seg is None:
             raise ComparisonError(f"study {uid} has no ensemble SEG in the PACS (deleted?); it cannot be compared")
-        mask = read_segmentation_mask(seg, [str(ds.SOPInstanceUID) for ds in stack.datasets])
-        return loaded_time_point(study["MainDicomTags"], stack, mask, seg, job.outputs)
+        sources = [str(ds.SOPInstanceUID) for ds in stack.datasets]
+        mask = read_segmentation_mask(seg, sources)
+        brain_uid = (job.outputs.get("brain_extraction") or {}).get("seg_sop_instance_uid")
+        brain_seg = self.rest.instance_dataset(brain_uid) if brain_uid else None
+        brain = read_segmentation_mask(brain_seg, sources) if brain_seg is not None else None
+        return loaded_time_point(study["MainDicomTags"], stack, mask, seg, job.outputs, brain)
 
     def _processed_studies(
         self, study_id: str, current: Job
@@ -169,7 +175,7 @@ class PatientTimeline:
             baseline_uid = baseline.study_instance_uid
             comparison = compare(
                 baseline, current, self.settings.change_thresholds, self.settings.registration_method,
-                resegment=lambda registered: self.panel.run(registered).fusion.mask,
+                resegment=lambda registered: self.panel.run(registered, self.brain.run(registered)).fusion.mask,
             )
             prior_row = self.store.time_point(studies[baseline_index][2])
             if prior_row and prior_row.get("sr_sop_instance_uid"):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from oncoflow.core.config import Settings
 from oncoflow.core.disk_space import DiskSpace, disk_space
 from oncoflow.pacs.orthanc_rest import OrthancRest
+from oncoflow.pipeline.brain_extraction import BrainExtraction
 from oncoflow.pipeline.expert_panel import ExpertPanel
 from oncoflow.pipeline.job_runner import JobRunner
 from oncoflow.pipeline.job_store import JobStore
@@ -75,13 +76,14 @@ def assemble_pipeline(settings: Settings, rest: OrthancRest) -> PipelineParts:
     worker = WorkerClient(settings.worker_url, settings.worker_timeout_s)
     study_input = StudyInput(settings, rest)
     panel = ExpertPanel(settings, worker)
-    pipeline = StudyPipeline(settings, rest, store, study_input, panel)
+    brain = BrainExtraction(settings, worker)
+    pipeline = StudyPipeline(settings, rest, store, study_input, brain, panel)
     notes = NotesService(settings.rag_dir)
     audit_log = AuditLog(settings.audit_db_path)
     secret = pseudonym_key(settings.pseudonym_key_path)
     audit = AccessAudit(audit_log, secret)
     reports = ClinicalReportWriter(settings, rest, store, notes, secret, audit)
-    timeline = PatientTimeline(settings, rest, store, study_input, panel, reports)
+    timeline = PatientTimeline(settings, rest, store, study_input, brain, panel, reports)
     pipeline.timeline = timeline.update
     return PipelineParts(settings, rest, store, worker, study_input, pipeline, notes, audit_log, audit, secret,
                          reports, timeline)

@@ -1,9 +1,10 @@
 """One job, one study: DICOM in -> volume -> the panel's masks -> DICOM-SEGs back into the same study.
 
-Stages and their timing keys: ``select_series``, ``volume_build``, ``inference`` (the
-whole panel, fusion included), ``model_inference`` (sum of the experts' model times),
-``fusion``, ``seg_encode``, ``store``. The SEGs (the ensemble and one per expert that
-ran) derive their UIDs from the input fingerprint (the chosen series' instances and
+Stages and their timing keys: ``select_series``, ``volume_build``, ``brain_extraction``
+(:mod:`oncoflow.pipeline.brain_extraction`: a non-brain image fails the job here), ``inference``
+(the whole panel, fusion included), ``model_inference`` (sum of the experts' model times),
+``fusion``, ``seg_encode``, ``store``. The SEGs (the ensemble, one per expert that ran, and the
+brain mask the tumour was looked for in) derive their UIDs from the input fingerprint (the chosen series' instances and
 the panel's configuration) and their content (mask, algorithm and weights), so a re-run
 after a crash finds its SEGs already stored instead of duplicating them; a study whose
 input or result changed (more slices arrived, a model was updated) gets new SEGs, and
@@ -25,6 +26,9 @@ from oncoflow import __version__
 from oncoflow.core.config import Settings
 from oncoflow.dicom.derived_object import MANUFACTURER
 from oncoflow.dicom.seg_writer import (
+    BRAIN,
+    BRAIN_RGB,
+    BRAIN_SERIES_NUMBER,
     ENSEMBLE_SERIES_NUMBER,
     EXPERT_RGB,
     EXPERT_SERIES_NUMBER,
@@ -35,6 +39,7 @@ from oncoflow.dicom.seg_writer import (
 from oncoflow.dicom.volume_builder import InputError
 from oncoflow.pacs.orthanc_http import OrthancUnavailable
 from oncoflow.pacs.orthanc_rest import OrthancRest
+from oncoflow.pipeline.brain_extraction import BrainExtraction, BrainMask
 from oncoflow.pipeline.expert_panel import ExpertPanel, PanelResult
 from oncoflow.pipeline.job_store import Job, JobStore
 from oncoflow.pipeline.stage_timing import timed
@@ -50,11 +55,12 @@ class StudyPipeline:
     """Runs claimed jobs; raises ``WorkerUnavailable`` for the runner to retry later."""
 
     def __init__(self, settings: Settings, rest: OrthancRest, store: JobStore, study_input: StudyInput,
-                 panel: ExpertPanel) -> None:
+                 brain: BrainExtraction, panel: ExpertPanel) -> None:
         self.settings = settings
         self.rest = rest
         self.store = store
         self.input = study_input
+        self.brain = brain
         self.panel = panel
         # set by the plugin: the patient's timeline, updated before a job is marked done (study id, job) -> result
         self.timeline: Callable[[str, Job, Any], dict[str, Any]] | None = None
@@ -63,7 +69,8 @@ class StudyPipeline:
         """The input and the panel's configuration: same fingerprint, same result, same SEG UIDs."""
         digest = hashlib.sha256()
         weights = sorted((self.settings.fusion_weights or {}).items())
-        for part in (*self.settings.panel, self.settings.fusion, repr(weights), series_id, *sorted(instance_ids)):
+        for part in (*self.settings.panel, self.settings.fusion, repr(weights), str(self.settings.brain_extraction),
+                     series_id, *sorted(instance_ids)):
             digest.update(part.encode() + b"\0")
         return digest.hexdigest()
 
@@ -115,8 +122,12 @@ class StudyPipeline:
 
         stack = self.input.build(instance_ids, timings)
 
+        with timed(timings, "brain_extraction"):
+            brain = self.brain.run(stack.volume)
+        if brain.unavailable:
+            self.store.add_event(job.id, f"no brain mask: {brain.unavailable}")
         with timed(timings, "inference"):
-            panel = self.panel.run(stack.volume)
+            panel = self.panel.run(stack.volume, brain)
         timings["model_inference"] = round(panel.experts_s, 4)
         timings["fusion"] = round(panel.fusion_s, 4)
         for name, run in panel.runs.items():
@@ -124,7 +135,7 @@ class StudyPipeline:
                 self.store.add_event(job.id, f"expert {name} {run.status}: {run.reason}")
 
         with timed(timings, "seg_encode"):
-            segs = self._write_segs(stack.datasets, panel, fingerprint)
+            segs = self._write_segs(stack.datasets, panel, brain, fingerprint)
 
         with timed(timings, "store"):
             # Orthanc never overwrites an instance and a UID names one content only: the earlier automatic SEGs
@@ -183,6 +194,8 @@ class StudyPipeline:
                     "experts_s": round(panel.experts_s, 4),
                 },
                 "experts": experts,
+                "brain_extraction": {**brain.summary(), "seg_sop_instance_uid":
+                                     str(segs["brain"].SOPInstanceUID) if "brain" in segs else None},
                 "findings": next((r.findings for r in panel.ran if r.findings), None),
             },
         )
@@ -192,7 +205,7 @@ class StudyPipeline:
                 assert current is not None
                 try:
                     loaded = loaded_time_point(study["MainDicomTags"], stack, panel.fusion.mask, ensemble,
-                                               current.outputs)
+                                               current.outputs, brain.mask)
                 except ValueError:  # e.g. no StudyDate: the timeline says why when it reads the study itself
                     loaded = None
                 longitudinal = self.timeline(study_id, current, loaded)
@@ -213,8 +226,9 @@ class StudyPipeline:
         log.info("study %s: %d SEGs stored (%s, agreement %s) in %.2f s", study_id, len(segs), fusion.strategy,
                  fusion.agreement_score, sum(timings.values()))
 
-    def _write_segs(self, datasets: list[Dataset], panel: PanelResult, fingerprint: str) -> dict[str, Dataset]:
-        """The ensemble SEG first, then one SEG per expert that ran (panel order)."""
+    def _write_segs(self, datasets: list[Dataset], panel: PanelResult, brain: BrainMask,
+                    fingerprint: str) -> dict[str, Dataset]:
+        """The ensemble SEG first, then one SEG per expert that ran (panel order), then the brain mask."""
         fusion = panel.fusion
         skipped = "; ".join(f"{n}: {r.reason}" for n, r in panel.runs.items() if r.status != "ran")
         ensemble_parameters = {
@@ -243,5 +257,13 @@ class StudyPipeline:
                 fingerprint, role=f"expert-{name}", series_number=EXPERT_SERIES_NUMBER + index,
                 series_description=f"OncoFlow SEG expert {name}",
                 display_rgb=EXPERT_RGB[index % len(EXPERT_RGB)],
+            )
+        if brain.mask is not None and brain.check is not None:
+            segs["brain"] = write_segmentation(
+                datasets, brain.mask,
+                AlgorithmInfo(brain.model or "brain extraction", brain.version or "unknown",
+                              {"volume_cm3": f"{brain.check.volume_cm3:.1f}"}),
+                fingerprint, role="brain", series_number=BRAIN_SERIES_NUMBER,
+                series_description=f"OncoFlow SEG brain ({brain.model})", segment=BRAIN, display_rgb=BRAIN_RGB,
             )
         return segs

@@ -1,5 +1,5 @@
-"""A time point of the patient's timeline: a study's date, input series, fused mask, ensemble SEG and
-experts' volumes, as the longitudinal comparison reads them."""
+"""A time point of the patient's timeline: a study's date, input series, fused mask, ensemble SEG, brain mask
+and experts' volumes, as the longitudinal comparison reads them."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ LoadedTimePoint = tuple[TimePointData, SortedSeries, Dataset]  # the comparison 
 
 
 def loaded_time_point(study_tags: dict[str, str], stack: SortedSeries, fused_mask: Any, seg: Dataset,
-                      outputs: dict[str, Any]) -> LoadedTimePoint:
-    """A time point from a study's tags, its input series, its fused mask and SEG, and its job outputs."""
+                      outputs: dict[str, Any], brain_mask: Any = None) -> LoadedTimePoint:
+    """A time point from a study's tags, its input series, its fused mask and SEG, its job outputs and its brain
+    mask (``None`` when brain extraction did not run)."""
     experts = {
         name: float(entry["volume_cm3"])
         for name, entry in outputs.get("experts", {}).items()
         if entry.get("status") == "ran" and entry.get("volume_cm3") is not None
     }
     data = TimePointData(str(study_tags["StudyInstanceUID"]), study_date(study_tags), stack.volume, fused_mask,
-                         experts)
+                         experts, brain_mask)
     return data, stack, seg
 
 

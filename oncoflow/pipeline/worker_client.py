@@ -4,20 +4,26 @@ The worker (``oncoflow_inference``) and a real Triton server serving the same mo
 repository speak the same KServe v2 protocol, so swapping one for the other is a
 change of ``ONCOFLOW_WORKER_URL`` alone. Tensors travel with the binary extension.
 
-What a model is for is read from its metadata, not configured twice:
+What a model is for is read from its metadata and its configuration (``GET /v2/models/{m}/config``,
+whose parameters the worker completes from the loaded model), not configured twice:
 
 * a **segmenter** (nnU-Net) takes ``IMAGE`` FP32 ``(slice, row, column)`` and
   ``SPACING_MM`` FP32 ``(3,)`` and gives ``MASK`` UINT8 (and ``PROBABILITY`` FP16);
 * a **promptable** model (SAM2) also takes ``BOXES`` / ``POINTS`` (see
   :mod:`oncoflow.core.prompts`) and gives ``MASK``;
-* a **localiser** (MedGemma) gives ``BOXES`` and ``FINDINGS`` (BYTES), no mask.
+* a **localiser** (MedGemma) gives ``BOXES`` and ``FINDINGS`` (BYTES), no mask;
+* a **brain-mask** model (deepbet) also takes ``AFFINE_LPS`` and gives ``BRAIN_MASK``.
+
+Parameters the pipeline reads: ``input_channels`` (the sequences the model takes, in order, e.g.
+``"t1,t1c,t2,flair"``; a model that names none takes the study's reference sequence) and
+``skull_stripped`` (``"true"``: the model wants the brain alone, everything outside the brain mask zero).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.client import HTTPException
 from typing import Any, Literal
 
@@ -26,6 +32,7 @@ import numpy.typing as npt
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
+from oncoflow.core.mr_channels import Channel, parse_channels
 from oncoflow.core.prompts import (
     BOXES,
     POINTS,
@@ -38,7 +45,7 @@ from oncoflow.core.prompts import (
 from oncoflow.core.volume import Volume
 from oncoflow.dicom.volume_builder import InputError
 
-ModelRole = Literal["segmenter", "promptable", "localiser", "unknown"]
+ModelRole = Literal["segmenter", "promptable", "localiser", "brain-mask", "unknown"]
 # What a dropped or refused connection raises under tritonclient's geventhttpclient transport:
 # socket errors, and http.client's HTTPException family (geventhttpclient's HTTPConnectionClosed).
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, ConnectionError, HTTPException)
@@ -61,9 +68,24 @@ class ModelInfo:
     reason: str | None  # why it is not READY
     inputs: frozenset[str] = frozenset()
     outputs: frozenset[str] = frozenset()
+    parameters: dict[str, str] = field(default_factory=dict)  # the configuration's, as the worker gives them
+    image_rank: int = 3  # dimensions of IMAGE: 3 (slice, row, column) or 4 (channel first)
+
+    @property
+    def input_channels(self) -> tuple[Channel, ...]:
+        """The sequences the model takes, in its channel order; empty: the study's reference sequence."""
+        known, _ = parse_channels(c for c in self.parameters.get("input_channels", "").split(",") if c.strip())
+        return tuple(known)
+
+    @property
+    def skull_stripped(self) -> bool:
+        """The model wants the brain alone (trained on skull-stripped images, as BraTS models are)."""
+        return self.parameters.get("skull_stripped", "false").strip().lower() in ("true", "1", "yes")
 
     @property
     def role(self) -> ModelRole:
+        if "BRAIN_MASK" in self.outputs:
+            return "brain-mask"
         if BOXES in self.outputs:
             return "localiser"
         if "MASK" in self.outputs and (BOXES in self.inputs or POINTS in self.inputs):
@@ -79,6 +101,15 @@ class SegmentationResult:
     model_version: str
     inference_s: float  # worker-side model time, from the response parameters when given
     round_trip_s: float  # request sent to response decoded, as the plugin saw it
+
+
+@dataclass(frozen=True)
+class BrainMaskResult:
+    mask: npt.NDArray[np.uint8]  # 1 = brain, on the input volume's grid
+    model_name: str
+    model_version: str
+    inference_s: float
+    round_trip_s: float
 
 
 @dataclass(frozen=True)
@@ -117,12 +148,18 @@ class WorkerClient:
                     described[name] = ModelInfo(name, "UNAVAILABLE", str(entry.get("reason") or "unavailable"))
                     continue
                 metadata = client.get_model_metadata(name)
+                ready = state == "READY" and client.is_model_ready(name)
+                config = client.get_model_config(name) if ready else {}
+                image = next((t for t in metadata.get("inputs", []) if t.get("name") == "IMAGE"), {})
                 described[name] = ModelInfo(
                     name,
-                    "READY" if state == "READY" and client.is_model_ready(name) else "LOADING",
-                    None if state == "READY" else "loading",
+                    "READY" if ready else "LOADING",
+                    None if ready else "loading",
                     frozenset(str(t["name"]) for t in metadata.get("inputs", [])),
                     frozenset(str(t["name"]) for t in metadata.get("outputs", [])),
+                    {str(k): str((v or {}).get("string_value", "")) for k, v in
+                     (config.get("parameters") or {}).items()},
+                    len(image.get("shape", [0, 0, 0])),
                 )
             return described
         except InferenceServerException as exc:
@@ -198,6 +235,24 @@ class WorkerClient:
         return SegmentationResult(
             mask=mask.astype(np.uint8, copy=False),
             probability=probability if probability is not None and probability.shape == volume.shape else None,
+            model_name=str(response.get("model_name", model)),
+            model_version=str(parameters.get("model_version", response.get("model_version", "1"))),
+            inference_s=float(parameters.get("inference_s", round_trip_s)),
+            round_trip_s=round_trip_s,
+        )
+
+    def extract_brain(self, model: str, volume: Volume) -> BrainMaskResult:
+        """The brain mask of a T1-weighted head, from a brain-extraction model (``BRAIN_MASK``)."""
+        inputs = [*self._image_inputs(volume),
+                  self._tensor("AFFINE_LPS", volume.affine_lps().astype(np.float32), "FP32")]
+        result, round_trip_s = self._infer(model, inputs, ["BRAIN_MASK"])
+        mask = result.as_numpy("BRAIN_MASK")
+        if mask is None or mask.shape != volume.shape:
+            raise WorkerUnavailable(f"model {model} returned a BRAIN_MASK of shape "
+                                    f"{None if mask is None else mask.shape}, expected {volume.shape}")
+        response, parameters = self._parameters(result)
+        return BrainMaskResult(
+            mask=mask.astype(np.uint8, copy=False),
             model_name=str(response.get("model_name", model)),
             model_version=str(parameters.get("model_version", response.get("model_version", "1"))),
             inference_s=float(parameters.get("inference_s", round_trip_s)),

@@ -63,6 +63,7 @@ class Expert(ABC):
     """
 
     kind: str = "expert"  # the model family, for messages: "nnU-Net", "SAM2", "MedGemma"
+    multi_channel: bool = False  # takes IMAGE (channel, slice, row, column) too
     name: str
     version: str  # identifies the exact weights once loaded
     not_ready_reason: str | None = "not loaded yet"
@@ -70,6 +71,12 @@ class Expert(ABC):
     @property
     def ready(self) -> bool:
         return self.not_ready_reason is None
+
+    def declared_parameters(self) -> dict[str, str]:
+        """What the loaded model says of itself, served with its configuration's parameters
+        (``GET /v2/models/{m}/config``, as Triton's Python backend ``auto_complete_config`` may add them):
+        e.g. an nnU-Net's ``input_channels`` read from its ``dataset.json``. Empty before loading."""
+        return {}
 
     def _require_ready(self) -> None:
         """Raise :class:`ExpertNotReady`, with the reason, unless the model is loaded."""
@@ -130,7 +137,7 @@ class Expert(ABC):
         :class:`~oncoflow_inference.binary_tensors.TensorError` or
         :class:`oncoflow.core.prompts.PromptError` for a bad request, and the errors of ``predict``.
         """
-        image, spacing_mm = segmentation_inputs(inputs, max_voxels)
+        image, spacing_mm = segmentation_inputs(inputs, max_voxels, self.multi_channel)
         output = self.predict(image, spacing_mm, with_probability=PROBABILITY in wanted)
         produced: dict[str, np.ndarray] = {MASK: output.mask}
         if output.probability is not None:
