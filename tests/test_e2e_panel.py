@@ -106,7 +106,12 @@ def test_degraded_panel_is_reported_and_sam2_is_prompted(panel_stack: Stack, pus
         descriptions[seg.SeriesDescription] = seg
     assert set(descriptions) == {"OncoFlow SEG ensemble (staple, 4 experts)", "OncoFlow SEG expert nnunet_demo",
                                  "OncoFlow SEG expert nnunet_demo_3d_seed2", "OncoFlow SEG expert sam2",
-                                 "OncoFlow SEG expert medgemma"}
+                                 "OncoFlow SEG expert medgemma", "OncoFlow SEG brain (deepbet)"}
+    brain = read_segmentation_mask(descriptions["OncoFlow SEG brain (deepbet)"], sources)
+    assert phantom.brain_mask is not None
+    overlap = 2.0 * float((brain.astype(bool) & phantom.brain_mask.astype(bool)).sum()) / float(
+        brain.astype(bool).sum() + phantom.brain_mask.astype(bool).sum())
+    assert overlap > 0.85, f"brain SEG Dice {overlap:.3f} against the anatomy's brain"
     ensemble = descriptions["OncoFlow SEG ensemble (staple, 4 experts)"]
     parameters = str(ensemble.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters)
     assert "nnunet_demo_2d: not ready" in parameters
@@ -173,7 +178,7 @@ def test_panel_route_reports_each_expert(panel_stack: Stack) -> None:
 
 
 def test_refine_without_a_ready_sam2_says_why(stack: Stack, tmp_path: Path) -> None:
-    phantom = make_phantom(9202, shape=(16, 64, 64))
+    phantom = make_phantom(9202, shape=(40, 64, 64))  # a whole head: brain extraction refuses a 16-slice slab
     study = unique_study("e2e-refine-503")
     write_series(tmp_path / "s", phantom.volume, study)
     stack.push(tmp_path / "s")

@@ -258,9 +258,10 @@ def _reason(validator: TokenValidator, header: str | None) -> str:
     return caught.value.reason
 
 
-def _create_client(realm: Realm, client_id: str, audience: bool, lifespan_s: int | None = None) -> None:
-    mappers = [{"name": "audience-orthanc", "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
-                "config": {"included.client.audience": AUDIENCE, "access.token.claim": "true"}}] if audience else []
+def _create_client(realm: Realm, client_id: str, audience: str, lifespan_s: int | None = None) -> None:
+    """A public client whose access tokens name ``audience`` (as a custom audience, so it need not exist)."""
+    mappers = [{"name": "audience", "protocol": "openid-connect", "protocolMapper": "oidc-audience-mapper",
+                "config": {"included.custom.audience": audience, "access.token.claim": "true"}}]
     attributes = {"access.token.lifespan": str(lifespan_s)} if lifespan_s else {}
     if realm.admin.call("GET", f"/clients?clientId={client_id}"):
         return
@@ -270,7 +271,7 @@ def _create_client(realm: Realm, client_id: str, audience: bool, lifespan_s: int
 
 
 def test_expired_token_is_rejected(realm: Realm) -> None:
-    _create_client(realm, "test-short-lived", audience=True, lifespan_s=2)
+    _create_client(realm, "test-short-lived", audience=AUDIENCE, lifespan_s=2)
     token = realm.token("doctor.dev", client_id="test-short-lived")
     validator = realm.validator(leeway_s=0)
     assert validator.validate(f"Bearer {token}").username == "doctor.dev"  # valid while fresh
@@ -279,11 +280,13 @@ def test_expired_token_is_rejected(realm: Realm) -> None:
 
 
 def test_wrong_audience_is_rejected(realm: Realm) -> None:
-    _create_client(realm, "test-no-audience", audience=False)
-    token = realm.token("radiologist.dev", client_id="test-no-audience")
+    _create_client(realm, "test-other-audience", audience="billing-service")
+    token = realm.token("radiologist.dev", client_id="test-other-audience")
+    assert AUDIENCE not in claims_of(token)["aud"] and "billing-service" in claims_of(token)["aud"]
     assert _reason(realm.validator(), f"Bearer {token}") == at.WRONG_AUDIENCE
-    # The same token passes for the audience it does name: the audience was the only fault.
-    other = TokenValidator(realm.process.issuer, "account", realm.process.jwks_url)
+    # The same token passes for the audience it does name: the audience was the only fault. (Not "account":
+    # whether Keycloak adds that one depends on the user's default roles.)
+    other = TokenValidator(realm.process.issuer, "billing-service", realm.process.jwks_url)
     assert other.validate(f"Bearer {token}").username == "radiologist.dev"
 
 

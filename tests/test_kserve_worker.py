@@ -339,7 +339,7 @@ def test_expert_maps_multi_label_models_and_refuses_missing_channels(tmp_path: P
     four = NnUNetExpert(tmp_path / "four")
     four.load()
     assert four.ready and four.channels == ("t1", "t1c", "t2", "flair")
-    assert four.declared_parameters() == {"input_channels": "t1,t1c,t2,flair"}
+    assert four.declared_parameters() == {"input_channels": "t1,t1c,t2,flair", "output_labels": "TC"}  # one label
     with pytest.raises(ExpertInputError, match="takes 4 channels"):
         four.predict(volume, SPACING_MM)
     assert four.predict(np.stack([volume] * 4), SPACING_MM).mask.shape == volume.shape
