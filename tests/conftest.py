@@ -32,7 +32,14 @@ from pydicom.uid import generate_uid
 
 from oncoflow.core.config import REPO_ROOT, Settings, load_settings
 from oncoflow.core.volume import Volume
-from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets, study_instance_uid, write_datasets
+from oncoflow.phantoms.phantom_dicom import (
+    SeriesInfo,
+    StudyInfo,
+    sequence_series_info,
+    series_datasets,
+    study_instance_uid,
+    write_datasets,
+)
 from oncoflow.services import postgres_server
 from oncoflow.services.keycloak_server import DEVELOPMENT_USERS, DevelopmentLogin
 from oncoflow.services.stack import start_service, start_stack, stop_stack, wait_healthy
@@ -311,6 +318,24 @@ def write_series(directory: Path, volume: Volume, study: StudyInfo, **series: An
     datasets = series_datasets(volume, study, info)
     write_datasets(datasets, directory)
     return datasets
+
+
+def write_sequences(directory: Path, images: dict[str, Volume], study: StudyInfo, shared_frame: bool = True,
+                    **changes: dict[str, Any]) -> dict[str, list[Dataset]]:
+    """Write one series per sequence (``t1``, ``t1c``, ``t2``, ``flair``) of one study, each in its own folder
+    under ``directory``, tagged as a scanner tags it (:data:`oncoflow.phantoms.phantom_dicom.SEQUENCE_SERIES`);
+    they share one FrameOfReferenceUID unless ``shared_frame`` is false. ``changes[kind]`` overrides that
+    sequence's series attributes (e.g. a FrameOfReferenceUID of its own)."""
+    uid = study_instance_uid(study)
+    frame = generate_uid(entropy_srcs=[uid, "frame"]) if shared_frame else None
+    written = {}
+    for kind, volume in images.items():
+        series_uid = generate_uid(entropy_srcs=[uid, kind, str(changes.get(kind))])
+        overrides = dict(changes.get(kind, {}))
+        info = sequence_series_info(kind, series_uid, overrides.pop("frame_of_reference_uid", frame), **overrides)
+        written[kind] = series_datasets(volume, study, info)
+        write_datasets(written[kind], directory / kind)
+    return written
 
 
 def axial_volume(voxels: np.ndarray, spacing_mm: tuple[float, float, float] = (3.0, 2.0, 2.0)) -> Volume:

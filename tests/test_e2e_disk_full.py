@@ -56,7 +56,8 @@ def test_a_full_disk_is_reported_corrupts_nothing_and_the_stack_recovers(small_h
                        ONCOFLOW_MAX_VOXELS=str(256 * 256 * 200)) as stack:
         home = stack.settings.home
         first = push_phantom(stack, "disk-a", 501, (40, 64, 64), tmp_path / "a")
-        assert stack.wait_job(first)["state"] == "done"
+        first_job = stack.wait_job(first)
+        assert first_job["state"] == "done", first_job["error"]
         (seg_series,) = [s for s in stack.seg_series(first) if "ensemble" in s["MainDicomTags"].get(
             "SeriesDescription", "").lower()]
 

@@ -176,6 +176,13 @@ def test_report_shows_the_sr_numbers_and_no_phi(stack: Stack, reported_patient: 
     assert f"{measured['volume_prior_cm3']:.2f}" in text and f"{measured['volume_cm3']:.2f}" in text, text
     assert f"{measured['percent_change']:+.1f}%" in text
     assert measured["flag"] in text
+    # the regions the SR holds, each with its volume, and the one measured
+    assert measured["region_volumes_cm3"] and measured["region"] in measured["region_volumes_cm3"], measured
+    regions_table = " ".join(text.split("Tumour regions, this study", 1)[1].split())
+    for region, volume in measured["region_volumes_cm3"].items():
+        assert re.search(rf"\({region}\) {volume:.2f}", regions_table), (region, volume, regions_table)
+    # the demo models segment the tumour core only, so the default region (ET) falls back to TC
+    assert measured["region"] == "TC" and "measured on the tumour core (TC)" in regions_table
     for point in case.time_points:
         assert point.study_date.isoformat() in text
     assert re.search(r"OF-[A-Z2-7]{4}-[A-Z2-7]{4}", text)

@@ -40,10 +40,12 @@ def test_review_mode_shows_the_sr_numbers_and_the_seg(stack: Stack, tmp_path: Pa
     assert job["state"] == "done", job["error"]
     (sr,) = oncoflow_srs(stack, follow_up_uid)
     measured = read_measurement_report(sr)
+    assert measured["region"] in measured["region_volumes_cm3"], measured  # the panel's region rows are checked
     artifacts = stack.settings.home / "test-artifacts" / "review"
     run_browser_test("review-mode.test.mjs", {
         "ONCOFLOW_URL": stack.settings.orthanc_url, "FOLLOW_UP_UID": follow_up_uid, "BASELINE_UID": baseline_uid,
-        "EXPECT_SR": json.dumps({k: measured[k] for k in ("volume_prior_cm3", "volume_cm3", "percent_change", "flag")}),
+        "EXPECT_SR": json.dumps({k: measured[k] for k in ("volume_prior_cm3", "volume_cm3", "percent_change", "flag",
+                                                          "region", "region_volumes_cm3")}),
     }, artifacts, 300)
     assert (artifacts / "oncoflow-panel.png").stat().st_size > 5_000
     timing = json.loads((artifacts / "review-timing.json").read_text())

@@ -88,7 +88,9 @@ def follow_up(baseline: tuple) -> tuple[list[Dataset], Dataset, Dataset, LesionA
     _, _, base_sr, _ = baseline
     source, seg = _study("SRFOLLOW", "20260402")
     lesion = LesionAtTimePoint("Lesion 1", TRACKING_UID, volume_cm3=17.0641,
-                               longest_axial_diameter_mm=35.5, max_caliper_mm=41.0)
+                               longest_axial_diameter_mm=35.5, max_caliper_mm=41.0, region="WT",
+                               region_volumes_cm3={"ET": 3.5, "TC": 9.125, "WT": 17.0641},
+                               plausibility="segmentation implausible: review (scattered: 9 separate pieces)")
     change = _change(base_sr)
     sr = write_measurement_report(source, seg, lesion, change, EXPERTS, NOT_RUN, "fp-follow")
     return source, seg, sr, lesion, change
@@ -117,6 +119,8 @@ def test_baseline_round_trip(baseline: tuple) -> None:
     assert read["fingerprint"] == "fp-base"
     assert read["time_point"] == "baseline"
     assert read["has_change"] is False
+    assert read["region"] == "TC" and read["segment_number"] == 1 and read["region_volumes_cm3"] == {}
+    assert read["plausibility"] is None
     for key in ("flag", "flag_reason", "percent_change", "delta_cm3", "dice", "prior_study_instance_uid",
                 "transform_lps", "percent_change_ci95", "prior_sr_sop_instance_uid"):
         assert read[key] is None, key
@@ -141,6 +145,8 @@ def test_follow_up_round_trip(baseline: tuple, follow_up: tuple) -> None:
     assert read["volume_cm3"] == lesion.volume_cm3
     assert read["longest_axial_diameter_mm"] == lesion.longest_axial_diameter_mm
     assert read["max_caliper_mm"] == lesion.max_caliper_mm
+    assert read["region"] == "WT" and read["region_volumes_cm3"] == {"ET": 3.5, "TC": 9.125, "WT": 17.0641}
+    assert read["plausibility"] == "segmentation implausible: review (scattered: 9 separate pieces)"
     for field in dataclasses.fields(LongitudinalChange):
         if field.name in ("prior_sr", "transform_lps"):
             continue
@@ -154,7 +160,7 @@ def test_follow_up_round_trip(baseline: tuple, follow_up: tuple) -> None:
     refs = [i.ReferencedSOPInstanceUID for s in other.ReferencedSeriesSequence for i in s.ReferencedSOPSequence]
     assert refs == [base_sr.SOPInstanceUID]
     assert [i.CodingSchemeDesignator for i in sr.CodingSchemeIdentificationSequence] == [PRIVATE_SCHEME]
-    assert "CodingSchemeIdentificationSequence" not in base_sr  # no private code in a baseline report
+    assert [i.CodingSchemeDesignator for i in base_sr.CodingSchemeIdentificationSequence] == [PRIVATE_SCHEME]
 
 
 def test_none_values_are_omitted(baseline: tuple) -> None:
@@ -210,8 +216,8 @@ def test_dciodvfy_reports_no_error(baseline: tuple, follow_up: tuple, tmp_path: 
         # the only warning allowed is dciodvfy not knowing the private coding scheme
         warnings = [line for line in output.splitlines() if "Warning" in line]
         assert all(f"<{PRIVATE_SCHEME}>" in line for line in warnings), output
-        if name == "baseline":
-            assert not warnings, output
+        # the private scheme is used (the region measured) and declared in both
+        assert sr.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == PRIVATE_SCHEME
 
 
 def test_dsrdump_shows_volume_and_flag(follow_up: tuple, tmp_path: Path) -> None:
@@ -222,3 +228,8 @@ def test_dsrdump_shows_volume_and_flag(follow_up: tuple, tmp_path: Path) -> None
     assert "17.0641" in dump.stdout
     assert "progression" in dump.stdout
     assert "volume +38.2% > +25%" in dump.stdout
+    # each region's volume under its concept, and the region measured (dcmtk's own reading)
+    for meaning, number in (("Enhancing tumour volume", "3.5"), ("Tumour core volume", "9.125"),
+                            ("Whole tumour volume", "17.0641")):
+        assert f'<contains NUM:(,,"{meaning}")="{number}" (cm3,UCUM' in dump.stdout, dump.stdout
+    assert '<contains TEXT:(,,"Tumour region measured")="WT">' in dump.stdout

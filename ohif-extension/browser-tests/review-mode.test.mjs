@@ -61,6 +61,15 @@ test('the OncoFlow review mode shows the SR numbers, the flag and the SEG overla
     assert.ok(Math.abs(Number(await value('oncoflow-percent-change')) - expected.percent_change) < 0.01);
     assert.ok((await page.getByTestId('oncoflow-flag').first().innerText()).includes(expected.flag));
     assert.ok((await page.getByTestId('oncoflow-expert-row').count()) >= 1);
+    // one row per region the SR holds, with the SR's volume; the measured one marked
+    const regionRows = page.getByTestId('oncoflow-region-row');
+    assert.equal(await regionRows.count(), Object.keys(expected.region_volumes_cm3).length);
+    for (const [region, volume] of Object.entries(expected.region_volumes_cm3)) {
+      const row = page.locator(`[data-testid="oncoflow-region-row"][data-region="${region}"]`).first();
+      const shown = Number(await row.getByTestId('oncoflow-region-volume').getAttribute('data-value'));
+      assert.ok(Math.abs(shown - volume) < 1e-3, `${region}: panel ${shown} cm³, SR ${volume} cm³`);
+      assert.equal(await row.getAttribute('data-measured'), region === expected.region ? 'true' : 'false');
+    }
     const reportLink = await page.getByTestId('oncoflow-report-link').first().getAttribute('href');
     assert.match(reportLink, /\/oncoflow\/reports\/[0-9.]+\.pdf$/);
     const pdf = await page.request.get(new URL(reportLink, baseUrl).toString());

@@ -29,6 +29,25 @@ export interface FusionSummary {
   runtime_s?: number;
 }
 
+/** One BraTS tumour region fused across the panel (`RegionFusion.summary`). */
+export interface RegionSummary {
+  /** e.g. `Tumour core`. */
+  name: string;
+  volume_cm3: number | null;
+  /** Mean pairwise Dice of the experts that segment this region; null with fewer than two. */
+  agreement_score: number | null;
+  flag: string;
+  experts: string[];
+}
+
+/** The plausibility guard on the fused segmentation (`Plausibility.as_json`). */
+export interface PlausibilitySummary {
+  review: boolean;
+  /** `plausible`, or `segmentation implausible: review (reasons)`. */
+  verdict: string;
+  reasons: string[];
+}
+
 export interface PanelRunSummary {
   ran: string[];
   /** Expert name -> why it did not run. */
@@ -98,7 +117,13 @@ export interface LongitudinalOutput {
 }
 
 export interface JobOutputs {
+  /** The driving region's fused volume. */
   tumour_volume_cm3?: number;
+  /** `ET`, `TC` or `WT`: the region volumes, diameters and the change are measured on. */
+  driving_region?: string;
+  /** Region (`ET`, `TC`, `WT`) -> its fused summary; only the regions the panel could segment. */
+  regions?: Record<string, RegionSummary>;
+  plausibility?: PlausibilitySummary;
   fusion?: FusionSummary;
   panel?: PanelRunSummary;
   experts?: Record<string, ExpertSummary>;

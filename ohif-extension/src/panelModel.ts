@@ -153,12 +153,26 @@ export interface RefinementRow {
   volume: Measured;
 }
 
+export interface RegionRow {
+  region: string;
+  name: string;
+  volume: Measured;
+  agreement: Measured;
+  flag: string;
+  experts: string;
+  /** The region the volumes and the change are measured on. */
+  measured: boolean;
+}
+
 export interface PanelView {
   job: JobView;
   volumes: VolumesView | null;
   comparison: ComparisonView | null;
   flag: FlagView | null;
   agreement: AgreementView | null;
+  regions: RegionRow[];
+  /** The guard's verdict when the segmentation needs review; null when plausible or not known. */
+  review: string | null;
   experts: ExpertRow[];
   report: ReportView;
   timelineNote: string | null;
@@ -355,6 +369,27 @@ function buildAgreement(job: StudyJob | null): AgreementView | null {
   };
 }
 
+const REGION_ORDER = ['ET', 'TC', 'WT'];
+
+function buildRegionRows(job: StudyJob | null): RegionRow[] {
+  const regions = job?.outputs.regions ?? {};
+  const driving = job?.outputs.driving_region ?? null;
+  return Object.keys(regions)
+    .sort((a, b) => REGION_ORDER.indexOf(a) - REGION_ORDER.indexOf(b))
+    .map((region) => {
+      const r = regions[region] as NonNullable<typeof regions[string]>;
+      return {
+        region,
+        name: r.name,
+        volume: measured(formatVolume(r.volume_cm3), r.volume_cm3),
+        agreement: measured(formatRatio(r.agreement_score), r.agreement_score),
+        flag: r.flag,
+        experts: r.experts.join(', '),
+        measured: region === driving,
+      };
+    });
+}
+
 function buildReport(timePoint: TimePoint | null, job: StudyJob | null): ReportView {
   const fromJob = job?.outputs.longitudinal?.report ?? null;
   const sopInstanceUid = timePoint?.report_sop_instance_uid ?? fromJob?.report_sop_instance_uid ?? null;
@@ -416,6 +451,8 @@ export function buildPanelView(input: PanelModelInput): PanelView {
     comparison: buildComparison(comparison, timeline, focus),
     flag: buildFlag(focus, comparison),
     agreement: buildAgreement(job),
+    regions: buildRegionRows(job),
+    review: job?.outputs.plausibility?.review ? job.outputs.plausibility.verdict : null,
     experts: buildExpertRows(job),
     report: buildReport(focus, job),
     timelineNote: timelineNote(input.timeline),

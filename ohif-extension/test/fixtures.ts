@@ -101,6 +101,11 @@ export function doneJob(studyUid: string = FOLLOW_UP_UID, overrides: Partial<Stu
     outputs: {
       tumour_volume_cm3: 16.02,
       fusion: { strategy: 'staple', agreement_score: 0.8731, flag: 'high', volume_cm3: 16.02, runtime_s: 0.12 },
+      driving_region: 'TC',
+      regions: {
+        WT: { name: 'Whole tumour', volume_cm3: 41.5, agreement_score: null, flag: 'single expert', experts: ['nnunet_demo'] },
+        TC: { name: 'Tumour core', volume_cm3: 16.02, agreement_score: 0.8731, flag: 'high', experts: ['nnunet_demo', 'threshold'] },
+      },
       panel: {
         ran: ['nnunet_demo', 'threshold'],
         skipped: { sam2: 'not ready: checkpoint missing' },

@@ -129,6 +129,13 @@ describe('OncoFlow panel', () => {
     expect(byTestId('oncoflow-percent-change')?.getAttribute('data-value')).toBe('29.77');
     expect(byTestId('oncoflow-percent-change')?.textContent).toBe('+29.8 %');
     expect(container.querySelectorAll('[data-testid="oncoflow-expert-row"]')).toHaveLength(3);
+    const regions = [...container.querySelectorAll('[data-testid="oncoflow-region-row"]')];
+    expect(regions.map((r) => r.getAttribute('data-region'))).toEqual(['TC', 'WT']); // ET, TC, WT order
+    expect(regions.map((r) => r.getAttribute('data-measured'))).toEqual(['true', 'false']);
+    expect(regions[1]?.querySelector('[data-testid="oncoflow-region-volume"]')?.getAttribute('data-value')).toBe('41.5');
+    expect(regions[1]?.querySelector('[data-testid="oncoflow-region-agreement"]')?.textContent).toBe('— · single expert');
+    expect(regions[0]?.textContent).toContain('Tumour core (TC) · measured');
+    expect(byTestId('oncoflow-review')).toBeNull(); // plausible: no review banner
     const link = byTestId('oncoflow-report-link') as HTMLAnchorElement;
     expect(link.getAttribute('href')).toBe('/oncoflow/reports/1.2.826.0.1.3680043.8.498.4002.pdf');
     expect(link.target).toBe('_blank');
@@ -231,6 +238,19 @@ describe('OncoFlow panel', () => {
     expect(byTestId('oncoflow-volume-baseline')?.getAttribute('data-value')).toBe('12.345');
     expect(byTestId('oncoflow-volume-follow-up')).toBeNull();
     expect(api.studyJob).toHaveBeenLastCalledWith(BASELINE_UID);
+  });
+
+  it('puts the plausibility guard’s review reasons above the numbers', async () => {
+    const job = doneJob();
+    job.outputs.plausibility = {
+      review: true,
+      verdict: 'segmentation implausible: review (scattered: 11 separate pieces of 0.1 cm³ or more (> 6))',
+      reasons: ['scattered: 11 separate pieces of 0.1 cm³ or more (> 6)'],
+    };
+    await renderPanel(fakeApi([job]), fakeViewer([FOLLOW_UP_UID, BASELINE_UID]));
+    const banner = byTestId('oncoflow-review');
+    expect(banner?.textContent).toBe(job.outputs.plausibility.verdict);
+    expect(banner?.getAttribute('role')).toBe('alert');
   });
 
   it('says plainly when OncoFlow has no job and no timeline', async () => {

@@ -181,6 +181,12 @@ class Settings:
     # ONCOFLOW_BRAIN_EXTRACTION: the brain-extraction model of the repository (default "deepbet"), or "off"; the
     # experts that want a skull-stripped input are then skipped, with the reason
     brain_extraction: str | None = "deepbet"
+    # ONCOFLOW_DRIVING_REGION: ET (enhancing tumour, default, as RANO 2.0 measures), TC (tumour core) or WT (whole
+    # tumour): the region whose volume the change, its flag and the lesion measurements follow
+    driving_region: str = "ET"
+    # ONCOFLOW_SEQUENCE_PATTERNS: "t1c=<regex>;flair=<regex>": a site's own series names per sequence kind, tried
+    # (case-insensitively, on SeriesDescription, ProtocolName and SequenceName) before the usual names
+    sequence_patterns: dict[str, str] = field(default_factory=dict)
 
     @property
     def pipeline_client_path(self) -> Path:
@@ -433,6 +439,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if brain_extraction in panel:
         errors.append(f"ONCOFLOW_BRAIN_EXTRACTION={brain_extraction} is a preprocessing model, not a panel expert: "
                       "take it out of ONCOFLOW_PANEL")
+    driving_region = env.get("ONCOFLOW_DRIVING_REGION", "ET").strip().upper()
+    if driving_region not in ("ET", "TC", "WT"):
+        errors.append(f"ONCOFLOW_DRIVING_REGION={driving_region!r} is not one of ET, TC, WT")
     fusion = env.get("ONCOFLOW_FUSION", "majority").strip().lower()
     if fusion not in FUSION_STRATEGIES:
         errors.append(f"ONCOFLOW_FUSION={fusion!r} is not one of {', '.join(FUSION_STRATEGIES)}")
@@ -464,6 +473,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         errors.append(
             f"ONCOFLOW_SERIES_PREFERENCE has unknown kinds {unknown}; choose from {', '.join(SERIES_KINDS)}"
         )
+
+    sequence_patterns: dict[str, str] = {}
+    for item in (part.strip() for part in env.get("ONCOFLOW_SEQUENCE_PATTERNS", "").split(";") if part.strip()):
+        kind, _, pattern = item.partition("=")
+        kind = kind.strip().lower()
+        if kind not in SERIES_KINDS or not pattern:
+            errors.append(f"ONCOFLOW_SEQUENCE_PATTERNS item {item!r} must be kind=regex with kind one of "
+                          f"{', '.join(SERIES_KINDS)}")
+            continue
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            errors.append(f"ONCOFLOW_SEQUENCE_PATTERNS {kind}={pattern!r} is no regular expression: {exc}")
+            continue
+        sequence_patterns[kind] = pattern
 
     baseline_rule = env.get("ONCOFLOW_BASELINE", "previous").strip().lower()
     if baseline_rule not in BASELINE_RULES:
@@ -553,6 +577,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         model_repository=repo,
         panel=panel,
         brain_extraction=brain_extraction,
+        driving_region=driving_region,
+        sequence_patterns=sequence_patterns,
         model_weights=model_weights,
         fusion=fusion,
         fusion_weights=fusion_weights,

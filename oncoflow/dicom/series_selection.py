@@ -1,17 +1,20 @@
-"""Pick the input series of a study: MR, 3-D, preferring post-contrast T1, then T1, then FLAIR.
+"""Find a study's sequences (T1, T1c, T2, FLAIR) and its reference series: post-contrast T1, then T1, then FLAIR.
 
-The preference order comes from ``ONCOFLOW_SERIES_PREFERENCE``. A series is
-classified from its SeriesDescription / ProtocolName / SequenceName first, then
-from sequence attributes (ContrastBolusAgent (0018,0010), ScanningSequence
-(0018,0020), RepetitionTime (0018,0080), EchoTime (0018,0081), InversionTime
-(0018,0082)). OncoFlow's own outputs (SEG, SR, DOC, ...) are never inputs.
+The reference order comes from ``ONCOFLOW_SERIES_PREFERENCE``. A series is
+classified (:func:`classify`) by ``ONCOFLOW_SEQUENCE_PATTERNS`` first (a site's own
+regular expressions on SeriesDescription / ProtocolName / SequenceName, per sequence),
+then by the usual names in those attributes, then by its acquisition: ContrastBolusAgent
+(0018,0010), ScanningSequence (0018,0020), RepetitionTime (0018,0080), EchoTime
+(0018,0081), InversionTime (0018,0082). Two series of one kind (a repeat after motion, a
+2-D and a 3-D T1c): the one with more images is taken, then the later SeriesNumber, and
+the other is named as left out. OncoFlow's own outputs (SEG, SR, DOC, ...) are never inputs.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from oncoflow.dicom.derived_object import MANUFACTURER
 from oncoflow.dicom.volume_builder import InputError
@@ -41,6 +44,7 @@ class SeriesCandidate:
     repetition_time_ms: float | None = None
     echo_time_ms: float | None = None
     inversion_time_ms: float | None = None
+    series_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -50,13 +54,36 @@ class Selection:
     reason: str
 
 
+@dataclass(frozen=True)
+class SequenceSelection:
+    """The study's sequences: one series per kind found, the reference among them, and what was left out."""
+
+    reference: Selection
+    sequences: dict[str, SeriesCandidate]  # kind -> series ("t1c", "t1", "t2", "flair")
+    reasons: dict[str, str]  # kind -> why this series
+    left_out: list[str] = field(default_factory=list)  # series not used, each with the reason
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "reference": self.reference.kind,
+            "sequences": {kind: {"series_instance_uid": c.series_instance_uid, "description": c.description,
+                                 "images": c.n_instances, "reason": self.reasons[kind]}
+                          for kind, c in self.sequences.items()},
+            "left_out": self.left_out,
+        }
+
+
 def is_oncoflow_output(candidate: SeriesCandidate) -> bool:
     return candidate.modality in OUTPUT_MODALITIES or candidate.manufacturer == MANUFACTURER
 
 
-def classify(candidate: SeriesCandidate) -> str | None:
-    """The MR weighting of a series, or ``None`` when it cannot be told."""
+def classify(candidate: SeriesCandidate, patterns: Mapping[str, str] | None = None) -> str | None:
+    """The MR weighting of a series, or ``None`` when it cannot be told; ``patterns`` (kind -> regular expression,
+    case-insensitive) are a site's own names and are tried first."""
     text = " ".join((candidate.description, candidate.protocol_name, candidate.sequence_name))
+    for kind, pattern in (patterns or {}).items():
+        if re.search(pattern, text, re.I):
+            return kind
     if _FLAIR.search(text):
         return "flair"
     if _T1.search(text):
@@ -98,3 +125,45 @@ def select_input_series(candidates: Sequence[SeriesCandidate], preference: Seque
         f"no series matched {', '.join(preference)}; took the largest MR series "
         f"({best.description or 'no description'}, {best.n_instances} images)",
     )
+
+
+def select_sequences(candidates: Sequence[SeriesCandidate], preference: Sequence[str],
+                     patterns: Mapping[str, str] | None = None) -> SequenceSelection:
+    """One series per sequence kind, and the reference (the first kind of ``preference`` found).
+
+    A study whose MR series cannot be classified keeps today's rule: its largest MR series is the reference, of
+    unknown kind. Raises :class:`InputError` when the study holds no MR series.
+    """
+    inputs = [c for c in candidates if not is_oncoflow_output(c)]
+    mr = [c for c in inputs if c.modality == "MR"]
+    if not mr:
+        found = sorted({c.modality or "?" for c in inputs}) or ["none"]
+        raise InputError(f"the study has no MR series (modalities found: {', '.join(found)})")
+    by_kind: dict[str, list[SeriesCandidate]] = {}
+    for candidate in mr:
+        kind = classify(candidate, patterns)
+        if kind is not None:
+            by_kind.setdefault(kind, []).append(candidate)
+    sequences: dict[str, SeriesCandidate] = {}
+    reasons: dict[str, str] = {}
+    left_out: list[str] = []
+    for kind, found in by_kind.items():
+        ranked = sorted(found, key=lambda c: (c.n_instances, c.series_number or 0), reverse=True)
+        chosen = sequences[kind] = ranked[0]
+        reasons[kind] = f"{chosen.description or 'no description'} ({chosen.n_instances} images)"
+        for other in ranked[1:]:
+            left_out.append(f"{kind} series {other.series_instance_uid} ({other.description or 'no description'}, "
+                            f"{other.n_instances} images) not used: {chosen.description or chosen.series_instance_uid}"
+                            f" has {'more images' if chosen.n_instances > other.n_instances else 'a later number'}")
+    for candidate in mr:
+        if classify(candidate, patterns) is None:
+            left_out.append(f"series {candidate.series_instance_uid} ({candidate.description or 'no description'}) "
+                            "is no sequence OncoFlow can tell (T1, T1c, T2, FLAIR)")
+    reference_kind = next((kind for kind in preference if kind in sequences), None)
+    if reference_kind is None:
+        fallback = select_input_series(mr, preference)
+        return SequenceSelection(fallback, {}, {}, left_out)
+    chosen = sequences[reference_kind]
+    reference = Selection(chosen, reference_kind,
+                          f"preferred kind '{reference_kind}' ({chosen.description or 'no description'})")
+    return SequenceSelection(reference, sequences, reasons, left_out)

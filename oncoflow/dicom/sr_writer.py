@@ -12,10 +12,14 @@ Document tree (all under the TID 1500 root "Oncology Measurement Report")::
           HAS CONCEPT MOD  Algorithm Name / Version / Parameters (TID 4019):
                            "expert run: <name>", "expert not run: <name>: <reason>", "input fingerprint: <fp>"
           HAS OBS CONTEXT  Time Point (TID 1502): "baseline" (type UMLS C1442488 Baseline) or "follow-up"
-          CONTAINS Referenced Segment (IMAGE, segment 1 of the ensemble SEG) + Source Series For Segmentation
+          CONTAINS Referenced Segment (IMAGE, the lesion's segment of the ensemble SEG) + Source Series For Segmentation
           CONTAINS NUM Volume (SCT 118565006, cm3), method DCM 126030 "Sum of segmented voxel method"
           CONTAINS NUM Long axis (SCT 103339001, mm)                  = longest axial diameter
           CONTAINS NUM Maximum 3D Diameter of a Mesh (IBSI L0JK, mm)  = max 3-D caliper
+          CONTAINS TEXT 99ONCOFLOW DRIVREGION: the region measured, ET, TC or WT (BraTS); the referenced segment
+                        is the first of that region's segments in the ensemble SEG
+          CONTAINS NUM  99ONCOFLOW VOLET, VOLTC, VOLWT (cm3): the fused volume of each region measured
+          CONTAINS TEXT 99ONCOFLOW PLAUSIBLE: "plausible" or "segmentation implausible: review (reasons)"
           -- only with a LongitudinalChange (this study B against its baseline A) --
           CONTAINS UIDREF 99ONCOFLOW BASESTUDYUID, DATE 99ONCOFLOW BASESTUDYDATE
           CONTAINS COMPOSITE DCM 122075 "Prior report for current patient" -> the baseline's OncoFlow SR (if given)
@@ -47,9 +51,8 @@ Codes (standard):
     transform              DCM 130520    Transformation Matrix                     (TEXT)
     =====================  ===========  ========================================  =====
 
-Private codes, coding scheme designator ``99ONCOFLOW`` (declared in CodingSchemeIdentificationSequence when
-used, i.e. with a LongitudinalChange; dciodvfy then warns "Unrecognized defined term <99ONCOFLOW>", which is
-expected for any private scheme):
+Private codes, coding scheme designator ``99ONCOFLOW`` (declared in CodingSchemeIdentificationSequence; dciodvfy
+then warns "Unrecognized defined term <99ONCOFLOW>", which is expected for any private scheme):
 
     ====================  ==============  ====================================================  ======
     field                 code value      code meaning                                          unit
@@ -76,6 +79,11 @@ expected for any private scheme):
                           FLAGRESPONSE    response
                           FLAGSTABLE      stable
                           FLAGMINOR       minor change
+    region (driving)      DRIVREGION      Tumour region measured                                TEXT
+    region volumes        VOLET           Enhancing tumour volume                               cm3
+                          VOLTC           Tumour core volume                                    cm3
+                          VOLWT           Whole tumour volume                                   cm3
+    plausibility          PLAUSIBLE       Segmentation plausibility                             TEXT
     ====================  ==============  ====================================================  ======
 
 UIDs derive from the fingerprint, the baseline's StudyInstanceUID (empty without one) and a digest of
@@ -89,7 +97,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import Any
 
@@ -130,7 +138,13 @@ PRIVATE_CODES: dict[str, tuple[str, str]] = {
     "flag:response": ("FLAGRESPONSE", "response"),
     "flag:stable": ("FLAGSTABLE", "stable"),
     "flag:minor change": ("FLAGMINOR", "minor change"),
+    "region:ET": ("VOLET", "Enhancing tumour volume"),
+    "region:TC": ("VOLTC", "Tumour core volume"),
+    "region:WT": ("VOLWT", "Whole tumour volume"),
+    "driving_region": ("DRIVREGION", "Tumour region measured"),
+    "plausibility": ("PLAUSIBLE", "Segmentation plausibility"),
 }
+REGIONS = ("ET", "TC", "WT")
 FLAGS = tuple(name.removeprefix("flag:") for name in PRIVATE_CODES if name.startswith("flag:"))
 
 # Standard concepts
@@ -172,11 +186,17 @@ _FINGERPRINT = "input fingerprint: "
 
 @dataclass(frozen=True)
 class LesionAtTimePoint:
+    """The tracked lesion at one time point, measured on its ``region`` (the SEG segments that make it)."""
+
     tracking_id: str  # e.g. "Lesion 1" (TrackingIdentifier, same across time points)
     tracking_uid: str  # the same UID at every time point of this patient's lesion
     volume_cm3: float
     longest_axial_diameter_mm: float
     max_caliper_mm: float
+    region: str = "TC"  # the driving region measured: ET, TC or WT (BraTS)
+    segment_number: int = 1  # the ensemble SEG segment referenced (the first of the region's segments)
+    region_volumes_cm3: Mapping[str, float] = field(default_factory=dict)  # fused ET / TC / WT, where measured
+    plausibility: str | None = None  # "plausible" or "segmentation implausible: review (reasons)"
 
 
 @dataclass(frozen=True)
@@ -258,6 +278,22 @@ def _change_items(change: LongitudinalChange) -> list[Dataset]:
     return items
 
 
+def _region_items(lesion: LesionAtTimePoint) -> list[Dataset]:
+    """The region measured (TEXT) and the fused volume of each tumour region (NUM, cm³), in the group."""
+    if lesion.region not in REGIONS:
+        raise ValueError(f"unknown region {lesion.region!r}; expected one of {REGIONS}")
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    items: list[Dataset] = [hd.sr.TextContentItem(private_code("driving_region"), lesion.region, contains)]
+    for region in REGIONS:
+        value = lesion.region_volumes_cm3.get(region)
+        if _finite(value):
+            items.append(hd.sr.NumContentItem(private_code(f"region:{region}"), float(value), CM3,
+                                              relationship_type=contains))
+    if lesion.plausibility:
+        items.append(hd.sr.TextContentItem(private_code("plausibility"), lesion.plausibility, contains))
+    return items
+
+
 def _change_content(change: LongitudinalChange | None) -> str:
     """Every value of ``change`` as text (the prior SR by its UID, the matrix as a list): part of the SR's UIDs."""
     if change is None:
@@ -281,7 +317,7 @@ def write_measurement_report(
 ) -> Dataset:
     """The TID 1500 report of ``lesion`` (and its ``change`` against the baseline) for this study.
 
-    ``seg`` is the ensemble SEG (segment 1) of ``source_images``; ``experts_not_run`` maps an
+    ``seg`` is the ensemble SEG of ``source_images``; ``experts_not_run`` maps an
     expert's name to why it did not run. Returns a :class:`highdicom.sr.Comprehensive3DSR`.
     """
     if not source_images:
@@ -309,7 +345,7 @@ def write_measurement_report(
         referenced_segment=hd.sr.ReferencedSegment(
             sop_class_uid=seg.SOPClassUID,
             sop_instance_uid=seg.SOPInstanceUID,
-            segment_number=1,
+            segment_number=lesion.segment_number,
             source_series=hd.sr.SourceSeriesForSegmentation(source_images[0].SeriesInstanceUID),
         ),
         time_point_context=time_point,
@@ -319,6 +355,7 @@ def write_measurement_report(
         algorithm_id=algorithm,
         measurements=measurements,
     )
+    group[0].ContentSequence.extend(_region_items(lesion))
     if change is not None:
         group[0].ContentSequence.extend(_change_items(change))
     report = hd.sr.MeasurementReport(
@@ -357,7 +394,7 @@ def write_measurement_report(
         manufacturer_model_name="OncoFlow tumour measurements",
         software_versions=f"oncoflow {__version__}"[:64],
         device_serial_number="oncoflow-0001",
-        coding_schemes=None if change is None else [CodingSchemeIdentificationItem(
+        coding_schemes=[CodingSchemeIdentificationItem(
             designator=PRIVATE_SCHEME,
             name="OncoFlow private codes",
             responsible_organization=MANUFACTURER,
@@ -376,6 +413,12 @@ def _key(code: Code) -> tuple[str, str]:
 
 def _parse_da(value: str) -> date:
     return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+
+
+def _referenced_segment_number(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> int | None:
+    reference = group.referenced_segment
+    numbers = None if reference is None else reference.referenced_segment_numbers
+    return int(numbers[0]) if numbers else None
 
 
 def read_measurement_report(sr: Dataset) -> dict[str, Any]:
@@ -430,6 +473,10 @@ def read_measurement_report(sr: Dataset) -> dict[str, Any]:
         "experts_not_run": experts_not_run,
         "fingerprint": fingerprints[0] if fingerprints else None,
         "time_point": text(Code("C2348792", "UMLS", "Time Point")),
+        "region": text(private_code("driving_region")),
+        "segment_number": _referenced_segment_number(group),
+        "region_volumes_cm3": {r: v for r in REGIONS if (v := num(private_code(f"region:{r}"))) is not None},
+        "plausibility": text(private_code("plausibility")),
     }
     values = {name: num(private_code(name)) for name in _CHANGE_NUMS}
     low, high = values.pop("percent_change_ci95_low"), values.pop("percent_change_ci95_high")

@@ -56,6 +56,32 @@ class SeriesInfo:
     repetition_time_ms: float = 2300.0
     echo_time_ms: float = 2.3
     modality: str = "MR"
+    frame_of_reference_uid: str | None = None  # default: one of the series' own; a study's sequences share one
+    scanning_sequence: str = "GR"
+    inversion_time_ms: float | None = None
+    acquisition: str = "3D"  # MRAcquisitionType
+
+
+# Each sequence of a brain-tumour protocol as a scanner labels it (SeriesDescription, the acquisition's TR, TE, TI,
+# ScanningSequence, contrast agent, series number): what series selection reads.
+SEQUENCE_SERIES: dict[str, dict[str, object]] = {
+    "t1": {"series_number": 2, "series_description": "T1 SE AX", "contrast_agent": None,
+           "repetition_time_ms": 500.0, "echo_time_ms": 10.0, "scanning_sequence": "SE", "acquisition": "2D"},
+    "t2": {"series_number": 4, "series_description": "T2 TSE AX", "contrast_agent": None,
+           "repetition_time_ms": 4000.0, "echo_time_ms": 100.0, "scanning_sequence": "SE", "acquisition": "2D"},
+    "flair": {"series_number": 5, "series_description": "T2 FLAIR AX", "contrast_agent": None,
+              "repetition_time_ms": 9000.0, "echo_time_ms": 90.0, "inversion_time_ms": 2500.0,
+              "scanning_sequence": "SE\\IR", "acquisition": "2D"},
+    "t1c": {"series_number": 7, "series_description": "T1 MPRAGE post-contrast", "contrast_agent": "Gadobutrol",
+            "repetition_time_ms": 2300.0, "echo_time_ms": 2.3, "scanning_sequence": "GR", "acquisition": "3D"},
+}
+
+
+def sequence_series_info(kind: str, series_instance_uid: str, frame_of_reference_uid: str | None = None,
+                         **changes: object) -> SeriesInfo:
+    """The :class:`SeriesInfo` of sequence ``kind`` (``t1``, ``t1c``, ``t2``, ``flair``) of a study."""
+    values = {**SEQUENCE_SERIES[kind], **changes}
+    return SeriesInfo(series_instance_uid, frame_of_reference_uid=frame_of_reference_uid, **values)  # type: ignore[arg-type]
 
 
 def study_instance_uid(study: StudyInfo) -> str:
@@ -72,7 +98,7 @@ def series_datasets(
     with RescaleSlope (0028,1053) written when ``rescale_slope`` is given.
     """
     slope = rescale_slope or 1.0
-    frame_of_reference = generate_uid(entropy_srcs=[series.series_instance_uid, "for"])
+    frame_of_reference = series.frame_of_reference_uid or generate_uid(entropy_srcs=[series.series_instance_uid, "for"])
     study_uid = study_instance_uid(study)
     datasets = []
     for index in range(volume.shape[0]):
@@ -112,12 +138,15 @@ def series_datasets(
         # MR image
         ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
         ds.InstanceNumber = index + 1
-        ds.ScanningSequence = "GR"
+        ds.ScanningSequence = series.scanning_sequence.split("\\") if "\\" in series.scanning_sequence \
+            else series.scanning_sequence
         ds.SequenceVariant = "SP"
         ds.ScanOptions = ""
-        ds.MRAcquisitionType = "3D"
+        ds.MRAcquisitionType = series.acquisition
         ds.RepetitionTime = series.repetition_time_ms
         ds.EchoTime = series.echo_time_ms
+        if series.inversion_time_ms is not None:
+            ds.InversionTime = series.inversion_time_ms
         ds.EchoTrainLength = 1
         ds.MagneticFieldStrength = 3.0
         if series.contrast_agent:

@@ -12,7 +12,7 @@ the experts that need one, with that reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -35,11 +35,11 @@ class BrainMask:
     check: BrainMaskCheck | None = None
     unavailable: str | None = None
 
-    def strip(self, volume: Volume) -> Volume:
-        """``volume`` with every voxel outside the brain set to 0 (the volume itself when there is no mask)."""
+    def strip_array(self, image: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``image`` (``(slice, row, column)`` or channel-first) with every voxel outside the brain set to 0."""
         if self.mask is None:
-            return volume
-        return replace(volume, voxels=np.where(self.mask > 0, volume.voxels, np.float32(0)).astype(np.float32))
+            return image
+        return np.where(self.mask > 0, image, np.float32(0)).astype(np.float32)
 
     def summary(self) -> dict[str, object]:
         """JSON for the job's outputs (no arrays)."""

@@ -14,7 +14,10 @@ Order of work (``ONCOFLOW_PANEL`` gives the experts and their priority):
    SAM2 box prompts, or, without a ready SAM2, by filling the boxes.
 4. Each mask is kept inside the brain mask, when there is one (a tumour of the brain is inside it; the
    volume cut off is recorded per expert as ``outside_brain_cm3``), and the masks of the experts that ran
-   are fused (:func:`oncoflow.measure.fusion.fuse`).
+   are fused per region, ET, TC and WT, among the experts that give each
+   (:func:`oncoflow.measure.region_fusion.fuse_regions`): a compartment map gives all three, a binary mask
+   (SAM2, MedGemma's boxes, an older model) its one region, the tumour core. SAM2 is prompted with the
+   tumour core's boxes.
 
 Nothing is made up: an expert that did not run has no mask, and the panel result says
 why (``skipped``: not ready or nothing to prompt with; ``failed``: it refused the input).
@@ -24,19 +27,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from oncoflow.core.config import Settings
+from oncoflow.core.mr_channels import CHANNELS, channel_list
 from oncoflow.core.prompts import SliceBox, boxes_from_mask, mask_from_boxes
+from oncoflow.core.tumour_compartments import REGIONS, Compartment, Region
 from oncoflow.core.volume import Volume
 from oncoflow.dicom.volume_builder import InputError
-from oncoflow.measure.fusion import FusionResult, fuse
+from oncoflow.measure.fusion import FusionResult
+from oncoflow.measure.region_fusion import ExpertOutputRegions, RegionFusion, fuse_regions
+from oncoflow.measure.segmentation_plausibility import Plausibility, assess_plausibility
 from oncoflow.pipeline.brain_extraction import BrainMask
 from oncoflow.pipeline.worker_client import (
     LocalisationResult,
@@ -71,6 +78,25 @@ class ExpertRun:
     boxes: tuple[SliceBox, ...] = ()  # a localiser's boxes (voxel indices)
     skull_stripped: bool = False  # it was given the brain alone
     outside_brain_cm3: float | None = None  # its mask outside the brain mask, cut off (None: no brain mask)
+    compartments: frozenset[Compartment] = frozenset()  # a compartment map's compartments; empty: binary
+    region: Region | None = "TC"  # the region of a binary mask
+
+    @property
+    def output(self) -> ExpertOutputRegions | None:
+        """Its mask as regions (``None`` without a mask)."""
+        if self.mask is None:
+            return None
+        return ExpertOutputRegions(self.mask, self.compartments, None if self.compartments else self.region)
+
+    def region_probabilities(self) -> dict[Region, np.ndarray]:
+        """Its probabilities per region: a compartment model's (3, ...) P(ET), P(TC), P(WT); a binary one's."""
+        if self.probability is None:
+            return {}
+        if self.compartments and self.probability.ndim == 4:
+            return dict(zip(REGIONS, self.probability, strict=True))
+        if self.region is not None and self.probability.ndim == 3:
+            return {self.region: self.probability}
+        return {}
 
     def summary(self) -> dict[str, object]:
         """JSON for the job's outputs (no arrays)."""
@@ -85,7 +111,8 @@ class ExpertRun:
 @dataclass
 class PanelResult:
     runs: dict[str, ExpertRun]  # in panel order
-    fusion: FusionResult
+    fusion: FusionResult  # the driving region's (regions.driving)
+    regions: RegionFusion
     fusion_s: float
     wall_s: float  # from the readiness check to the fused mask
     experts_s: float = field(default=0.0)  # sum of the experts' model times
@@ -93,6 +120,36 @@ class PanelResult:
     @property
     def ran(self) -> list[ExpertRun]:
         return [r for r in self.runs.values() if r.status == "ran"]
+
+    def plausibility(self, brain_mask: npt.NDArray[np.uint8] | None, voxel_volume_mm3: float) -> Plausibility:
+        """The guard of :mod:`oncoflow.measure.segmentation_plausibility` on the largest region fused."""
+        largest = next(r for r in ("WT", "TC", "ET") if r in self.regions.regions)
+        per_expert = {r.name: (float(np.count_nonzero(r.mask)) * voxel_volume_mm3 / 1000.0, r.outside_brain_cm3)
+                      for r in self.ran if r.mask is not None and r.outside_brain_cm3 is not None}
+        return assess_plausibility(self.regions.regions[largest].mask, voxel_volume_mm3, brain_mask, per_expert)
+
+
+def expert_image(model: ModelInfo, reference: Volume, channels: Mapping[str, Volume],
+                 reference_kind: str | None) -> npt.NDArray[np.float32] | str:
+    """The ``IMAGE`` an expert takes from this study, or why it cannot run on it.
+
+    An expert that declares no channel takes the reference series. One that declares one takes that sequence (or,
+    when the study's series could not be told apart, the reference as it is). One that declares several takes
+    them stacked ``(channel, slice, row, column)`` in its order, each on the reference grid.
+    """
+    wanted = model.input_channels
+    if not wanted:
+        return reference.voxels
+    missing = [c for c in wanted if c not in channels]
+    if len(wanted) == 1 and model.image_rank == 3:
+        if not missing:
+            return channels[wanted[0]].voxels
+        if reference_kind is None:
+            return reference.voxels
+    if missing:
+        have = channel_list(c for c in CHANNELS if c in channels) or "no sequence it can tell"  # type: ignore[misc]
+        return f"takes {channel_list(wanted)}; {channel_list(missing)} missing (the study gives {have})"
+    return np.stack([channels[c].voxels for c in wanted]).astype(np.float32)
 
 
 class ExpertPanel:
@@ -108,32 +165,56 @@ class ExpertPanel:
             raise WorkerUnavailable(f"experts {loading} are still loading on {self.worker.url}")
         return info
 
-    def run(self, volume: Volume, brain: BrainMask | None = None) -> PanelResult:
-        """Run the panel on ``volume``; ``brain`` (on the same grid) feeds the experts that want the brain alone
-        and bounds every expert's mask."""
+    def run(self, volume: Volume, brain: BrainMask | None = None, channels: Mapping[str, Volume] | None = None,
+            reference_kind: str | None = None) -> PanelResult:
+        """Run the panel on ``volume``, the reference series (of kind ``reference_kind``, ``None`` when unknown).
+
+        ``channels`` (kind -> volume on the reference grid, the reference included) feed the experts that declare
+        their input channels; ``brain`` (on the same grid) feeds the experts that want the brain alone and bounds
+        every expert's mask.
+        """
         started = time.perf_counter()
         info = self.describe()
         brain = brain or BrainMask(None, None, unavailable="no brain extraction was run")
+        available = dict(channels or {})
+        if reference_kind is not None:
+            available.setdefault(reference_kind, volume)
         runs: dict[str, ExpertRun] = {}
         ready: dict[str, ExpertRun] = {}
+        images: dict[str, npt.NDArray[np.float32]] = {}
         for name in self.settings.panel:
             model = info[name]
             if model.state != "READY":
                 runs[name] = ExpertRun(name, model.role, "skipped", f"not ready: {model.reason}")
-            elif model.role == "unknown":
+                continue
+            if model.role == "unknown":
                 runs[name] = ExpertRun(name, model.role, "skipped", "gives neither MASK nor BOXES")
-            elif model.skull_stripped and brain.mask is None:
+                continue
+            if model.skull_stripped and brain.mask is None:
                 runs[name] = ExpertRun(name, model.role, "skipped",
                                        f"wants a skull-stripped input and there is no brain mask: {brain.unavailable}")
-            else:
-                runs[name] = ready[name] = ExpertRun(name, model.role, "skipped", "not run yet",
-                                                     skull_stripped=model.skull_stripped)
-        stripped = brain.strip(volume) if any(r.skull_stripped for r in ready.values()) else volume
+                continue
+            image = expert_image(model, volume, available, reference_kind)
+            if isinstance(image, str):
+                runs[name] = ExpertRun(name, model.role, "skipped", image)
+                continue
+            images[name] = brain.strip_array(image) if model.skull_stripped else image
+            runs[name] = ready[name] = ExpertRun(
+                name, model.role, "skipped", "not run yet", skull_stripped=model.skull_stripped,
+                compartments=model.compartments if model.role == "segmenter" else frozenset(),
+                region=model.binary_region if model.role == "segmenter" else "TC",
+            )
 
         def given(run: ExpertRun) -> Volume:
-            return stripped if run.skull_stripped else volume
+            return replace(volume, voxels=images[run.name]) if images[run.name].ndim == 3 else volume
+
+        def channel_image(run: ExpertRun) -> npt.NDArray[np.float32] | None:
+            return images[run.name] if images[run.name].ndim == 4 else None
+
         if not ready:
             reasons = "; ".join(f"{n}: {r.reason}" for n, r in runs.items())
+            if any(info[n].state == "READY" for n in runs):  # ready experts that this study cannot feed
+                raise InputError(f"no expert of the panel can run on this study ({reasons})")
             raise ModelUnavailable(f"no expert of the panel is ready ({reasons})")
         promptable = next((n for n, r in ready.items() if r.role == "promptable"), None)
 
@@ -142,7 +223,8 @@ class ExpertPanel:
             for name, run in ready.items():
                 if run.role == "segmenter":
                     first[name] = pool.submit(
-                        self.worker.segment, name, given(run), with_probability=self.settings.fusion == "confidence"
+                        self.worker.segment, name, given(run), with_probability=self.settings.fusion == "confidence",
+                        image=channel_image(run),
                     )
                 elif run.role == "localiser":
                     first[name] = pool.submit(self.worker.localise, name, given(run))
@@ -151,17 +233,14 @@ class ExpertPanel:
             self._keep_inside(runs, brain, volume.voxel_volume_mm3)  # SAM2 is prompted inside the brain only
 
             second: dict[str, Future[SegmentationResult]] = {}
-            prompt_source = next(
-                (r for r in runs.values() if r.role == "segmenter" and r.status == "ran" and r.mask is not None
-                 and r.mask.any()),
-                None,
-            )
+            cores = {n: r.output.region_mask("TC") for n, r in runs.items() if r.role == "segmenter"
+                     and r.status == "ran" and r.output is not None and "TC" in r.output.regions}
+            prompt_source = next((runs[n] for n, core in cores.items() if core.any()), None)
             if promptable is not None:
                 if prompt_source is None:
-                    runs[promptable].reason = "no prompt: no segmenter of the panel found a tumour to outline"
+                    runs[promptable].reason = "no prompt: no segmenter of the panel found a tumour core to outline"
                 else:
-                    assert prompt_source.mask is not None
-                    boxes = boxes_from_mask(prompt_source.mask)
+                    boxes = boxes_from_mask(cores[prompt_source.name].astype(np.uint8))
                     runs[promptable].mask_from = f"sam2 prompted by {prompt_source.name} boxes"
                     second[promptable] = pool.submit(self.worker.segment, promptable, given(runs[promptable]), boxes)
             for run in runs.values():
@@ -187,19 +266,21 @@ class ExpertPanel:
                     run.mask_from = f"filled boxes ({promptable} refused them: {exc})"
 
         self._keep_inside(runs, brain, volume.voxel_volume_mm3)
-        masks = {n: r.mask for n, r in runs.items() if r.status == "ran" and r.mask is not None}
-        if not masks:
+        outputs = {n: r.output for n, r in runs.items() if r.status == "ran" and r.output is not None}
+        if not outputs:
             reasons = "; ".join(f"{n}: {r.reason}" for n, r in runs.items())
             raise InputError(f"no expert of the panel could segment the volume ({reasons})")
         fusion_started = time.perf_counter()
-        probabilities = {n: runs[n].probability for n in masks}
-        weights = {n: w for n, w in (self.settings.fusion_weights or {}).items() if n in masks} or None
-        fusion = fuse(masks, volume.voxel_volume_mm3, self.settings.fusion, weights,  # type: ignore[arg-type]
-                      probabilities)
+        regions = fuse_regions(
+            outputs, volume.voxel_volume_mm3, self.settings.fusion,  # type: ignore[arg-type]
+            self.settings.fusion_weights, {n: runs[n].region_probabilities() for n in outputs},
+            self.settings.driving_region,  # type: ignore[arg-type]
+        )
         fusion_s = time.perf_counter() - fusion_started
         return PanelResult(
             runs=runs,
-            fusion=fusion,
+            fusion=regions.driving,
+            regions=regions,
             fusion_s=fusion_s,
             wall_s=time.perf_counter() - started,
             experts_s=sum(r.runtime_s or 0.0 for r in runs.values() if r.status == "ran"),

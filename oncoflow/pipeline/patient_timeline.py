@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from oncoflow.core.config import Settings
 from oncoflow.dicom.derived_object import derived_uid
 from oncoflow.dicom.registration_writer import write_spatial_registration
-from oncoflow.dicom.seg_writer import read_segmentation_mask
+from oncoflow.dicom.seg_writer import read_segmentation_mask, region_segment_numbers
 from oncoflow.dicom.sr_writer import LesionAtTimePoint, LongitudinalChange, write_measurement_report
 from oncoflow.dicom.volume_builder import InputError, SortedSeries
 from oncoflow.measure.lesion_metrics import volume_ci95
@@ -71,7 +71,9 @@ class PatientTimeline:
         if seg is None:
             raise ComparisonError(f"study {uid} has no ensemble SEG in the PACS (deleted?); it cannot be compared")
         sources = [str(ds.SOPInstanceUID) for ds in stack.datasets]
-        mask = read_segmentation_mask(seg, sources)
+        # the region the change follows, as that study's job fused it (an older job: its one tumour segment)
+        region = job.outputs.get("driving_region", "TC")
+        mask = read_segmentation_mask(seg, sources, region_segment_numbers(seg, region) or [1])
         brain_uid = (job.outputs.get("brain_extraction") or {}).get("seg_sop_instance_uid")
         brain_seg = self.rest.instance_dataset(brain_uid) if brain_uid else None
         brain = read_segmentation_mask(brain_seg, sources) if brain_seg is not None else None
@@ -254,12 +256,18 @@ class PatientTimeline:
 
     def _write_sr(self, patient_id: str, current: TimePointData, stack: SortedSeries, seg: Dataset, job: Job,
                   comparison: Comparison | None, prior_sr: Dataset | None) -> Dataset:
+        region = str(job.outputs.get("driving_region", "TC"))
         lesion = LesionAtTimePoint(
             tracking_id="Lesion 1",
             tracking_uid=derived_uid("lesion-tracking", patient_id, "1"),
             volume_cm3=current.measurements.volume_cm3,
             longest_axial_diameter_mm=current.measurements.longest_axial_diameter_mm,
             max_caliper_mm=current.measurements.max_caliper_mm,
+            region=region,
+            segment_number=(region_segment_numbers(seg, region) or [1])[0],
+            region_volumes_cm3={r: float(v["volume_cm3"]) for r, v in job.outputs.get("regions", {}).items()
+                                if v.get("volume_cm3") is not None},
+            plausibility=job.outputs.get("plausibility", {}).get("verdict"),
         )
         change = None
         if comparison is not None:

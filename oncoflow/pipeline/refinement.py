@@ -30,6 +30,7 @@ from oncoflow.dicom.seg_writer import (
     REFINED_SERIES_NUMBER,
     AlgorithmInfo,
     read_segmentation_mask,
+    region_segment_numbers,
     write_segmentation,
 )
 from oncoflow.dicom.volume_builder import InputError
@@ -174,13 +175,15 @@ class Refinement:
         }
 
     def _current_mask(self, sop_instance_uid: str | None, stack: Any) -> Any:
-        """The current ensemble SEG's mask on the input grid, or ``None`` when it is gone or does not fit."""
+        """The current SEG's tumour core on the input grid (SAM2 outlines a core), or ``None`` when it is gone or
+        does not fit."""
         if not sop_instance_uid:
             return None
         seg = self.rest.instance_dataset(sop_instance_uid)
         if seg is None:
             return None
         try:
-            return read_segmentation_mask(seg, [str(ds.SOPInstanceUID) for ds in stack.datasets])
+            return read_segmentation_mask(seg, [str(ds.SOPInstanceUID) for ds in stack.datasets],
+                                          region_segment_numbers(seg, "TC") or [1])
         except (ValueError, KeyError):
             return None

@@ -32,7 +32,7 @@ from oncoflow.pipeline.job_store import Job, JobStore
 from oncoflow.pipeline.notes_service import NotesService
 from oncoflow.report.pdf_signature import sign_pdf
 from oncoflow.report.report_figures import TimePointImage, VolumePoint, overlay_figure, volume_plot
-from oncoflow.report.report_pdf import REPORT_TITLE, ExpertRow, ReportContent, render_report_pdf
+from oncoflow.report.report_pdf import REPORT_TITLE, ExpertRow, RegionRow, ReportContent, render_report_pdf
 from oncoflow.report.signing_certificates import SigningConfigError, load_signer
 from oncoflow.security.access_audit import AccessAudit
 from oncoflow.security.pseudonyms import patient_pseudonym
@@ -172,6 +172,14 @@ class ClinicalReportWriter:
             agreement_flag=fusion.get("flag"),
         )
 
+    @staticmethod
+    def _regions(job: Job) -> tuple[RegionRow, ...]:
+        driving = job.outputs.get("driving_region")
+        return tuple(RegionRow(region, str(entry.get("name", region)), entry.get("volume_cm3"),
+                               entry.get("agreement_score"), entry.get("flag"), tuple(entry.get("experts", ())),
+                               region == driving)
+                     for region, entry in job.outputs.get("regions", {}).items())
+
     def _experts(self, job: Job) -> tuple[ExpertRow, ...]:
         rows = []
         for name, entry in job.outputs.get("experts", {}).items():
@@ -226,6 +234,8 @@ class ClinicalReportWriter:
             findings=findings,
             summary=summary,
             experts=self._experts(inputs.job),
+            regions=self._regions(inputs.job),
+            review_reasons=tuple(inputs.job.outputs.get("plausibility", {}).get("reasons", ())),
             fusion_strategy=str(inputs.job.outputs.get("fusion", {}).get("strategy", "")),
             registration=None if not registration else (
                 f"{registration['method']} rigid+affine, NCC {registration['ncc_before']:.2f} -> "

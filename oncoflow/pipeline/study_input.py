@@ -1,4 +1,4 @@
-"""A study's input: its series described, the input series chosen by the preference rule, its volume built.
+"""A study's input: its series described, its sequences and reference series chosen, their volumes built.
 
 Read from Orthanc (:class:`oncoflow.pacs.orthanc_rest.OrthancRest`) by the pipeline, the timeline (to read an
 earlier time point again) and the refinement.
@@ -12,13 +12,21 @@ from oncoflow.core.config import Settings
 from oncoflow.dicom.series_selection import (
     OUTPUT_MODALITIES,
     Selection,
+    SequenceSelection,
     SeriesCandidate,
     is_oncoflow_output,
-    select_input_series,
+    select_sequences,
 )
 from oncoflow.dicom.volume_builder import InputError, SortedSeries, build_volume, read_instance
 from oncoflow.pacs.orthanc_rest import OrthancRest
 from oncoflow.pipeline.stage_timing import timed
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -59,19 +67,30 @@ class StudyInput:
                     repetition_time_ms=_float_or_none(first.get("RepetitionTime")),
                     echo_time_ms=_float_or_none(first.get("EchoTime")),
                     inversion_time_ms=_float_or_none(first.get("InversionTime")),
+                    series_number=_int_or_none(tags.get("SeriesNumber", first.get("SeriesNumber"))),
                 )
             )
         return candidates
 
-    def select(self, orthanc_study_id: str, timings: dict[str, float]) -> tuple[Selection, list[str]]:
-        """The input series (by the preference rule) and its instances' Orthanc IDs; raises :class:`InputError`."""
+    def select_sequences(self, orthanc_study_id: str,
+                         timings: dict[str, float]) -> tuple[SequenceSelection, dict[str, list[str]]]:
+        """The study's sequences and reference, and each chosen series' instances (Orthanc IDs; the reference under
+        its kind, or ``""`` when its kind is unknown); raises :class:`InputError`."""
         with timed(timings, "select_series"):
             candidates = self.candidates(orthanc_study_id)
             if all(is_oncoflow_output(c) for c in candidates) and candidates:
                 raise InputError("the study holds only OncoFlow outputs")
-            selection = select_input_series(candidates, self.settings.series_preference)
-            instance_ids: list[str] = self.rest.get_json(f"/series/{selection.candidate.orthanc_id}")["Instances"]
-        return selection, instance_ids
+            selection = select_sequences(candidates, self.settings.series_preference, self.settings.sequence_patterns)
+            chosen = {kind: c.orthanc_id for kind, c in selection.sequences.items()}
+            chosen.setdefault(selection.reference.kind or "", selection.reference.candidate.orthanc_id)
+            instances = {kind: list(self.rest.get_json(f"/series/{series}")["Instances"])
+                         for kind, series in chosen.items()}
+        return selection, instances
+
+    def select(self, orthanc_study_id: str, timings: dict[str, float]) -> tuple[Selection, list[str]]:
+        """The reference series and its instances' Orthanc IDs; raises :class:`InputError`."""
+        selection, instances = self.select_sequences(orthanc_study_id, timings)
+        return selection.reference, instances[selection.reference.kind or ""]
 
     def build(self, instance_ids: list[str], timings: dict[str, float]) -> SortedSeries:
         """The series' volume with its geometry; raises :class:`InputError`."""

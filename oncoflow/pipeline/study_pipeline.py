@@ -1,6 +1,7 @@
 """One job, one study: DICOM in -> volume -> the panel's masks -> DICOM-SEGs back into the same study.
 
-Stages and their timing keys: ``select_series``, ``volume_build``, ``brain_extraction``
+Stages and their timing keys: ``select_series`` (the study's sequences and its reference), ``volume_build``,
+``co_registration`` (:mod:`oncoflow.pipeline.sequence_alignment`), ``brain_extraction``
 (:mod:`oncoflow.pipeline.brain_extraction`: a non-brain image fails the job here), ``inference``
 (the whole panel, fusion included), ``model_inference`` (sum of the experts' model times),
 ``fusion``, ``seg_encode``, ``store``. The SEGs (the ensemble, one per expert that ran, and the
@@ -20,10 +21,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from oncoflow import __version__
 from oncoflow.core.config import Settings
+from oncoflow.core.tumour_compartments import Compartment
 from oncoflow.dicom.derived_object import MANUFACTURER
 from oncoflow.dicom.seg_writer import (
     BRAIN,
@@ -33,7 +36,9 @@ from oncoflow.dicom.seg_writer import (
     EXPERT_RGB,
     EXPERT_SERIES_NUMBER,
     REFINED_DESCRIPTION_PREFIX,
+    REGION_SEGMENTS,
     AlgorithmInfo,
+    compartment_segments,
     write_segmentation,
 )
 from oncoflow.dicom.volume_builder import InputError
@@ -42,6 +47,7 @@ from oncoflow.pacs.orthanc_rest import OrthancRest
 from oncoflow.pipeline.brain_extraction import BrainExtraction, BrainMask
 from oncoflow.pipeline.expert_panel import ExpertPanel, PanelResult
 from oncoflow.pipeline.job_store import Job, JobStore
+from oncoflow.pipeline.sequence_alignment import SequenceAlignment
 from oncoflow.pipeline.stage_timing import timed
 from oncoflow.pipeline.study_input import StudyInput
 from oncoflow.pipeline.time_point import loaded_time_point
@@ -60,17 +66,20 @@ class StudyPipeline:
         self.rest = rest
         self.store = store
         self.input = study_input
+        self.alignment = SequenceAlignment(settings)
         self.brain = brain
         self.panel = panel
         # set by the plugin: the patient's timeline, updated before a job is marked done (study id, job) -> result
         self.timeline: Callable[[str, Job, Any], dict[str, Any]] | None = None
 
-    def _fingerprint(self, series_id: str, instance_ids: list[str]) -> str:
-        """The input and the panel's configuration: same fingerprint, same result, same SEG UIDs."""
+    def _fingerprint(self, instances: dict[str, list[str]]) -> str:
+        """The input (each sequence's instances) and the panel's configuration: same fingerprint, same result, same
+        SEG UIDs."""
         digest = hashlib.sha256()
         weights = sorted((self.settings.fusion_weights or {}).items())
+        inputs = [part for kind in sorted(instances) for part in (f"sequence {kind}", *sorted(instances[kind]))]
         for part in (*self.settings.panel, self.settings.fusion, repr(weights), str(self.settings.brain_extraction),
-                     series_id, *sorted(instance_ids)):
+                     self.settings.driving_region, *inputs):
             digest.update(part.encode() + b"\0")
         return digest.hexdigest()
 
@@ -105,12 +114,21 @@ class StudyPipeline:
         study_uid = str(study["MainDicomTags"].get("StudyInstanceUID"))
         self.store.update(job.id, study_instance_uid=study_uid)
 
-        selection, instance_ids = self.input.select(study_id, timings)
-        fingerprint = self._fingerprint(selection.candidate.orthanc_id, instance_ids)
+        sequences, instances = self.input.select_sequences(study_id, timings)
+        selection = sequences.reference
+        reference_kind = selection.kind or ""
+        instance_ids = instances[reference_kind]
+        fingerprint = self._fingerprint(instances)
         self.store.update(
             job.id, input_series_instance_uid=selection.candidate.series_instance_uid, fingerprint=fingerprint
         )
         self.store.add_event(job.id, f"input series {selection.candidate.series_instance_uid}: {selection.reason}")
+        for kind, candidate in sequences.sequences.items():
+            if kind != reference_kind:
+                self.store.add_event(job.id, f"sequence {kind}: series {candidate.series_instance_uid} "
+                                             f"({sequences.reasons[kind]})")
+        for reason in sequences.left_out:
+            self.store.add_event(job.id, f"left out: {reason}")
 
         previous = self.store.latest_done(study_id)
         existing = self.oncoflow_segs(study_id)
@@ -121,21 +139,31 @@ class StudyPipeline:
             return
 
         stack = self.input.build(instance_ids, timings)
+        others = {kind: self.input.build(ids, timings) for kind, ids in instances.items() if kind != reference_kind}
+        with timed(timings, "co_registration"):
+            alignment = self.alignment.align(reference_kind, stack, others)
+        for reason in alignment.left_out.values():
+            self.store.add_event(job.id, f"left out: {reason}")
 
         with timed(timings, "brain_extraction"):
             brain = self.brain.run(stack.volume)
         if brain.unavailable:
             self.store.add_event(job.id, f"no brain mask: {brain.unavailable}")
         with timed(timings, "inference"):
-            panel = self.panel.run(stack.volume, brain)
+            panel = self.panel.run(stack.volume, brain, alignment.volumes, selection.kind)
         timings["model_inference"] = round(panel.experts_s, 4)
         timings["fusion"] = round(panel.fusion_s, 4)
         for name, run in panel.runs.items():
             if run.status != "ran":
                 self.store.add_event(job.id, f"expert {name} {run.status}: {run.reason}")
+        plausibility = panel.plausibility(brain.mask, stack.volume.voxel_volume_mm3)
+        if plausibility.review:
+            self.store.add_event(job.id, plausibility.verdict)
 
         with timed(timings, "seg_encode"):
-            segs = self._write_segs(stack.datasets, panel, brain, fingerprint)
+            input_series = {kind: c.series_instance_uid for kind, c in sequences.sequences.items()
+                            if kind in alignment.volumes}
+            segs = self._write_segs(stack.datasets, panel, brain, fingerprint, input_series)
 
         with timed(timings, "store"):
             # Orthanc never overwrites an instance and a UID names one content only: the earlier automatic SEGs
@@ -165,12 +193,16 @@ class StudyPipeline:
         experts: dict[str, dict[str, Any]] = {}
         for name, run in panel.runs.items():
             entry = run.summary()
+            if name in segs:
+                entry["seg_sop_instance_uid"] = str(segs[name].SOPInstanceUID)
+                entry["regions"] = {region: {"dice_vs_fused": result.experts[name].dice,
+                                             "volume_cm3": result.experts[name].volume_cm3}
+                                    for region, result in panel.regions.regions.items() if name in result.experts}
             if name in fusion.experts:
                 agreement = fusion.experts[name]
                 entry.update(
                     dice_vs_fused=agreement.dice, iou_vs_fused=agreement.iou, volume_cm3=agreement.volume_cm3,
                     staple_sensitivity=agreement.staple_sensitivity, staple_specificity=agreement.staple_specificity,
-                    seg_sop_instance_uid=str(segs[name].SOPInstanceUID),
                 )
             experts[name] = entry
         ensemble = segs["ensemble"]
@@ -182,7 +214,11 @@ class StudyPipeline:
                 "seg_orthanc_series_id": stored_series["ensemble"],
                 "ensemble_seg_sop_instance_uid": str(ensemble.SOPInstanceUID),
                 "input_images": len(instance_ids),
-                "tumour_volume_cm3": fusion.volume_cm3,
+                "sequences": {**sequences.as_json(), "co_registration": alignment.report,
+                              "left_out": [*sequences.left_out, *alignment.left_out.values()]},
+                "tumour_volume_cm3": fusion.volume_cm3,  # the driving region's
+                **panel.regions.summary(),
+                "plausibility": plausibility.as_json(),
                 "fusion": {
                     "strategy": fusion.strategy, "agreement_score": fusion.agreement_score, "flag": fusion.flag,
                     "volume_cm3": fusion.volume_cm3, "runtime_s": round(panel.fusion_s, 4),
@@ -226,22 +262,36 @@ class StudyPipeline:
         log.info("study %s: %d SEGs stored (%s, agreement %s) in %.2f s", study_id, len(segs), fusion.strategy,
                  fusion.agreement_score, sum(timings.values()))
 
-    def _write_segs(self, datasets: list[Dataset], panel: PanelResult, brain: BrainMask,
-                    fingerprint: str) -> dict[str, Dataset]:
-        """The ensemble SEG first, then one SEG per expert that ran (panel order), then the brain mask."""
-        fusion = panel.fusion
+    def _write_segs(self, datasets: list[Dataset], panel: PanelResult, brain: BrainMask, fingerprint: str,
+                    input_series: dict[str, str]) -> dict[str, Dataset]:
+        """The ensemble SEG first, then one SEG per expert that ran (panel order), then the brain mask.
+
+        The ensemble holds the compartments (enhancing tumour, necrosis, oedema) when the panel fused all three
+        regions, else the regions it fused, each as one segment; an expert's SEG holds its compartments, or its
+        one region."""
+        fusion, regions = panel.fusion, panel.regions
         skipped = "; ".join(f"{n}: {r.reason}" for n, r in panel.runs.items() if r.status != "ran")
         ensemble_parameters = {
             "fusion": fusion.strategy,
-            "agreement": f"{fusion.agreement_score} ({fusion.flag})",
+            "agreement": " ".join(f"{r}={f.agreement_score} ({f.flag})" for r, f in regions.regions.items()),
+            "driving_region": regions.driving_region,
             "experts_ran": " ".join(r.name for r in panel.ran),
             "experts_not_run": skipped or "none",
+            "input_series": " ".join(f"{kind}={uid}" for kind, uid in sorted(input_series.items())) or "reference",
         }
+        if regions.compartments is not None:
+            kinds, labels = compartment_segments(
+                {Compartment.ENHANCING, Compartment.NECROSIS, Compartment.OEDEMA}, regions.compartments)
+        else:
+            kinds = [REGION_SEGMENTS[r] for r in regions.regions]
+            labels = np.zeros(fusion.mask.shape, np.uint8)
+            for number, region in reversed(list(enumerate(regions.regions, start=1))):  # ET over TC over WT
+                labels[regions.regions[region].mask > 0] = number
         segs = {
             "ensemble": write_segmentation(
-                datasets, fusion.mask,
+                datasets, labels,
                 AlgorithmInfo(f"OncoFlow panel ({fusion.strategy})", __version__, ensemble_parameters),
-                fingerprint, role="ensemble", series_number=ENSEMBLE_SERIES_NUMBER,
+                fingerprint, role="ensemble", series_number=ENSEMBLE_SERIES_NUMBER, segments=kinds,
                 series_description=f"OncoFlow SEG ensemble ({fusion.strategy}, {len(panel.ran)} experts)",
             )
         }
@@ -249,13 +299,18 @@ class StudyPipeline:
             run = panel.runs[name]
             if run.status != "ran" or run.mask is None:
                 continue
-            agreement = fusion.experts[name]
+            if run.compartments:
+                kinds, labels = compartment_segments(run.compartments, run.mask)
+            else:
+                kinds, labels = [REGION_SEGMENTS[run.region or "TC"]], (run.mask > 0).astype(np.uint8)
+            agreement = {r: f.experts[name].dice for r, f in regions.regions.items() if name in f.experts}
             segs[name] = write_segmentation(
-                datasets, run.mask,
+                datasets, labels,
                 AlgorithmInfo(name, run.version or "unknown",
-                              {"mask_from": run.mask_from or "model", "dice_vs_fused": str(agreement.dice)}),
+                              {"mask_from": run.mask_from or "model",
+                               "dice_vs_fused": " ".join(f"{r}={d}" for r, d in agreement.items())}),
                 fingerprint, role=f"expert-{name}", series_number=EXPERT_SERIES_NUMBER + index,
-                series_description=f"OncoFlow SEG expert {name}",
+                series_description=f"OncoFlow SEG expert {name}", segments=kinds,
                 display_rgb=EXPERT_RGB[index % len(EXPERT_RGB)],
             )
         if brain.mask is not None and brain.check is not None:

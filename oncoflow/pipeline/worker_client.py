@@ -16,7 +16,10 @@ whose parameters the worker completes from the loaded model), not configured twi
 
 Parameters the pipeline reads: ``input_channels`` (the sequences the model takes, in order, e.g.
 ``"t1,t1c,t2,flair"``; a model that names none takes the study's reference sequence) and
-``skull_stripped`` (``"true"``: the model wants the brain alone, everything outside the brain mask zero).
+``skull_stripped`` (``"true"``: the model wants the brain alone, everything outside the brain mask zero) and
+``output_labels`` (what ``MASK`` holds: ``"1:oedema,2:necrosis,3:enhancing"`` for a compartment map, or the
+region of a binary mask, ``"tumour core"`` by default; :mod:`oncoflow.core.tumour_compartments`). A compartment
+model's ``PROBABILITY`` is ``(3, slice, row, column)``: P(ET), P(TC), P(WT).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from oncoflow.core.prompts import (
     boxes_to_tensor,
     points_to_tensor,
 )
+from oncoflow.core.tumour_compartments import Compartment, Region, parse_output_labels
 from oncoflow.core.volume import Volume
 from oncoflow.dicom.volume_builder import InputError
 
@@ -78,6 +82,18 @@ class ModelInfo:
         return tuple(known)
 
     @property
+    def compartments(self) -> frozenset[Compartment]:
+        """The compartments its ``MASK`` holds (a compartment map); empty for a binary mask."""
+        mapping, _, _ = parse_output_labels(self.parameters.get("output_labels", ""))
+        return frozenset(mapping.values())
+
+    @property
+    def binary_region(self) -> Region | None:
+        """The region a binary ``MASK`` is (``TC`` unless the model says otherwise); ``None`` for a compartment map."""
+        _, region, _ = parse_output_labels(self.parameters.get("output_labels", ""))
+        return None if self.compartments else (region or "TC")
+
+    @property
     def skull_stripped(self) -> bool:
         """The model wants the brain alone (trained on skull-stripped images, as BraTS models are)."""
         return self.parameters.get("skull_stripped", "false").strip().lower() in ("true", "1", "yes")
@@ -95,8 +111,8 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class SegmentationResult:
-    mask: npt.NDArray[np.uint8]
-    probability: npt.NDArray[np.float16] | None
+    mask: npt.NDArray[np.uint8]  # a binary mask or a compartment map, as the model's output_labels say
+    probability: npt.NDArray[np.float16] | None  # (slice, row, column), or (3, ...) P(ET), P(TC), P(WT)
     model_name: str
     model_version: str
     inference_s: float  # worker-side model time, from the response parameters when given
@@ -196,9 +212,9 @@ class WorkerClient:
         tensor.set_data_from_numpy(np.ascontiguousarray(array), binary_data=True)
         return tensor
 
-    def _image_inputs(self, volume: Volume) -> list[triton_http.InferInput]:
+    def _image_inputs(self, volume: Volume, image: np.ndarray | None = None) -> list[triton_http.InferInput]:
         return [
-            self._tensor("IMAGE", volume.voxels.astype(np.float32, copy=False), "FP32"),
+            self._tensor("IMAGE", (volume.voxels if image is None else image).astype(np.float32, copy=False), "FP32"),
             self._tensor("SPACING_MM", np.asarray(volume.spacing_mm, dtype=np.float32), "FP32"),
         ]
 
@@ -215,9 +231,13 @@ class WorkerClient:
         boxes: Sequence[SliceBox] = (),
         points: Sequence[SlicePoint] = (),
         with_probability: bool = False,
+        image: np.ndarray | None = None,
     ) -> SegmentationResult:
-        """The model's tumour mask for ``volume``, on its voxel grid; prompts only for promptable models."""
-        inputs = self._image_inputs(volume)
+        """The model's tumour mask for ``volume``, on its voxel grid; prompts only for promptable models.
+
+        ``image``, when given, is sent as ``IMAGE`` instead of the volume's voxels: the co-registered sequences
+        ``(channel, slice, row, column)`` on the volume's grid."""
+        inputs = self._image_inputs(volume, image)
         if boxes:
             inputs.append(self._tensor(BOXES, boxes_to_tensor(boxes), "FP32"))
         if points:
@@ -231,10 +251,12 @@ class WorkerClient:
                 f"expected {volume.shape}"
             )
         probability = result.as_numpy("PROBABILITY") if with_probability else None
+        if probability is not None and probability.shape[-3:] != volume.shape:
+            probability = None
         response, parameters = self._parameters(result)
         return SegmentationResult(
             mask=mask.astype(np.uint8, copy=False),
-            probability=probability if probability is not None and probability.shape == volume.shape else None,
+            probability=probability,
             model_name=str(response.get("model_name", model)),
             model_version=str(parameters.get("model_version", response.get("model_version", "1"))),
             inference_s=float(parameters.get("inference_s", round_trip_s)),

@@ -27,6 +27,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 REPORT_TITLE = "OncoFlow MRI brain tumour follow-up report"
+NO_TUMOUR = "No measurable tumour: the panel's fused segmentation of this study is empty."
 FLAG_COLOURS = {"progression": "#c53030", "response": "#2f855a", "stable": "#2b6cb0", "minor change": "#2b6cb0"}
 
 
@@ -39,6 +40,19 @@ class ExpertRow:
     iou_vs_ensemble: float | None
     version: str | None
     note: str | None  # why it did not run, or where its mask came from
+
+
+@dataclass(frozen=True)
+class RegionRow:
+    """One BraTS tumour region of this study, fused across the panel."""
+
+    region: str  # ET | TC | WT
+    name: str  # e.g. "Tumour core"
+    volume_cm3: float | None
+    agreement_score: float | None  # mean pairwise Dice of the experts that segment it
+    agreement_flag: str | None
+    experts: tuple[str, ...]
+    measured: bool  # the region the response is measured on
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,8 @@ class ReportContent:
     software: tuple[tuple[str, str], ...]  # (component, version)
     signer_name: str
     signed_at: datetime
+    regions: tuple[RegionRow, ...] = ()
+    review_reasons: tuple[str, ...] = ()  # the plausibility guard's: the segmentation needs a human look
 
 
 def _f(value: float | None, digits: int, signed: bool = False, unit: str = "") -> str:
@@ -130,6 +146,11 @@ def render_report_pdf(content: ReportContent) -> bytes:
     if content.summary.note:
         story.append(Paragraph(escape(f"Note: {content.summary.note}"), small))
 
+    if content.review_reasons:
+        story.append(Paragraph(
+            '<font color="#c53030"><b>Segmentation implausible: review.</b></font> '
+            + escape("The numbers below come from a segmentation that failed a plausibility check ("
+                     + "; ".join(content.review_reasons) + "). Check it in the viewer before using them."), body))
     story.append(Paragraph("Tumour volume", h2))
     if change is None:
         only = findings.time_points[-1]
@@ -157,6 +178,21 @@ def render_report_pdf(content: ReportContent) -> bytes:
         colour = FLAG_COLOURS.get(change.flag, "#b7791f")
         story += [Spacer(1, 3 * mm), Paragraph(
             f'<font color="{colour}"><b>Flag: {escape(change.flag)}</b></font> — {escape(change.flag_reason)}', body)]
+
+    if findings.time_points and findings.time_points[-1].volume_cm3 == 0:
+        story.append(Paragraph(escape(NO_TUMOUR), body))
+    if content.regions:
+        story += [Spacer(1, 3 * mm), Paragraph("Tumour regions, this study", h2)]
+        rows = [["Region", "Volume (cm³)", "Agreement", "Experts", ""]]
+        for row in content.regions:
+            agreement = "n/a" if row.agreement_score is None else f"{row.agreement_score:.3f} ({row.agreement_flag})"
+            rows.append([f"{row.name} ({row.region})", _f(row.volume_cm3, 2), agreement,
+                         Paragraph(escape(", ".join(row.experts)), small), "measured" if row.measured else ""])
+        story.append(_table(rows, [44 * mm, 24 * mm, 34 * mm, 52 * mm, 20 * mm]))
+        measured = next((r for r in content.regions if r.measured), None)
+        if measured is not None:
+            story.append(Paragraph(escape(f"Volumes, diameters and the change are measured on the "
+                                          f"{measured.name.lower()} ({measured.region})."), small))
 
     story += [PageBreak(), Paragraph("Segmentation overlays", h2),
               Paragraph("Fused (ensemble) mask in red, each time point cut through its own lesion centre; "

@@ -225,28 +225,36 @@ def _sitk_stage(
     return result, info
 
 
-def _register_sitk(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image) -> tuple[sitk.AffineTransform, dict]:
+def _register_sitk(fixed: sitk.Image, moving: sitk.Image, fixed_mask: sitk.Image, rigid_only: bool = False,
+                   centre_initialisation: bool = True) -> tuple[sitk.AffineTransform, dict]:
     metric_mask = sitk.BinaryDilate(fixed_mask, [3, 3, 3])
-    initial = sitk.CenteredTransformInitializer(
-        sitk.Cast(fixed_mask, sitk.sitkFloat32),
-        sitk.Cast(head_mask(moving), sitk.sitkFloat32),
-        sitk.Euler3DTransform(),
-        sitk.CenteredTransformInitializerFilter.MOMENTS,
-    )
+    if centre_initialisation:
+        initial = sitk.CenteredTransformInitializer(
+            sitk.Cast(fixed_mask, sitk.sitkFloat32),
+            sitk.Cast(head_mask(moving), sitk.sitkFloat32),
+            sitk.Euler3DTransform(),
+            sitk.CenteredTransformInitializerFilter.MOMENTS,
+        )
+    else:  # the scanner's own positions are the start (one session, one frame of reference)
+        initial = sitk.Euler3DTransform()
+        initial.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()]))
     rigid, rigid_info = _sitk_stage(
         fixed, moving, metric_mask, initial, shrink=(4, 2, 1), sigmas=(2, 1, 0), iterations=200, learning_rate=2.0
     )
-    affine, affine_info = _sitk_stage(
-        fixed, moving, metric_mask, as_affine(rigid), shrink=(2, 1), sigmas=(1, 0), iterations=200, learning_rate=1.0
-    )
     parameters = {
-        "initializer": "CenteredTransformInitializer MOMENTS (head masks)",
+        "initializer": ("CenteredTransformInitializer MOMENTS (head masks)" if centre_initialisation
+                        else "identity (scanner positions)"),
         "metric": f"MattesMutualInformation {SITK_HISTOGRAM_BINS} bins",
         "sampling": {"strategy": "RANDOM", "samples_per_level": SITK_SAMPLES, "seed": SITK_SEED},
         "optimizer": "RegularStepGradientDescent, scales from physical shift",
         "rigid": rigid_info,
-        "affine": affine_info,
     }
+    if rigid_only:
+        return as_affine(rigid), parameters
+    affine, affine_info = _sitk_stage(
+        fixed, moving, metric_mask, as_affine(rigid), shrink=(2, 1), sigmas=(1, 0), iterations=200, learning_rate=1.0
+    )
+    parameters["affine"] = affine_info
     return as_affine(affine), parameters
 
 
@@ -264,14 +272,16 @@ def _to_itk(image: sitk.Image) -> Any:
     return result
 
 
-def elastix_parameter_object(itk_module: Any, resolutions: int = 3) -> Any:
-    """elastix's default rigid + affine parameter maps, tuned for speed and reproducibility."""
+def elastix_parameter_object(itk_module: Any, resolutions: int = 3, rigid_only: bool = False,
+                             centre_initialisation: bool = True) -> Any:
+    """elastix's default rigid + affine parameter maps (or rigid alone), tuned for speed and reproducibility;
+    the rigid stage starts from the centres of gravity, or from the scanner's positions."""
     parameter_object = itk_module.ParameterObject.New()
-    for name in ("rigid", "affine"):
+    for name in ("rigid",) if rigid_only else ("rigid", "affine"):
         parameter_map = parameter_object.GetDefaultParameterMap(name, resolutions)
         parameter_map["WriteResultImage"] = ["false"]
         parameter_map["RandomSeed"] = [str(ELASTIX_SEED)]
-        if name == "rigid":
+        if name == "rigid" and centre_initialisation:
             parameter_map["AutomaticTransformInitialization"] = ["true"]
             parameter_map["AutomaticTransformInitializationMethod"] = ["CenterOfGravity"]
         parameter_object.AddParameterMap(parameter_map)
@@ -286,10 +296,12 @@ def transform_parameter_maps(transform_parameter_object: Any) -> list[dict[str, 
     ]
 
 
-def _register_elastix(fixed: sitk.Image, moving: sitk.Image) -> tuple[sitk.AffineTransform, dict]:
+def _register_elastix(fixed: sitk.Image, moving: sitk.Image, rigid_only: bool = False,
+                      centre_initialisation: bool = True) -> tuple[sitk.AffineTransform, dict]:
     import itk
 
-    parameter_object = elastix_parameter_object(itk)
+    parameter_object = elastix_parameter_object(itk, rigid_only=rigid_only,
+                                                centre_initialisation=centre_initialisation)
     _, transform_parameter_object = itk.elastix_registration_method(
         _to_itk(fixed),
         _to_itk(moving),
@@ -319,13 +331,17 @@ def elastix_available() -> tuple[bool, str]:
 # --------------------------------------------------------------------------------------------------- entry point
 
 
-def register_affine(fixed: sitk.Image, moving: sitk.Image, method: Method = "elastix") -> RegistrationResult:
+def register_affine(fixed: sitk.Image, moving: sitk.Image, method: Method = "elastix", *, rigid_only: bool = False,
+                    centre_initialisation: bool = True) -> RegistrationResult:
     """Register ``moving`` (follow-up) onto ``fixed`` (baseline): rigid, then affine (12 DOF).
 
     Args:
         fixed: the baseline, prepared by :func:`prepare_for_registration`.
         moving: the follow-up, prepared the same way.
         method: ``"elastix"`` (itk-elastix; falls back to SimpleITK when not installed) or ``"sitk"``.
+        rigid_only: stop after the rigid stage (6 DOF): the sequences of one session.
+        centre_initialisation: start from the centres of gravity (different sessions), else from the
+            scanner's positions (one frame of reference).
 
     Returns:
         A :class:`RegistrationResult` whose ``transform`` maps fixed LPS mm to moving LPS mm.
@@ -343,9 +359,9 @@ def register_affine(fixed: sitk.Image, moving: sitk.Image, method: Method = "ela
             label = f"sitk (elastix not installed: {reason})"
     start = time.perf_counter()
     if label == "elastix":
-        transform, parameters = _register_elastix(fixed, moving)
+        transform, parameters = _register_elastix(fixed, moving, rigid_only, centre_initialisation)
     else:
-        transform, parameters = _register_sitk(fixed, moving, fixed_mask)
+        transform, parameters = _register_sitk(fixed, moving, fixed_mask, rigid_only, centre_initialisation)
     seconds = time.perf_counter() - start
     ncc_after = normalized_cross_correlation(fixed, moving, transform, fixed_mask)
     return RegistrationResult(

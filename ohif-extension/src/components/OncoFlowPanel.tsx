@@ -5,6 +5,7 @@ import type { ViewerBridge } from '../viewerBridge';
 import { ChangeSummary } from './ChangeSummary';
 import { ExpertTable } from './ExpertTable';
 import { JobStatus } from './JobStatus';
+import { RegionTable } from './RegionTable';
 import { RefineControl } from './RefineControl';
 import { ReportLink, type PdfOpener } from './ReportLink';
 import { TimelineChart } from './TimelineChart';
@@ -94,8 +95,14 @@ export function OncoFlowPanel({ api, viewer, pollIntervalMs, timeZone, pdfOpener
         reanalyseDisabled={!focusStudyUid || reanalyse.busy || view.job.isActive}
         reanalyseMessage={reanalyse.message}
       />
+      {view.review ? (
+        <div className="of-flag of-flag-review" data-testid="oncoflow-review" role="alert">
+          {view.review}
+        </div>
+      ) : null}
       <ChangeSummary flag={view.flag} volumes={view.volumes} comparison={view.comparison} />
       <TimelineChart chart={view.chart} timePoints={view.timePoints} note={view.timelineNote} />
+      <RegionTable regions={view.regions} />
       <ExpertTable experts={view.experts} agreement={view.agreement} />
       <ReportLink report={view.report} api={api} {...(pdfOpener ? { opener: pdfOpener } : {})} />
       <RefineControl tool={refine} refinements={view.refinements} disabled={!focusStudyUid} />
