@@ -290,6 +290,17 @@ def test_wrong_audience_is_rejected(realm: Realm) -> None:
     assert other.validate(f"Bearer {token}").username == "radiologist.dev"
 
 
+def test_admin_client_logs_in_again_when_its_token_is_refused(realm: Realm) -> None:
+    """Admin tokens live a minute: a client kept longer (the fixture's, the plug-in's) must log in again."""
+    admin = realm.fresh_admin()
+    refused = admin.token[:-8] + ("A" * 8 if not admin.token.endswith("A" * 8) else "B" * 8)  # signature broken
+    status, _, _ = _request("GET", f"{realm.process.base_url}/admin/realms/oncoflow/users?max=1", refused)
+    assert status == 401  # what Keycloak answers an expired token too
+    admin.token = refused
+    assert admin.user_id("doctor.dev")  # answered after a new login
+    assert admin.token != refused
+
+
 def test_wrong_issuer_is_rejected(realm: Realm) -> None:
     token = realm.token("clinician.dev")
     wrong = realm.process.issuer.replace("127.0.0.1", "localhost")

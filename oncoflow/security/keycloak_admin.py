@@ -63,20 +63,28 @@ class AdminClient:
     (:meth:`service_account`: what the Orthanc plugin uses to change patient assignments).
     """
 
-    def __init__(self, base_url: str, token: str, realm: str = REALM) -> None:
+    def __init__(self, base_url: str, token: str, realm: str = REALM,
+                 grant: tuple[str, Mapping[str, str]] | None = None) -> None:
+        """``grant`` (token URL, form) logs in again when Keycloak answers 401: admin tokens live about a minute
+        (the master realm's default), and a client kept longer must not fail on its next call."""
         self.base_url, self.realm = base_url.rstrip("/"), realm
         self.token = token
+        self._grant = grant
+
+    @classmethod
+    def _logged_in(cls, base_url: str, token_url: str, form: Mapping[str, str], realm: str) -> AdminClient:
+        return cls(base_url, _access_token(token_url, form), realm, (token_url, dict(form)))
 
     @classmethod
     def bootstrap_admin(cls, base_url: str, admin_password: str, realm: str = REALM) -> AdminClient:
-        return cls(base_url, _access_token(f"{base_url.rstrip('/')}/realms/master/protocol/openid-connect/token", {
+        return cls._logged_in(base_url, f"{base_url.rstrip('/')}/realms/master/protocol/openid-connect/token", {
             "grant_type": "password", "client_id": "admin-cli", "username": ADMIN_USERNAME,
-            "password": admin_password}), realm)
+            "password": admin_password}, realm)
 
     @classmethod
     def service_account(cls, base_url: str, client_id: str, secret: str, realm: str = REALM) -> AdminClient:
-        return cls(base_url, _access_token(f"{base_url.rstrip('/')}/realms/{realm}/protocol/openid-connect/token", {
-            "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}), realm)
+        return cls._logged_in(base_url, f"{base_url.rstrip('/')}/realms/{realm}/protocol/openid-connect/token", {
+            "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}, realm)
 
     @classmethod
     def from_secret_file(cls, base_url: str, realm: str, secret_path: Path) -> AdminClient:
@@ -91,6 +99,9 @@ class AdminClient:
     def call(self, method: str, path: str, json_body: Any = None, expect: Sequence[int] = (200, 201, 204)) -> Any:
         url = f"{self.base_url}/admin/realms/{self.realm}{path}"
         status, body, headers = _request(method, url, self.token, json_body=json_body)
+        if status == 401 and self._grant is not None:  # the token expired: log in again, once
+            self.token = _access_token(*self._grant)
+            status, body, headers = _request(method, url, self.token, json_body=json_body)
         if status not in expect:
             raise KeycloakError(f"{method} {path}: {status} {body}")
         if status == 201 and body is None:
