@@ -32,6 +32,7 @@ bench: env
 	$(PY) bench/upload_guard.py
 	$(PY) bench/ingest_rate.py
 	$(PY) bench/scale_out.py
+	$(PY) bench/sequence_stages.py
 
 # 40 longitudinal phantom pairs: % change error, flag accuracy, registration target error (about 20 min)
 bench-longitudinal: env
@@ -50,9 +51,10 @@ demo-models: env
 	$(PY) inference/training/train_demo_model.py --channels t1c,flair --configuration 2d --features medium \
 		--dataset-id 523 --seed 2 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_demo_2d/1/nnunet
 
-# Held-out phantom Dice of the demo experts alone and fused by each strategy -> bench/results/panel-accuracy.json
+# The default panel on held-out evaluation studies (Colin27, grown gliomas, fixed contrasts): Dice, detection,
+# false positives on tumour-free heads, % change error over 20 pairs -> bench/results/panel-accuracy-*.json
 evaluate-panel: env
-	$(PY) inference/training/evaluate_panel.py
+	$(PY) inference/training/evaluate_panel.py --patients 20 --tumour-free 6
 
 lint: env
 	$(PY) -m ruff check .
