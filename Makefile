@@ -54,7 +54,7 @@ demo-models: env
 # The default panel on held-out evaluation studies (Colin27, grown gliomas, fixed contrasts): Dice, detection,
 # false positives on tumour-free heads, % change error over 20 pairs -> bench/results/panel-accuracy-*.json
 evaluate-panel: env
-	$(PY) inference/training/evaluate_panel.py --patients 20 --tumour-free 6
+	$(PY) bench/evaluate_panel.py --patients 20 --tumour-free 6
 
 lint: env
 	$(PY) -m ruff check .

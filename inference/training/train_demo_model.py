@@ -14,7 +14,7 @@ Steps:
 4. **Export**: a slim model folder (``dataset.json``, ``plans.json``, ``fold_0/checkpoint_final.pth`` with
    trainer name ``nnUNetTrainer`` and no optimizer state) and ``training.json`` (what was trained, how long,
    nnU-Net's own validation Dice on held-out *training-generator* cases: not an evaluation, see
-   ``inference/training/evaluate_panel.py``).
+   ``bench/evaluate_panel.py``).
 
     python inference/training/train_demo_model.py --channels t1,t1c,t2,flair --out inference/model_repository/...
 """

@@ -13,7 +13,7 @@ Measured, per expert and fused, on the tumour core (TC, what the demo models seg
 * false-positive volume on tumour-free heads, and whether the guard let it pass;
 * the percent change of TC between two snapshots of one tumour (a follow-up), against the true change.
 
-Writes ``bench/results/panel-accuracy-<UTC>.json`` and ``panel-accuracy-latest.json``.
+Writes ``bench/results/panel-accuracy-<UTC>.json`` and ``panel-accuracy-latest.json`` (:mod:`bench_results`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
+from bench_results import write_result
 from scipy import ndimage
 
 from oncoflow.core.config import REPO_ROOT
@@ -37,7 +37,6 @@ from oncoflow.phantoms.evaluation_generator import evaluation_study, grow_tumour
 EXPERTS = ("nnunet_demo", "nnunet_demo_2d", "nnunet_demo_3d_seed2")
 PROTOCOL = {"t1c": ((1.5, 1.5, 1.5), "axial")}  # the demo experts take T1c alone
 SNAPSHOTS_CM3 = (3.0, 9.0)  # tumour core at baseline and follow-up (about +200 %)
-RESULTS = REPO_ROOT / "bench" / "results"
 
 
 class Panel:
@@ -177,11 +176,7 @@ def main() -> int:
         "seconds": round(time.perf_counter() - started, 1),
         "studies": studies, "pairs": pairs, "tumour_free_heads": empty,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    text = json.dumps(summary, indent=1) + "\n"
-    (RESULTS / f"panel-accuracy-{stamp}.json").write_text(text)
-    (RESULTS / "panel-accuracy-latest.json").write_text(text)
+    write_result("panel-accuracy", summary)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("studies", "pairs", "tumour_free_heads")},
                      indent=1))
     return 0
