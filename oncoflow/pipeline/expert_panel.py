@@ -288,16 +288,17 @@ class ExpertPanel:
 
     @staticmethod
     def _keep_inside(runs: dict[str, ExpertRun], brain: BrainMask, voxel_volume_mm3: float) -> None:
-        """Cut every mask (and probability) to the brain mask, adding the volume cut off to
-        ``outside_brain_cm3``; nothing happens without a brain mask."""
+        """Cut every mask (and probability) not cut yet to the brain mask, recording the volume cut off as
+        ``outside_brain_cm3``; nothing happens without a brain mask. Called after each round: a mask is set once
+        (the second round only fills the masks of SAM2 and the localisers), so a mask cut before is skipped."""
         if brain.mask is None:
             return
         inside = brain.mask > 0
         for run in runs.values():
-            if run.mask is None:
+            if run.mask is None or run.outside_brain_cm3 is not None:
                 continue
             outside_cm3 = float(np.count_nonzero(run.mask.astype(bool) & ~inside)) * voxel_volume_mm3 / 1000.0
-            run.outside_brain_cm3 = (run.outside_brain_cm3 or 0.0) + outside_cm3
+            run.outside_brain_cm3 = outside_cm3
             if outside_cm3:
                 run.mask = np.where(inside, run.mask, 0).astype(np.uint8)
             if run.probability is not None:
