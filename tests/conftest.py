@@ -48,6 +48,18 @@ RESERVED_PORTS = {8042, 4242, 8000}
 
 
 TEST_AET = "TESTSCU"  # the calling AE title of the tests' storescu: on the stack's allow-list
+# The ONCOFLOW_* environment the test session was started with: every stack starts from it alone, so a stack
+# started while another one runs (the session stack first used inside a module's own stack) never inherits
+# that stack's settings (its panel, its fusion rule).
+SESSION_ONCOFLOW_ENV = {k: v for k, v in os.environ.items() if k.startswith("ONCOFLOW_")}
+
+
+def _replace_oncoflow_env(values: dict[str, str]) -> None:
+    """Make ``values`` the whole ONCOFLOW_* environment of this process."""
+    for key in [k for k in os.environ if k.startswith("ONCOFLOW_")]:
+        del os.environ[key]
+    os.environ.update(values)
+
 
 
 def required_tool(name: str) -> str:
@@ -153,9 +165,11 @@ class Stack:
         except OSError:
             return 0, b""  # nothing answered (as oncoflow.services.stack.http_get)
 
-    def push(self, directory: Path) -> None:
+    def push(self, directory: Path, *storescu_options: str) -> None:
+        """C-STORE every file under ``directory`` (storescu); ``storescu_options`` add to its command line, e.g.
+        ``-xt`` to propose JPEG-LS lossless."""
         result = subprocess.run(
-            ["storescu", "-aet", TEST_AET, "-aec", self.settings.aet, "+sd", "+r", "-nh",
+            ["storescu", "-aet", TEST_AET, "-aec", self.settings.aet, "+sd", "+r", "-nh", *storescu_options,
              "127.0.0.1", str(self.settings.dicom_port), str(directory)],
             capture_output=True, text=True, timeout=120,
         )
@@ -200,7 +214,7 @@ class Stack:
         raise AssertionError(f"no event '{text}' for {study_uid} in {timeout_s} s; last: {job}")
 
     def restart(self, name: str) -> None:
-        os.environ.update(self.env)  # the plugin and the worker read their settings from the environment
+        _replace_oncoflow_env(self.env)  # the plugin and the worker read their settings from the environment
         start_service(self.settings, name)
         wait_healthy(self.settings, name, 120)
 
@@ -247,20 +261,16 @@ def running_stack(home: Path, **extra_env: str) -> Iterator[Stack]:
         "ONCOFLOW_MIN_FREE_MB": "64",
         **extra_env,
     }
-    saved = {k: os.environ.get(k) for k in (*env, "ONCOFLOW_PANEL", "ONCOFLOW_MODEL_WEIGHTS")}
-    for key in ("ONCOFLOW_PANEL", "ONCOFLOW_MODEL_WEIGHTS"):
-        os.environ.pop(key, None)  # the defaults unless extra_env says otherwise
-    os.environ.update(env)
+    saved = {k: v for k, v in os.environ.items() if k.startswith("ONCOFLOW_")}
+    session = {k: v for k, v in SESSION_ONCOFLOW_ENV.items() if k not in ("ONCOFLOW_PANEL", "ONCOFLOW_MODEL_WEIGHTS")}
+    env = {**session, **env}  # the panel's defaults unless extra_env says otherwise
+    _replace_oncoflow_env(env)
     settings = load_settings()
     try:
         yield Stack(settings, env, start_stack(settings, 180))
     finally:
         stop_stack(settings)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _replace_oncoflow_env(saved)
 
 
 @pytest.fixture(scope="session")

@@ -123,7 +123,7 @@ class PanelResult:
 
     def plausibility(self, brain_mask: npt.NDArray[np.uint8] | None, voxel_volume_mm3: float) -> Plausibility:
         """The guard of :mod:`oncoflow.measure.segmentation_plausibility` on the largest region fused."""
-        largest = next(r for r in ("WT", "TC", "ET") if r in self.regions.regions)
+        largest = next(r for r in reversed(REGIONS) if r in self.regions.regions)  # REGIONS: inner to outer
         per_expert = {r.name: (float(np.count_nonzero(r.mask)) * voxel_volume_mm3 / 1000.0, r.outside_brain_cm3)
                       for r in self.ran if r.mask is not None and r.outside_brain_cm3 is not None}
         return assess_plausibility(self.regions.regions[largest].mask, voxel_volume_mm3, brain_mask, per_expert)
