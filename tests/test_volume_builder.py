@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
 
 from oncoflow.core.volume import Volume
 from oncoflow.dicom.volume_builder import InputError, build_volume, check_headers
@@ -118,3 +118,35 @@ def test_instances_without_image_size_are_refused_clearly() -> None:
     del datasets[2].Rows
     with pytest.raises(InputError, match="without Rows: not an image series"):
         check_headers(datasets, 10_000)
+
+
+def compressible_volume() -> Volume:
+    """Six 64 x 64 axial slices: OpenJPEG's default five decomposition levels need 32 pixels a side or more."""
+    voxels = np.random.default_rng(2).uniform(0, 1000, (6, 64, 64)).astype(np.float32)
+    return Volume(voxels, (3.0, 1.0, 1.0), (-32.0, -32.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless], ids=lambda s: s.name)
+def test_losslessly_compressed_series_gives_the_stored_values(syntax: UID) -> None:
+    volume = compressible_volume()
+    series = datasets(volume)
+    for ds in series:
+        ds.compress(syntax)  # pydicom's own RLE encoder, pyjpegls, pylibjpeg-openjpeg
+    assert {str(ds.file_meta.TransferSyntaxUID) for ds in series} == {syntax}
+    built = build_volume(series, max_voxels=10**7).volume
+    np.testing.assert_array_equal(built.voxels, np.round(volume.voxels))  # values 0..1000 stored as round(voxel)
+
+
+@pytest.mark.parametrize(("syntax", "named"), [
+    ("1.2.840.10008.1.2.4.92", "pixel data in JPEG 2000 Part 2 Multi-component Image Compression (Lossless Only) "
+                               "(1.2.840.10008.1.2.4.92) cannot be decoded here"),
+    # JPEG XL Lossless: pydicom 3.0 has no decoder, and names it only once pynetdicom 3 has added it to its UIDs
+    ("1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.110"),
+])
+def test_undecodable_transfer_syntax_is_named(syntax: str, named: str) -> None:
+    series = datasets(compressible_volume())
+    for ds in series:
+        ds.compress(JPEG2000Lossless)
+        ds.file_meta.TransferSyntaxUID = syntax
+    reason = refused(series)
+    assert named in reason and reason.startswith("pixel data in ") and reason.endswith(" cannot be decoded here")

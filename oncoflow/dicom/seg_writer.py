@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -39,7 +40,8 @@ from pydicom.sr.coding import Code
 
 from oncoflow import __version__
 from oncoflow.core.tumour_compartments import REGION_COMPARTMENTS, Compartment, Region
-from oncoflow.dicom.derived_object import MANUFACTURER, content_digest, derived_uid
+from oncoflow.dicom.derived_object import MANUFACTURER, SPECIFIC_CHARACTER_SET, content_digest, derived_uid
+from oncoflow.dicom.enhanced_mr_frames import FrameView
 
 ENSEMBLE_SERIES_NUMBER = 9001
 EXPERT_SERIES_NUMBER = 9002  # + the expert's index in the panel
@@ -160,7 +162,7 @@ def write_segmentation(
     ]
     label = kinds[0].label if len(kinds) == 1 else "Tumour compartments"
     seg = hd.seg.Segmentation(
-        source_images=list(source_datasets),
+        **_source_geometry(source_datasets),
         pixel_array=labels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=description_items,
@@ -176,8 +178,58 @@ def write_segmentation(
         content_label=label.upper().replace(" ", "_").replace("-", "_")[:16],
         series_description=description,
         omit_empty_frames=False,
+        specific_character_set=SPECIFIC_CHARACTER_SET,  # the source's PatientName in any script
     )
     return seg
+
+
+def _source_geometry(source_datasets: Sequence[Dataset]) -> dict[str, Any]:
+    """highdicom's source arguments: the images of a classic series, or the one multi-frame object whose frames
+    (:class:`~oncoflow.dicom.enhanced_mr_frames.FrameView`) are the slices, given with the slices' plane positions,
+    orientation and pixel measures (the object may hold other stacks; highdicom matches the frames by position and
+    references them by ReferencedFrameNumber, 0008,1160)."""
+    if not isinstance(source_datasets[0], FrameView):
+        return {"source_images": list(source_datasets)}
+    first = source_datasets[0]
+    patient = hd.CoordinateSystemNames.PATIENT
+    orientation = hd.PlaneOrientationSequence(patient, [float(v) for v in first.ImageOrientationPatient])
+    measures = hd.PixelMeasuresSequence([float(v) for v in first.PixelSpacing],
+                                        float(first.get("SliceThickness") or 1.0))
+    # highdicom reads the source's orientation and pixel measures from its shared functional groups; an object
+    # whose stacks differ in them keeps them per frame, so highdicom is given a new top-level dataset (the
+    # object itself unchanged) whose shared groups hold the stack's
+    source = Dataset()
+    for element in first.source:
+        source.add(element)
+    shared = Dataset()
+    for element in first.source.SharedFunctionalGroupsSequence[0]:
+        shared.add(element)
+    shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = orientation, measures
+    source.SharedFunctionalGroupsSequence = [shared]
+    return {
+        "source_images": [source],
+        "plane_orientation": orientation,
+        "pixel_measures": measures,
+        "plane_positions": [hd.PlanePositionSequence(patient, [float(v) for v in ds.ImagePositionPatient])
+                            for ds in source_datasets],
+    }
+
+
+def read_source_mask(seg: Dataset, source_datasets: Sequence[Dataset],
+                     segment_numbers: Sequence[int] = (1,)) -> npt.NDArray[np.uint8]:
+    """The union of ``segment_numbers`` as a ``(slices, rows, columns)`` 0/1 mask in the order of
+    ``source_datasets``: classic images (by SOP Instance UID) or the frames of one multi-frame object (by
+    frame number)."""
+    if not isinstance(source_datasets[0], FrameView):
+        return read_segmentation_mask(seg, [str(ds.SOPInstanceUID) for ds in source_datasets], segment_numbers)
+    pixels = hd.seg.Segmentation.from_dataset(seg).get_pixels_by_source_frame(
+        source_sop_instance_uid=str(source_datasets[0].SOPInstanceUID),
+        source_frame_numbers=[ds.frame_number for ds in source_datasets],  # type: ignore[attr-defined]
+        segment_numbers=list(segment_numbers),
+        combine_segments=True,
+        relabel=True,
+    )
+    return (np.asarray(pixels) > 0).astype(np.uint8)
 
 
 def read_segmentation_mask(seg: Dataset, source_sop_instance_uids: Sequence[str],

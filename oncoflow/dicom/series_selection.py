@@ -8,6 +8,10 @@ then by the usual names in those attributes, then by its acquisition: ContrastBo
 (0018,0081), InversionTime (0018,0082). Two series of one kind (a repeat after motion, a
 2-D and a 3-D T1c): the one with more images is taken, then the later SeriesNumber, and
 the other is named as left out. OncoFlow's own outputs (SEG, SR, DOC, ...) are never inputs.
+
+A series sent as one multi-frame object (Enhanced MR, Legacy Converted Enhanced MR) gives one candidate per stack
+(StackID, 0020,9056, or orientation; :mod:`oncoflow.dicom.enhanced_mr_frames`), counted in frames, and the stack
+chosen is named in the selection's JSON and reasons.
 """
 
 from __future__ import annotations
@@ -45,6 +49,17 @@ class SeriesCandidate:
     echo_time_ms: float | None = None
     inversion_time_ms: float | None = None
     series_number: int | None = None
+    stack_id: str | None = None  # the stack of a multi-frame object ("" its only one), None for a classic series
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """The candidate's identity: its series and, in a multi-frame object, its stack."""
+        return self.orthanc_id, self.stack_id
+
+    @property
+    def name(self) -> str:
+        """The series UID, with the stack of a multi-frame object with several stacks."""
+        return f"{self.series_instance_uid} stack {self.stack_id}" if self.stack_id else self.series_instance_uid
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,8 @@ class SequenceSelection:
         return {
             "reference": self.reference.kind,
             "sequences": {kind: {"series_instance_uid": c.series_instance_uid, "description": c.description,
-                                 "images": c.n_instances, "reason": self.reasons[kind]}
+                                 "images": c.n_instances, "reason": self.reasons[kind],
+                                 **({"stack_id": c.stack_id} if c.stack_id is not None else {})}
                           for kind, c in self.sequences.items()},
             "left_out": self.left_out,
         }
@@ -112,16 +128,16 @@ def select_input_series(candidates: Sequence[SeriesCandidate], preference: Seque
     if not mr:
         found = sorted({c.modality or "?" for c in inputs}) or ["none"]
         raise InputError(f"the study has no MR series (modalities found: {', '.join(found)})")
-    kinds = {c.orthanc_id: classify(c) for c in mr}
+    kinds = {c.key: classify(c) for c in mr}
     for wanted in preference:
-        matching = [c for c in mr if kinds[c.orthanc_id] == wanted]
+        matching = [c for c in mr if kinds[c.key] == wanted]
         if matching:
             best = max(matching, key=lambda c: c.n_instances)
             return Selection(best, wanted, f"preferred kind '{wanted}' ({best.description or 'no description'})")
     best = max(mr, key=lambda c: c.n_instances)
     return Selection(
         best,
-        kinds[best.orthanc_id],
+        kinds[best.key],
         f"no series matched {', '.join(preference)}; took the largest MR series "
         f"({best.description or 'no description'}, {best.n_instances} images)",
     )
@@ -150,14 +166,15 @@ def select_sequences(candidates: Sequence[SeriesCandidate], preference: Sequence
     for kind, found in by_kind.items():
         ranked = sorted(found, key=lambda c: (c.n_instances, c.series_number or 0), reverse=True)
         chosen = sequences[kind] = ranked[0]
-        reasons[kind] = f"{chosen.description or 'no description'} ({chosen.n_instances} images)"
+        reasons[kind] = f"{chosen.description or 'no description'} ({chosen.n_instances} images" + (
+            f", stack {chosen.stack_id} of a multi-frame object)" if chosen.stack_id else ")")
         for other in ranked[1:]:
-            left_out.append(f"{kind} series {other.series_instance_uid} ({other.description or 'no description'}, "
+            left_out.append(f"{kind} series {other.name} ({other.description or 'no description'}, "
                             f"{other.n_instances} images) not used: {chosen.description or chosen.series_instance_uid}"
                             f" has {'more images' if chosen.n_instances > other.n_instances else 'a later number'}")
     for candidate in mr:
         if classify(candidate, patterns) is None:
-            left_out.append(f"series {candidate.series_instance_uid} ({candidate.description or 'no description'}) "
+            left_out.append(f"series {candidate.name} ({candidate.description or 'no description'}) "
                             "is no sequence OncoFlow can tell (T1, T1c, T2, FLAIR)")
     reference_kind = next((kind for kind in preference if kind in sequences), None)
     if reference_kind is None:

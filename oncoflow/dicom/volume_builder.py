@@ -13,8 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID
 
 from oncoflow.core.volume import Volume
+from oncoflow.dicom.enhanced_mr_frames import (
+    ENHANCED_MR_SOP_CLASSES,
+    FrameView,
+    MultiFrameError,
+    frame_pixels,
+    is_multiframe,
+    stacks,
+)
 
 MIN_SLICES = 3
 ORIENTATION_TOLERANCE = 1e-3  # cosine units
@@ -42,7 +52,8 @@ def _vector(ds: Dataset, keyword: str, length: int) -> np.ndarray:
 
 
 def check_headers(datasets: Sequence[Dataset], max_voxels: int) -> None:
-    """Refuse series that are not a single-frame grayscale MR 3-D stack of bounded size.
+    """Refuse series that are not a grayscale MR 3-D stack of bounded size (single-frame images, or the
+    :class:`FrameView` of one stack of a multi-frame object).
 
     Raises:
         InputError: non-MR modality, too few slices, RGB, multi-frame, no image size, mixed sizes or an
@@ -66,9 +77,10 @@ def check_headers(datasets: Sequence[Dataset], max_voxels: int) -> None:
                 f"RGB or colour image (SamplesPerPixel {samples}, PhotometricInterpretation {photometric}); "
                 "a grayscale MR series is needed"
             )
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        if is_multiframe(ds):
             raise InputError(
-                f"multi-frame instance with {ds.NumberOfFrames} frames: enhanced/4-D MR objects are not supported"
+                f"multi-frame instance with {ds.get('NumberOfFrames', '?')} frames among {len(datasets)} instances: "
+                "a series is either one multi-frame object or single-frame images"
             )
     missing = sorted({k for ds in datasets for k in ("Rows", "Columns") if k not in ds})
     if missing:
@@ -135,9 +147,43 @@ def sort_slices(datasets: Sequence[Dataset]) -> tuple[list[Dataset], float, np.n
     return ordered, spacing_mm, normal
 
 
+def check_decodable(datasets: Sequence[Dataset]) -> None:
+    """Refuse pixel data in a transfer syntax (0002,0010) that no installed pydicom decoder plug-in reads.
+
+    Checked from the file meta information alone, before any pixel data is decoded. The plug-ins OncoFlow
+    installs (requirements.lock): pydicom itself (uncompressed, deflated, RLE Lossless), pyjpegls (JPEG-LS),
+    python-gdcm (JPEG baseline, extended, lossless processes 14 and 14 SV1; pylibjpeg-libjpeg is GPL-3.0) and
+    pylibjpeg with pylibjpeg-openjpeg (JPEG 2000). pydicom 3.0 has none for JPEG 2000 Part 2 multi-component, JPIP,
+    MPEG-2/4, HEVC or the retired JPEG processes.
+
+    Raises:
+        InputError: naming the transfer syntax, e.g. "pixel data in JPIP Referenced (1.2.840.10008.1.2.4.94)
+            cannot be decoded here".
+    """
+    syntaxes = {str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")) for ds in datasets}
+    for uid in sorted(syntaxes - {""}):  # without file meta information, the decoder is left to say
+        syntax = UID(uid)
+        missing = _missing_decoder(syntax)
+        if missing is not None:
+            named = f"{syntax.name} ({uid})" if syntax.name != uid else f"transfer syntax {uid}"
+            raise InputError(f"pixel data in {named} cannot be decoded here{missing}")
+
+
+def _missing_decoder(syntax: UID) -> str | None:
+    """None when an installed plug-in decodes ``syntax``; else what is missing ("" when pydicom has no decoder
+    for it at all, as for a transfer syntax newer than pydicom)."""
+    try:
+        decoder = get_decoder(syntax)
+    except (NotImplementedError, ValueError):
+        return ""
+    if decoder.is_available:
+        return None
+    return f" (it needs {' or '.join(decoder.missing_dependencies)})"
+
+
 def _slice_pixels(ds: Dataset) -> np.ndarray:
     try:
-        pixels = ds.pixel_array
+        pixels = frame_pixels(ds) if isinstance(ds, FrameView) else ds.pixel_array
     except Exception as exc:  # pydicom raises several types for broken pixel data
         raise InputError(f"corrupt pixel data in instance {ds.get('SOPInstanceUID', '?')}: {exc}") from exc
     if pixels.shape != (int(ds.Rows), int(ds.Columns)):
@@ -150,8 +196,41 @@ def _slice_pixels(ds: Dataset) -> np.ndarray:
     return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
 
-def build_volume(datasets: Sequence[Dataset], max_voxels: int) -> SortedSeries:
-    """Check, sort and stack a series into a float32 :class:`Volume` (rescale applied)."""
+def multiframe_stack(datasets: Sequence[Dataset], stack_id: str | None = None) -> list[FrameView]:
+    """The frames of stack ``stack_id`` of a series sent as one multi-frame MR object (``None``: its only stack).
+
+    Raises:
+        InputError: several objects, a SOP class other than (Legacy Converted) Enhanced MR, frames whose geometry
+            cannot be read (see :func:`oncoflow.dicom.enhanced_mr_frames.stacks`) or an unknown stack.
+    """
+    if len(datasets) != 1:
+        raise InputError(f"{len(datasets)} multi-frame objects in one series: one object per series is read")
+    source = datasets[0]
+    sop_class = str(source.get("SOPClassUID", ""))
+    if sop_class not in ENHANCED_MR_SOP_CLASSES:
+        raise InputError(f"multi-frame object of SOP class {sop_class or 'missing'}: only "
+                         f"{' and '.join(ENHANCED_MR_SOP_CLASSES.values())} are read")
+    try:
+        found = stacks(source)
+    except MultiFrameError as exc:
+        raise InputError(str(exc)) from exc
+    if stack_id is None and len(found) > 1:
+        raise InputError(f"the multi-frame object holds {len(found)} stacks ({', '.join(found)}); none was chosen")
+    chosen = next(iter(found.values())) if stack_id is None else found.get(stack_id)
+    if chosen is None:
+        raise InputError(f"the multi-frame object has no stack {stack_id} (stacks: {', '.join(found)})")
+    return chosen
+
+
+def build_volume(datasets: Sequence[Dataset], max_voxels: int, stack_id: str | None = None) -> SortedSeries:
+    """Check, sort and stack a series into a float32 :class:`Volume` (rescale applied).
+
+    A series sent as one multi-frame object (Enhanced MR, Legacy Converted Enhanced MR) is built from the frames
+    of its stack ``stack_id``: :attr:`SortedSeries.datasets` then holds one :class:`FrameView` per slice.
+    """
+    check_decodable(datasets)  # from the objects' file meta information, a multi-frame object's too
+    if len(datasets) >= 1 and is_multiframe(datasets[0]):
+        datasets = multiframe_stack(datasets, stack_id)
     check_headers(datasets, max_voxels)
     ordered, slice_spacing_mm, normal = sort_slices(datasets)
     first = ordered[0]

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from oncoflow.core.config import Settings
 from oncoflow.dicom.derived_object import derived_uid
 from oncoflow.dicom.registration_writer import write_spatial_registration
-from oncoflow.dicom.seg_writer import read_segmentation_mask, region_segment_numbers
+from oncoflow.dicom.seg_writer import read_source_mask, region_segment_numbers
 from oncoflow.dicom.sr_writer import LesionAtTimePoint, LongitudinalChange, write_measurement_report
 from oncoflow.dicom.volume_builder import InputError, SortedSeries
 from oncoflow.measure.lesion_metrics import volume_ci95
@@ -62,21 +62,20 @@ class PatientTimeline:
         uid = str(study["MainDicomTags"]["StudyInstanceUID"])
         timings: dict[str, float] = {}
         try:
-            _, instance_ids = self.input.select(study_id, timings)
-            stack = self.input.build(instance_ids, timings)
+            selection, instance_ids = self.input.select(study_id, timings)
+            stack = self.input.build(instance_ids, timings, selection.candidate.stack_id)
         except InputError as exc:
             raise ComparisonError(f"study {uid}: its input series cannot be read again: {exc}") from exc
         seg_uid = job.outputs.get("ensemble_seg_sop_instance_uid")
         seg = self.rest.instance_dataset(seg_uid) if seg_uid else None
         if seg is None:
             raise ComparisonError(f"study {uid} has no ensemble SEG in the PACS (deleted?); it cannot be compared")
-        sources = [str(ds.SOPInstanceUID) for ds in stack.datasets]
         # the region the change follows, as that study's job fused it (an older job: its one tumour segment)
         region = job.outputs.get("driving_region", "TC")
-        mask = read_segmentation_mask(seg, sources, region_segment_numbers(seg, region) or [1])
+        mask = read_source_mask(seg, stack.datasets, region_segment_numbers(seg, region) or [1])
         brain_uid = (job.outputs.get("brain_extraction") or {}).get("seg_sop_instance_uid")
         brain_seg = self.rest.instance_dataset(brain_uid) if brain_uid else None
-        brain = read_segmentation_mask(brain_seg, sources) if brain_seg is not None else None
+        brain = read_source_mask(brain_seg, stack.datasets) if brain_seg is not None else None
         return loaded_time_point(study["MainDicomTags"], stack, mask, seg, job.outputs, brain)
 
     def _processed_studies(

@@ -29,7 +29,7 @@ from oncoflow.dicom.seg_writer import (
     REFINED_RGB,
     REFINED_SERIES_NUMBER,
     AlgorithmInfo,
-    read_segmentation_mask,
+    read_source_mask,
     region_segment_numbers,
     write_segmentation,
 )
@@ -114,7 +114,7 @@ class Refinement:
         timings: dict[str, float] = {}
         try:
             selection, instance_ids = self.input.select(study_id, timings)
-            stack = self.input.build(instance_ids, timings)
+            stack = self.input.build(instance_ids, timings, selection.candidate.stack_id)
         except InputError as exc:
             raise RefineError(422, f"the study's input cannot be refined: {exc}") from exc
         volume = stack.volume
@@ -183,7 +183,6 @@ class Refinement:
         if seg is None:
             return None
         try:
-            return read_segmentation_mask(seg, [str(ds.SOPInstanceUID) for ds in stack.datasets],
-                                          region_segment_numbers(seg, "TC") or [1])
+            return read_source_mask(seg, stack.datasets, region_segment_numbers(seg, "TC") or [1])
         except (ValueError, KeyError):
             return None
