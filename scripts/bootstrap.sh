@@ -15,7 +15,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 apt_packages=(orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools mricron-data python3.11-venv poppler-utils
-              chromium openjdk-17-jre-headless maven postgresql orthanc-postgresql)
+              chromium openjdk-17-jre-headless maven postgresql orthanc-postgresql
+              fonts-dejavu-core fonts-wqy-zenhei)  # report PDF and Chromium: Hebrew, Arabic, Cyrillic, CJK glyphs
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

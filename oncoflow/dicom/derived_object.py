@@ -29,6 +29,9 @@ PATIENT_AND_STUDY_KEYWORDS = (
 )
 
 
+SPECIFIC_CHARACTER_SET = "ISO_IR 192"  # (0008,0005) UTF-8: encodes any source's PatientName, whatever its script
+
+
 def derived_uid(*parts: str) -> str:
     """A deterministic ``2.25.<128-bit integer>`` UID (PS3.5 B.2) from ``parts``: same parts, same UID."""
     digest = hashlib.sha256("\0".join(("oncoflow", *parts)).encode()).digest()
@@ -52,7 +55,7 @@ def new_instance(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = sop_class_uid
     ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = sop_instance_uid
     return ds

@@ -109,7 +109,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from oncoflow import __version__
-from oncoflow.dicom.derived_object import MANUFACTURER, content_digest, derived_uid
+from oncoflow.dicom.derived_object import MANUFACTURER, SPECIFIC_CHARACTER_SET, content_digest, derived_uid
 
 SR_SERIES_NUMBER = 9010
 SR_SERIES_DESCRIPTION = "OncoFlow SR tumour measurements"
@@ -391,6 +391,7 @@ def write_measurement_report(
         manufacturer=MANUFACTURER,
         is_complete=True,
         series_description=SR_SERIES_DESCRIPTION,
+        specific_character_set=SPECIFIC_CHARACTER_SET,  # the source's PatientName in any script
         manufacturer_model_name="OncoFlow tumour measurements",
         software_versions=f"oncoflow {__version__}"[:64],
         device_serial_number="oncoflow-0001",

@@ -45,6 +45,9 @@ class StudyInfo:
     study_id: str = "1"
     accession_number: str = "ACC0001"
     study_description: str = "MRI BRAIN WITH AND WITHOUT CONTRAST"
+    # SpecificCharacterSet (0008,0005) the series is written in: it must encode patient_name (e.g. "ISO_IR 138"
+    # Hebrew, "ISO_IR 127" Arabic, "ISO_IR 144" Cyrillic, "GB18030", "ISO_IR 192" UTF-8)
+    specific_character_set: str = "ISO_IR 100"
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def series_datasets(
         ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.SpecificCharacterSet = study.specific_character_set
         ds.SOPClassUID = _SOP_CLASS[series.modality]
         ds.SOPInstanceUID = sop_uid
         # Patient / study

@@ -89,6 +89,18 @@ def patient_age(image: Dataset, study_date: date) -> str | None:
     return f"{years} years" if years >= 0 else None
 
 
+def patient_name_text(image: Dataset) -> str | None:
+    """PatientName (0010,0010) as a reader writes it, decoded by pydicom with the image's SpecificCharacterSet
+    (0008,0005): "Family, Given Middle" per component group (alphabetic, ideographic, phonetic: joined by
+    " = "); ``None`` when absent or empty."""
+    groups = []
+    for group in str(image.get("PatientName", "") or "").split("="):
+        family, *others = (part.strip() for part in group.split("^"))
+        rest = " ".join(part for part in others if part)
+        groups.append(f"{family}, {rest}" if family and rest else family or rest)
+    return " = ".join(g for g in groups if g) or None
+
+
 def patient_identity(patient_id: str, image: Dataset) -> PatientIdentity:
     """What must not leave the PACS in the text given to an LLM: names, IDs, birth date."""
     name = str(image.get("PatientName", "") or "")
@@ -228,6 +240,7 @@ class ClinicalReportWriter:
         content = ReportContent(
             institution=self.settings.report_institution,
             patient_pseudonym=patient_pseudonym(inputs.patient_id, self.pseudonym_key),
+            patient_name=patient_name_text(inputs.study_image) if self.settings.report_patient_name else None,
             patient_age=patient_age(inputs.study_image, inputs.current.study_date),
             patient_sex=SEX_NAMES.get(str(inputs.study_image.get("PatientSex", ""))),
             study_instance_uid=inputs.current.study_instance_uid,

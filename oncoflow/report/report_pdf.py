@@ -1,6 +1,6 @@
 """Lay out the clinical report as PDF (reportlab): what the referring clinician reads.
 
-Page 1: patient (pseudonym, age, sex), the time points, the clinical summary, the volume
+Page 1: patient (name, only when configured; pseudonym, age, sex), the time points, the clinical summary, the volume
 table (baseline, follow-up, delta, % change, 95 % CI) and the change flag with its reason.
 Page 2: overlays through the lesion (baseline beside follow-up) and the volume over time.
 Page 3: the panel (each expert's volume, Dice against the ensemble, version), the
@@ -25,6 +25,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from oncoflow.report.report_fonts import unicode_markup
 
 REPORT_TITLE = "OncoFlow MRI brain tumour follow-up report"
 NO_TUMOUR = "No measurable tumour: the panel's fused segmentation of this study is empty."
@@ -74,6 +76,7 @@ class ReportContent:
     signed_at: datetime
     regions: tuple[RegionRow, ...] = ()
     review_reasons: tuple[str, ...] = ()  # the plausibility guard's: the segmentation needs a human look
+    patient_name: str | None = None  # PatientName (0010,0010) as text, any script; None: the pseudonym only
 
 
 def _f(value: float | None, digits: int, signed: bool = False, unit: str = "") -> str:
@@ -123,10 +126,11 @@ def render_report_pdf(content: ReportContent) -> bytes:
     change = findings.change
     story: list[object] = [
         Paragraph(escape(REPORT_TITLE), styles["Title"]),
-        Paragraph(escape(content.institution), small),
+        Paragraph(unicode_markup(content.institution), small),
         Spacer(1, 4 * mm),
     ]
-    patient_rows = [
+    patient_rows: list[list[object]] = [
+        *([["Patient", Paragraph(unicode_markup(content.patient_name), body)]] if content.patient_name else []),
         ["Patient (pseudonym)", content.patient_pseudonym],
         ["Age at this study", content.patient_age or "not recorded"],
         ["Sex", content.patient_sex or "not recorded"],
