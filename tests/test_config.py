@@ -154,3 +154,10 @@ def test_scale_out_settings_are_checked_together() -> None:
     assert "ONCOFLOW_JOB_LEASE_S" in message
     with pytest.raises(ConfigError, match="ONCOFLOW_JOB_CONSUMER=off needs ONCOFLOW_DATABASE_URL"):
         settings(ONCOFLOW_JOB_CONSUMER="off")
+
+
+def test_report_patient_name_is_off_unless_switched_on() -> None:
+    assert settings().report_patient_name is False
+    assert settings(ONCOFLOW_REPORT_PATIENT_NAME="on").report_patient_name is True
+    with pytest.raises(ConfigError, match="ONCOFLOW_REPORT_PATIENT_NAME='yes' must be on or off"):
+        settings(ONCOFLOW_REPORT_PATIENT_NAME="yes")

@@ -21,9 +21,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 
 from oncoflow.pacs.orthanc_http import HttpOrthanc, OrthancHttpError
@@ -32,7 +34,17 @@ from oncoflow.pipeline.job_store import Job, JobStore
 from oncoflow.services import postgres_server
 from oncoflow.services.stack import service_pid, services, stop_service
 
-from .conftest import TEST_AET, Stack, fresh_database, postgres_cluster, running_stack, unique_study, write_series
+from .conftest import (
+    TEST_AET,
+    Stack,
+    free_port,
+    fresh_database,
+    postgres_cluster,
+    running_stack,
+    unique_study,
+    write_series,
+)
+from .test_e2e_result_routing import PACS_AET, HospitalPacs
 
 pytestmark = pytest.mark.e2e
 
@@ -213,14 +225,25 @@ def test_orthanc_restarted_during_a_c_store_burst_loses_nothing(scale_out: Scale
            "jobs_per_study": {uid[-6:]: len(scale_out.jobs_of(uid)) for uid in uids}})
 
 
+@contextmanager
+def hospital_pacs_running(pacs: HospitalPacs) -> Iterator[HospitalPacs]:
+    pacs.start()
+    try:
+        yield pacs
+    finally:
+        pacs.stop()
+
+
 def test_a_pipeline_worker_with_login_on_works_with_its_service_account_only(postgres, tmp_path: Path) -> None:
     """Login on: the pipeline worker's requests carry the ``oncoflow-pipeline`` service account's tokens (role
-    ``pipeline``): it processes a study to the end, never refused, while the same request without a token is."""
+    ``pipeline``): it processes a study to the end and routes its results to the hospital's PACS (dcmqrscp), never
+    refused, while the same request without a token is."""
     uid = _study(tmp_path / "study", "login-on", 8401)
+    pacs = HospitalPacs(tmp_path / "hospital-pacs", free_port())
     env = {"ONCOFLOW_AUTH": "on", "ONCOFLOW_PANEL": "nnunet_demo", "ONCOFLOW_REGISTRATION": "sitk",
            "ONCOFLOW_DATABASE_URL": fresh_database(postgres, "login_on"), "ONCOFLOW_JOB_CONSUMER": "off",
-           "ONCOFLOW_PIPELINE_WORKERS": "1"}
-    with running_stack(tmp_path / "home", **env) as stack:
+           "ONCOFLOW_PIPELINE_WORKERS": "1", "ONCOFLOW_ROUTE_TO": f"{PACS_AET}@127.0.0.1:{pacs.port}"}
+    with running_stack(tmp_path / "home", **env) as stack, hospital_pacs_running(pacs):
         assert stack.settings.pipeline_client_path.stat().st_mode & 0o777 == 0o600
         stack.push(tmp_path / "study")
         job = stack.wait_job(uid, timeout_s=240)
@@ -228,6 +251,13 @@ def test_a_pipeline_worker_with_login_on_works_with_its_service_account_only(pos
         assert job["claimed_by"].startswith("worker@"), job["claimed_by"]
         _, series = stack.get(f"/studies/{stack.study_id(uid)}/series")
         assert {"SEG", "SR", "DOC"} <= {s["MainDicomTags"].get("Modality") for s in series}
+        results = {s["MainDicomTags"]["SeriesInstanceUID"] for s in series if s["MainDicomTags"].get("Modality") in
+                   ("SR", "DOC") or s["MainDicomTags"].get("SeriesDescription", "").startswith("OncoFlow SEG ensemble")}
+        deadline = time.monotonic() + 180  # routed by the worker after the job is done
+        while {str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID)
+               for p in pacs.storage.glob("*.dcm")} < results:
+            assert time.monotonic() < deadline, f"not routed: {stack.job(uid)}"
+            time.sleep(1)
         with pytest.raises(OrthancHttpError) as refused:  # the same calls without the account's token
             HttpOrthanc(stack.settings.orthanc_url, 10).RestApiGet(f"/studies/{stack.study_id(uid)}")
         assert refused.value.status == 403  # what the request filter answers a request without a token

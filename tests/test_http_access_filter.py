@@ -191,6 +191,25 @@ def test_the_pipeline_deletes_only_oncoflow_series() -> None:
     assert [r["detail"] for r in audit.records] == ["DELETE store results: not an OncoFlow result: an MR series"]
 
 
+def test_the_pipeline_routes_results_to_the_destination_only() -> None:
+    """A pipeline worker starts Orthanc store jobs towards ONCOFLOW_ROUTE_TO and follows them; no other modality,
+    and no routing at all when none is configured. Other roles may not route."""
+    tokens = {"pipe": token("service-account-oncoflow-pipeline", {"pipeline"}, set()),
+              "rad": token("radiologist.dev", {"radiologist"}, {"PAT-A"}),
+              "admin": token("admin.dev", {"admin"}, set())}
+    job = "/jobs/0f6d1a52-3c1e-4b8a-9e7d-2a1b3c4d5e6f"
+    routed = HttpAccessFilter(RequestAccess(FakeValidator(tokens), FakeResolver(), FakeAudit(),  # type: ignore[arg-type]
+                                            route_destination="hospitalpacs"))
+    assert ask(routed, "/modalities/hospitalpacs/store", "pipe", method=2)
+    assert ask(routed, job, "pipe") and ask(routed, f"{job}/resubmit", "pipe", method=2)
+    assert not ask(routed, "/modalities/elsewhere/store", "pipe", method=2)
+    assert not ask(routed, "/modalities/hospitalpacs/move", "pipe", method=2)
+    assert not ask(routed, "/modalities/hospitalpacs/store", "rad", method=2) and not ask(routed, job, "rad")
+    assert ask(routed, "/modalities/elsewhere/store", "admin", method=2)
+    unrouted = HttpAccessFilter(RequestAccess(FakeValidator(tokens), FakeResolver(), FakeAudit()))  # type: ignore[arg-type]
+    assert not ask(unrouted, "/modalities/hospitalpacs/store", "pipe", method=2)
+
+
 def test_with_login_off_only_the_plugins_own_stow_route_is_closed() -> None:
     access = HttpAccessFilter(None)
     assert not ask(access, "/dicom-web/studies", method=2)  # the DICOMweb plug-in's STOW-RS: never from outside

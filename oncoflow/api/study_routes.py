@@ -84,7 +84,14 @@ class StudyRoutes:
             audit.record("study.analyse", study_uid, outcome_of(exc.status), f"refine: {exc.status}")
             return json_answer(exc.status, {"error": exc.message})
         audit.record("study.analyse", study_uid, "success", "refine")
+        self._route(study_uid)
         return answer
+
+    def _route(self, study_uid: str) -> None:
+        """Send the study's new results on to the hospital's PACS, when one is configured (``ONCOFLOW_ROUTE_TO``)."""
+        study_id = self.parts.rest.lookup_study(study_uid) if self.parts.routing is not None else None
+        if self.parts.routing is not None and study_id is not None:
+            self.parts.routing.submit(study_id)
 
     def report_pdf(self, sop_instance_uid: str) -> Answer:
         audit = self.parts.audit
@@ -117,7 +124,9 @@ class StudyRoutes:
         if study_id is None:
             return json_answer(404, {"error": f"no study {study_uid}"})
         try:
-            return json_answer(200, self.parts.timeline.report_again(study_id))
+            answer = json_answer(200, self.parts.timeline.report_again(study_id))
+            self._route(study_uid)
+            return answer
         except ReportError as exc:
             return json_answer(409, {"error": str(exc)})
 

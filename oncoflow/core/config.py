@@ -27,6 +27,7 @@ BASELINE_RULES = ("previous", "nadir", "first")
 # `oncoflow push` and dcmtk's storescu default, on this machine: development only
 DEFAULT_STORE_PEERS = "ONCOFLOWCLI@127.0.0.1,STORESCU@127.0.0.1"
 QUERY_RIGHTS = ("find", "move", "get")
+ROUTE_OBJECTS = ("ensemble", "all")  # ONCOFLOW_ROUTE_OBJECTS: which SEGs go to the hospital's PACS
 REGISTRATION_METHODS = ("elastix", "sitk")
 
 
@@ -56,6 +57,11 @@ class DicomPeer:
     def rights(self) -> tuple[str, ...]:
         """What the peer may do, as words: ``store``, ``find``, ``move``, ``get``."""
         return tuple(name for name in ("store", *QUERY_RIGHTS) if getattr(self, name))
+
+    @property
+    def modality_id(self) -> str:
+        """Its key in Orthanc's ``DicomModalities`` (``/modalities/{id}``): the AE title in lower case."""
+        return self.aet.lower()
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,8 @@ class Settings:
     signing_cert: Path | None = None  # ONCOFLOW_SIGNING_CERT: PEM certificate (default <home>/signing/signer.pem)
     signing_chain: Path | None = None  # ONCOFLOW_SIGNING_CHAIN: PEM issuer chain (default <home>/signing/ca.pem)
     report_institution: str = "OncoFlow development site"  # ONCOFLOW_REPORT_INSTITUTION: report header, signature
+    # ONCOFLOW_REPORT_PATIENT_NAME (on/off): the report's header prints PatientName (0010,0010) above the pseudonym
+    report_patient_name: bool = False
     # ONCOFLOW_STORE_PEERS ("AET@host[:port],...": may C-STORE) and ONCOFLOW_QUERY_PEERS ("AET@host:port/find+move+get,
     # ..."): the only DICOM peers Orthanc accepts associations from, each from its own IP address, for its rights
     dicom_peers: tuple[DicomPeer, ...] = ()
@@ -187,6 +195,14 @@ class Settings:
     # ONCOFLOW_SEQUENCE_PATTERNS: "t1c=<regex>;flair=<regex>": a site's own series names per sequence kind, tried
     # (case-insensitively, on SeriesDescription, ProtocolName and SequenceName) before the usual names
     sequence_patterns: dict[str, str] = field(default_factory=dict)
+    # ONCOFLOW_ROUTE_TO ("AET@ip:port"): the hospital's main PACS, which receives every result object OncoFlow
+    # stores by C-STORE (Orthanc's job engine; DICOM TLS when not on this machine); None: results stay in Orthanc
+    route_to: DicomPeer | None = None
+    # ONCOFLOW_ROUTE_OBJECTS: "ensemble" (the fused SEG and refined SEGs) or "all" (every expert's SEG and the brain
+    # SEG too); the SR, REG, Encapsulated PDF and rejection notes (KOS) always go
+    route_objects: str = "ensemble"
+    # ONCOFLOW_ROUTE_RETRY_S: how long a failed C-STORE job is resubmitted (back-off 2 s doubling up to 20 s)
+    route_retry_s: float = 3600.0
 
     @property
     def pipeline_client_path(self) -> Path:
@@ -353,6 +369,33 @@ def parse_dicom_peers(store_raw: str, query_raw: str, errors: list[str]) -> tupl
                                  peer.find or earlier.find, peer.move or earlier.move, peer.get or earlier.get)
             peers[aet] = peer
     return tuple(peers.values())
+
+
+def parse_route_to(raw: str, peers: tuple[DicomPeer, ...], tls: bool, errors: list[str]) -> DicomPeer | None:
+    """``ONCOFLOW_ROUTE_TO`` (``AET@ip:port``): the PACS that receives OncoFlow's results, or ``None`` when unset.
+
+    Its AE title may be a configured peer's (the hospital's PACS also queries and retrieves): then on the same IP
+    address, and a query peer's port too (C-MOVE to it reaches the same node). Off this machine it needs DICOM TLS.
+    """
+    item = raw.strip()
+    if not item:
+        return None
+    aet, _, address = item.partition("@")
+    if not _valid_aet(aet) or not address or "/" in address:
+        errors.append(f"ONCOFLOW_ROUTE_TO={item!r} must be AET@ip:port (AET: 1-16 ASCII)")
+        return None
+    located = _peer_address("ONCOFLOW_ROUTE_TO", item, address, True, errors)
+    if located is None:
+        return None
+    route = DicomPeer(aet, *located, store=False)
+    peer = next((p for p in peers if p.aet == aet), None)
+    querying = peer is not None and (peer.find or peer.move or peer.get)
+    if peer is not None and (peer.host != route.host or (querying and peer.port != route.port)):
+        errors.append(f"ONCOFLOW_ROUTE_TO names peer {aet} with another IP address or port than its peer entry")
+    if not route.on_loopback and not tls:
+        errors.append(f"ONCOFLOW_ROUTE_TO {aet} is not on this machine: it needs DICOM TLS (set "
+                      "ONCOFLOW_DICOM_TLS_CERT, _KEY and _TRUSTED)")
+    return route
 
 
 def _switch(env: Mapping[str, str], name: str, default: bool, errors: list[str]) -> bool:
@@ -548,6 +591,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if remote_queries and dicom_tls is None and not any("ONCOFLOW_DICOM_TLS" in e for e in errors):
         errors.append(f"query peers off this machine ({', '.join(remote_queries)}) need DICOM TLS: set "
                       "ONCOFLOW_DICOM_TLS_CERT, _KEY and _TRUSTED")
+    route_to = parse_route_to(env.get("ONCOFLOW_ROUTE_TO", ""), dicom_peers,
+                              dicom_tls is not None or any("ONCOFLOW_DICOM_TLS" in e for e in errors), errors)
+    route_objects = env.get("ONCOFLOW_ROUTE_OBJECTS", "ensemble").strip().lower()
+    if route_objects not in ROUTE_OBJECTS:
+        errors.append(f"ONCOFLOW_ROUTE_OBJECTS={route_objects!r} is not one of {', '.join(ROUTE_OBJECTS)}")
     auth = _auth_settings(env, errors)
     database_url = _postgres_url(env, "ONCOFLOW_DATABASE_URL", errors)
     orthanc_index_url = _postgres_url(env, "ONCOFLOW_ORTHANC_INDEX_URL", errors)
@@ -600,6 +648,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         signing_chain=signing["chain"],
         report_institution=env.get("ONCOFLOW_REPORT_INSTITUTION", "OncoFlow development site").strip()
         or "OncoFlow development site",
+        report_patient_name=_switch(env, "ONCOFLOW_REPORT_PATIENT_NAME", False, errors),
         dicom_peers=dicom_peers,
         dicom_tls=dicom_tls,
         auth=auth,
@@ -614,6 +663,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         orthanc_index_url=orthanc_index_url,
         orthanc_storage=Path(env["ONCOFLOW_ORTHANC_STORAGE"]).expanduser().resolve()
         if env.get("ONCOFLOW_ORTHANC_STORAGE", "").strip() else None,
+        route_to=route_to,
+        route_objects=route_objects,
+        route_retry_s=_float(env, "ONCOFLOW_ROUTE_RETRY_S", 3600.0, 1.0, errors),
     )
     if errors:
         raise ConfigError("invalid OncoFlow configuration:\n  - " + "\n  - ".join(errors))

@@ -21,6 +21,7 @@ from oncoflow.pipeline.notes_service import NotesService
 from oncoflow.pipeline.patient_timeline import PatientTimeline
 from oncoflow.pipeline.refinement import Refinement
 from oncoflow.pipeline.report_stage import ClinicalReportWriter
+from oncoflow.pipeline.result_routing import ResultRouting
 from oncoflow.pipeline.study_input import StudyInput
 from oncoflow.pipeline.study_pipeline import StudyPipeline
 from oncoflow.pipeline.worker_client import WorkerClient
@@ -43,6 +44,7 @@ class PipelineParts:
     pseudonym_key: bytes  # report pseudonyms and audit patient tokens
     reports: ClinicalReportWriter
     timeline: PatientTimeline
+    routing: ResultRouting | None = None  # ONCOFLOW_ROUTE_TO: results sent on to the hospital's PACS
 
     def home_disk_space(self) -> DiskSpace:
         return disk_space(self.settings.home, self.settings.min_free_mb)
@@ -60,6 +62,8 @@ class PipelineParts:
         return Refinement(self.settings, self.rest, self.store, self.study_input, self.worker)
 
     def close(self) -> None:
+        if self.routing is not None:
+            self.routing.stop()
         self.store.close()
         self.notes.close()
         self.audit_log.close()
@@ -85,5 +89,8 @@ def assemble_pipeline(settings: Settings, rest: OrthancRest) -> PipelineParts:
     reports = ClinicalReportWriter(settings, rest, store, notes, secret, audit)
     timeline = PatientTimeline(settings, rest, store, study_input, brain, panel, reports)
     pipeline.timeline = timeline.update
+    routing = ResultRouting(settings, rest, store, audit_log) if settings.route_to is not None else None
+    if routing is not None:
+        pipeline.results_done = routing.submit  # on to the hospital's PACS, from the routing's own thread
     return PipelineParts(settings, rest, store, worker, study_input, pipeline, notes, audit_log, audit, secret,
-                         reports, timeline)
+                         reports, timeline, routing)

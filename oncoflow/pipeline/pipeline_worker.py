@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     log.info("pipeline worker %s: queue %s, Orthanc %s, inference %s, lease %.0f s", name,
              settings.database_url.rsplit("@", 1)[-1], settings.orthanc_url, settings.worker_url, settings.job_lease_s)
+    if parts.routing is not None:
+        parts.routing.start()
     try:
         runner.run_forever()
     finally:

@@ -71,6 +71,9 @@ class StudyPipeline:
         self.panel = panel
         # set by the plugin: the patient's timeline, updated before a job is marked done (study id, job) -> result
         self.timeline: Callable[[str, Job, Any], dict[str, Any]] | None = None
+        # set by the assembly when results are routed on (ONCOFLOW_ROUTE_TO): called with the study's Orthanc ID
+        # once its job is done (SEGs, SR, REG and report stored)
+        self.results_done: Callable[[str], None] | None = None
 
     def _fingerprint(self, instances: dict[str, list[str]]) -> str:
         """The input (each sequence's instances) and the panel's configuration: same fingerprint, same result, same
@@ -138,8 +141,9 @@ class StudyPipeline:
             self.store.discard(job.id, previous.id, f"re-triggered ({job.trigger}); input unchanged, SEGs kept")
             return
 
-        stack = self.input.build(instance_ids, timings)
-        others = {kind: self.input.build(ids, timings) for kind, ids in instances.items() if kind != reference_kind}
+        stack = self.input.build(instance_ids, timings, selection.candidate.stack_id)
+        others = {kind: self.input.build(ids, timings, sequences.sequences[kind].stack_id)
+                  for kind, ids in instances.items() if kind != reference_kind}
         with timed(timings, "co_registration"):
             alignment = self.alignment.align(reference_kind, stack, others)
         for reason in alignment.left_out.values():
@@ -213,7 +217,7 @@ class StudyPipeline:
                 "seg_series_instance_uid": str(ensemble.SeriesInstanceUID),
                 "seg_orthanc_series_id": stored_series["ensemble"],
                 "ensemble_seg_sop_instance_uid": str(ensemble.SOPInstanceUID),
-                "input_images": len(instance_ids),
+                "input_images": len(stack.datasets),  # slices (frames of a multi-frame object)
                 "sequences": {**sequences.as_json(), "co_registration": alignment.report,
                               "left_out": [*sequences.left_out, *alignment.left_out.values()]},
                 "tumour_volume_cm3": fusion.volume_cm3,  # the driving region's
@@ -259,6 +263,8 @@ class StudyPipeline:
             for name, a in fusion.experts.items()
         ])
         self.store.finish(job.id, "done", attempt=job.attempts)  # acknowledged only now (at-least-once delivery)
+        if self.results_done is not None:
+            self.results_done(study_id)
         log.info("study %s: %d SEGs stored (%s, agreement %s) in %.2f s", study_id, len(segs), fusion.strategy,
                  fusion.agreement_score, sum(timings.values()))
 

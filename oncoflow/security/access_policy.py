@@ -13,7 +13,8 @@ radiologist the same, plus re-analyse, refine and report again
 admin       everything, plus assignments, the audit log and Orthanc's admin
 worker      the service account: read images and results of any patient
 pipeline    pipeline workers' service account: read any patient; store, look up and replace
-            the derived objects (``POST /instances``, ``DELETE /series/<id>``, ``/tools/lookup``)
+            the derived objects (``POST /instances``, ``DELETE /series/<id>``, ``/tools/lookup``); send them
+            to the routing destination (``POST /modalities/<destination>/store``, its ``/jobs/<id>``)
 =========== ===============================================================
 
 A route this module does not know is admin-only (fail closed): Orthanc's own listings (``/patients``,
@@ -43,6 +44,7 @@ class Permission(Enum):
     ANALYSE = "analyse"  # re-analyse, refine, report again
     UPLOAD_IMAGES = "upload images"  # STOW-RS through OncoFlow's checks, for assigned patients
     STORE_RESULTS = "store results"  # a pipeline worker storing, looking up and replacing derived SEG/SR/PDF
+    ROUTE_RESULTS = "route results"  # a pipeline worker sending results to ONCOFLOW_ROUTE_TO (Orthanc's store job)
     ADMIN = "admin"
     INTERNAL = "internal only"  # no role: what only OncoFlow's own calls inside Orthanc may do
 
@@ -55,7 +57,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
                               Permission.UPLOAD_IMAGES, Permission.ANALYSE}),
     "admin": frozenset(set(Permission) - {Permission.INTERNAL}),
     "worker": frozenset({Permission.READ_RESULTS}),
-    "pipeline": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.STORE_RESULTS}),
+    "pipeline": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.STORE_RESULTS,
+                           Permission.ROUTE_RESULTS}),
 }
 ALL_PATIENTS_ROLES = frozenset({"admin", "worker", "pipeline"})  # not limited to assigned patients
 
@@ -73,6 +76,7 @@ class RouteRule:
 
 _UID = r"([0-9.]{1,64})"
 _ID = r"([0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8})"  # Orthanc's resource IDs
+_JOB = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Orthanc's job IDs
 _RULES: tuple[tuple[str, re.Pattern[str], Permission, PatientReference], ...] = tuple(
     (method, re.compile(pattern), permission, reference)
     for method, pattern, permission, reference in (
@@ -94,6 +98,10 @@ _RULES: tuple[tuple[str, re.Pattern[str], Permission, PatientReference], ...] = 
         ("POST", r"/instances", Permission.STORE_RESULTS, "none"),
         ("DELETE", rf"/(series/{_ID})", Permission.STORE_RESULTS, "orthanc_id"),
         ("POST", r"/tools/lookup", Permission.STORE_RESULTS, "none"),
+        # which modality: checked against the routing destination by oncoflow.security.request_access
+        ("POST", r"/modalities/[a-z0-9._-]{1,64}/store", Permission.ROUTE_RESULTS, "none"),
+        ("GET", rf"/jobs/{_JOB}", Permission.ROUTE_RESULTS, "none"),
+        ("POST", rf"/jobs/{_JOB}/resubmit", Permission.ROUTE_RESULTS, "none"),
     )
 )
 

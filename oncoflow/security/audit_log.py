@@ -130,6 +130,7 @@ ACTIONS: frozenset[str] = frozenset(
         "dicom.store",  # C-STORE or REST upload accepted
         "dicom.store.refused",  # a received file refused by the upload guard, or a resent instance that differs
         "dicom.refused",  # a DICOM association or command refused (unknown peer, wrong host, command not allowed)
+        "dicom.route",  # results (or a rejection note) sent to the hospital's PACS by C-STORE, or given up
         "login.refused",  # a Keycloak login refused (wrong password or TOTP code, code replayed, code missing)
         "http.refused",  # a REST request refused (authorisation, validation)
         "audit.read",  # GET /oncoflow/audit: reading the audit log is itself audited

@@ -55,17 +55,21 @@ class AccessDecision:
 
 class RequestAccess:
     """``derived``: what a pipeline worker may store and delete (:mod:`oncoflow.security.derived_objects`);
-    ``None`` leaves stores and deletions to the role table alone. ``otp_roles``: roles whose tokens must show a
-    second factor (``otp`` in ``amr``), else every request is refused ("second factor missing")."""
+    ``None`` leaves stores and deletions to the role table alone. ``route_destination``: the one modality (its
+    ``/modalities/{id}``) a pipeline worker may send results to (``ONCOFLOW_ROUTE_TO``); ``None``: none.
+    ``otp_roles``: roles whose tokens must show a second factor (``otp`` in ``amr``), else every request is refused
+    ("second factor missing")."""
 
     def __init__(self, validator: TokenValidator, resolver: PatientResolver, audit: AccessAudit,
                  derived: DerivedObjects | None = None, otp_roles: frozenset[str] = frozenset(),
+                 route_destination: str | None = None,
                  read_audit_window_s: float = 300.0, max_cached_tokens: int = 1024) -> None:
         self.validator = validator
         self.resolver = resolver
         self.audit = audit
         self.derived = derived
         self.otp_roles = otp_roles
+        self.route_destination = route_destination
         self.read_audit_window_s = read_audit_window_s
         self.max_cached_tokens = max_cached_tokens
         self._tokens: dict[str, AccessToken] = {}
@@ -117,7 +121,7 @@ class RequestAccess:
             return AccessDecision(False, rule, caller, None, "token: second factor missing (no otp in amr)")
         patient_id = self.resolver.patient_id(rule.patient_from, rule.value)
         if is_allowed(caller.roles, caller.assigned_patients, rule, patient_id):
-            refusal = self._derived_only(method, rule, caller)
+            refusal = self._derived_only(method, rule, caller) or self._destination_only(method, uri, rule, caller)
             return AccessDecision(refusal is None, rule, caller, patient_id, refusal or "")
         granted = any(is_allowed([role], [], RouteRule(rule.permission), None) for role in caller.roles)
         if not granted:
@@ -135,6 +139,16 @@ class RequestAccess:
             return None
         reason = self.derived.delete_refusal(rule.value.removeprefix("series/"))
         return None if reason is None else f"not an OncoFlow result: {reason}"
+
+    def _destination_only(self, method: str, uri: str, rule: RouteRule, caller: AccessToken) -> str | None:
+        """A pipeline worker sends results to the routing destination only (the admin role to any modality)."""
+        if (not uri.startswith("/modalities/") or rule.permission is not Permission.ROUTE_RESULTS
+                or "admin" in caller.roles):
+            return None
+        modality = uri.split("/")[2]  # /modalities/{id}/store
+        if self.route_destination is None:
+            return "no routing destination is configured (ONCOFLOW_ROUTE_TO)"
+        return None if modality == self.route_destination else "not the routing destination"
 
     def upload_refusal(self, dicom: bytes) -> str | None:
         """Why the current caller may not store ``dicom`` (``POST /instances``), or ``None``.

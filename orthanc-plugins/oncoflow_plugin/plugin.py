@@ -95,7 +95,9 @@ def register(orthanc: Any) -> None:
     if settings.auth is not None:
         validator = TokenValidator(settings.auth.issuer, settings.auth.audience, settings.auth.jwks_url,
                                    leeway_s=settings.auth.leeway_s)
-        access = RequestAccess(validator, PatientResolver(rest), audit, DerivedObjects(rest), settings.auth.otp_roles)
+        destination = settings.route_to.modality_id if settings.route_to is not None else None
+        access = RequestAccess(validator, PatientResolver(rest), audit, DerivedObjects(rest), settings.auth.otp_roles,
+                               route_destination=destination)
         audit.current_caller = access.current_caller
         logger.info("login on: every HTTP request needs a token of %s for audience %s", settings.auth.issuer,
                     settings.auth.audience)
@@ -131,6 +133,8 @@ def register(orthanc: Any) -> None:
             runner.enqueue(resource_id, "stable-study")
         elif change_type == orthanc.ChangeType.ORTHANC_STARTED:
             runner.start()
+            if parts.routing is not None:  # ONCOFLOW_ROUTE_TO: studies left pending by the last run go first
+                parts.routing.start()
             dicom_refusals.start()
             if login_refusals is not None:
                 threading.Thread(target=follow_login_refusals, args=(login_refusals, stop_pulling),
