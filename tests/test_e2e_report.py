@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 from cryptography import x509
 from oncoflow_rag.clinical_findings import ChangeFinding, ClinicalFindings, TimePointFinding
@@ -39,6 +40,7 @@ from oncoflow.dicom.sr_writer import read_measurement_report
 from oncoflow.phantoms.longitudinal_phantom import make_longitudinal_case
 from oncoflow.report.signed_pdf_check import check_signed_pdf
 
+from .conformance_statement import coded_concepts, table_after
 from .conftest import Stack
 from .test_e2e_longitudinal import GRID, oncoflow_objects, push_visit
 
@@ -135,6 +137,34 @@ def test_report_is_a_valid_encapsulated_pdf_served_byte_for_byte(stack: Stack, r
     assert len(oncoflow_objects(stack, reported_patient["uids"][1], "DOC")) == 1
     assert oncoflow_objects(stack, reported_patient["uids"][0], "DOC")  # the baseline has its own (no change)
     assert reported_patient["timeline"][2]["report_sop_instance_uid"] == document.SOPInstanceUID
+
+
+def test_follow_up_objects_are_as_the_conformance_statement_says(stack: Stack, reported_patient: dict[str, Any]
+                                                                 ) -> None:
+    """docs/dicom-conformance.md sections 6.1 and 6.2 against the first follow-up's objects read back from the PACS:
+    each object's SOP class, Modality and SeriesNumber are a row of 6.1; every code in them is a row of 6.2."""
+    produced = table_after("### 6.1")
+    stated_codes = {(row["scheme"], row["code"]) for row in table_after("### 6.2")}
+
+    def stated_row(ds: pydicom.Dataset) -> dict[str, str] | None:
+        for row in produced:
+            low, _, plus = row["seriesnumber"].partition(" + ")
+            numbers = range(int(low), int(low) + (49 if plus else 1))
+            if (row["uid"], row["modality"]) == (ds.SOPClassUID, ds.Modality) and int(ds.SeriesNumber) in numbers:
+                return row
+        return None
+
+    objects = [ds for modality in ("SEG", "SR", "REG", "DOC")
+               for ds in oncoflow_objects(stack, reported_patient["uids"][1], modality)]
+    assert {ds.Modality for ds in objects} == {"SEG", "SR", "REG", "DOC"}
+    found_codes: set[tuple[str, str]] = set()
+    for ds in objects:
+        assert stated_row(ds) is not None, (ds.Modality, ds.SeriesNumber, ds.SOPClassUID)
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert ds.SpecificCharacterSet == "ISO_IR 192" and ds.Manufacturer == "OncoFlow"
+        found_codes |= coded_concepts(ds)
+    assert found_codes - stated_codes == set(), "codes in the objects that the statement does not list"
+    assert len(found_codes) >= 20
 
 
 def test_report_signature_verifies_and_tampering_fails(stack: Stack, reported_patient: dict[str, Any]) -> None:

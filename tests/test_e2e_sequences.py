@@ -29,6 +29,7 @@ from oncoflow.core.volume import Volume
 from oncoflow.phantoms.evaluation_generator import EvaluationStudy, evaluation_study, grow_tumour
 
 from .brats_layout_model import write_model_folder
+from .conformance_statement import coded_concepts, table_after
 from .conftest import Stack, running_stack, unique_study, write_sequences
 from .seg_oracle import segment_mask
 
@@ -107,6 +108,8 @@ def test_brats_model_drops_in_and_gives_three_compartments(brats_stack: Stack, g
         assert found == COMPARTMENT_CODES, found
         for item in seg.SegmentSequence:
             assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+        # docs/dicom-conformance.md (6.2) lists every code of a compartment SEG too
+        assert coded_concepts(seg) <= {(row["scheme"], row["code"]) for row in table_after("### 6.2")}
     parameters = str(ensemble.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters)
     for kind, datasets in written.items():
         assert f"{kind}={datasets[0].SeriesInstanceUID}" in parameters  # the SEG names its input series

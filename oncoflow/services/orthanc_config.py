@@ -17,6 +17,29 @@ ORTHANC_BINARIES = ("/usr/sbin/Orthanc", "/usr/local/bin/Orthanc")  # Debian's; 
 ENTRY_SCRIPT = REPO_ROOT / "orthanc-plugins" / "oncoflow_orthanc.py"
 
 
+# What Orthanc 1.10.1's C-STORE SCP accepts, made explicit (its Configuration.json: "AcceptedTransferSyntaxes" is
+# applied first, then the groups). Every transfer syntax Orthanc knows is accepted, but for the groups that carry
+# no still MR image OncoFlow can read; JPEG-LS (1.2.840.10008.1.2.4.80, .81) has no group of its own. What pydicom
+# decodes (oncoflow.dicom.volume_builder.check_decodable): uncompressed, deflated (pydicom), RLE (pydicom),
+# JPEG baseline, extended and lossless (python-gdcm), JPEG-LS (pyjpegls), JPEG 2000 Part 1 (.90, .91:
+# pylibjpeg-openjpeg). A syntax accepted here but not decoded (JPEG 2000 Part 2 multi-component .92, .93; the
+# retired JPEG processes, e.g. .55) is stored, and the study's job fails naming it: the modality gets no refusal
+# it cannot explain, and the images stay readable in the PACS. Measured with storescu against Orthanc 1.10.1 and
+# this configuration: .55, .70, .80, .90, .92, .93 and 1.2.840.10008.1.2.5 stored as sent; .94 and .100 refused.
+ACCEPTED_TRANSFER_SYNTAXES = ["1.2.840.10008.1.*"]  # Orthanc's default: all the transfer syntaxes it knows
+TRANSFER_SYNTAX_GROUPS: dict[str, bool] = {
+    "DeflatedTransferSyntaxAccepted": True,  # 1.2.840.10008.1.2.1.99
+    "JpegTransferSyntaxAccepted": True,  # JPEG baseline and extended (lossy), as scanners' lossy archives send
+    "Jpeg2000TransferSyntaxAccepted": True,  # 1.2.840.10008.1.2.4.90 to .93
+    "JpegLosslessTransferSyntaxAccepted": True,  # process 14 (.57) and its selection value 1 (.70)
+    "RleTransferSyntaxAccepted": True,  # 1.2.840.10008.1.2.5
+    "JpipTransferSyntaxAccepted": False,  # .94, .95: the pixel data stays on a JPIP server, not in the object
+    "Mpeg2TransferSyntaxAccepted": False,  # video (endoscopy, cine), never an MR volume
+    "Mpeg4TransferSyntaxAccepted": False,  # video (H.264)
+    "H265TransferSyntaxAccepted": False,  # video (HEVC)
+}
+
+
 def orthanc_configuration(settings: Settings) -> dict[str, Any]:
     """The configuration Orthanc is started with (``Orthanc <file>``)."""
     config = {**_base_configuration(settings), **_dicom_tls(settings)}
@@ -82,17 +105,27 @@ def _base_configuration(settings: Settings) -> dict[str, Any]:
         "DicomPort": settings.dicom_port,
         "DicomAet": settings.aet,
         "DicomCheckCalledAet": True,
+        # Orthanc 1.10's defaults, written out because docs/dicom-conformance.md states them (section 2.2)
+        "DicomThreadsCount": 4,  # simultaneous associations served
+        "DicomScpTimeout": 30,  # s of silence before Orthanc closes an association it serves
+        "MaximumPduLength": 16384,  # bytes, announced in A-ASSOCIATE-AC
         # DICOM roles: only the configured peers associate, each from its own IP address, each for its own
         # commands (a "DicomAlwaysAllow*" left true would let an unknown AE title's association in, and would
         # override the per-peer right of that command)
         **{f"DicomAlwaysAllow{command}": False for command in ("Echo", "Store", "Find", "FindWorklist", "Get", "Move")},
         "DicomCheckModalityHost": True,
-        "DicomModalities": {peer.aet.lower(): _modality(peer) for peer in settings.dicom_peers},
+        "DicomModalities": _modalities(settings),
         "RemoteAccessAllowed": settings.http_remote_access,  # only with login on (checked in config)
         "AuthenticationEnabled": False,
         "RestApiWriteToFileSystemEnabled": False,
         "ExecuteLuaEnabled": False,
         "StableAge": settings.stable_age_s,
+        # the character set of Orthanc's find answers (QIDO-RS, /tools/find, C-FIND) and of a file without
+        # SpecificCharacterSet (0008,0005): UTF-8 keeps every script's PatientName (Latin-1 gave "^" for Hebrew)
+        "DefaultEncoding": "Utf8",
+        "AcceptedTransferSyntaxes": ACCEPTED_TRANSFER_SYNTAXES,
+        **TRANSFER_SYNTAX_GROUPS,
+        "UnknownSopClassAccepted": False,  # only the storage SOP classes Orthanc knows (its default)
         "OverwriteInstances": False,  # a resent UID never replaces what is stored (OncoFlow deletes, then stores)
         "SaveJobs": False,
         "Plugins": [str(settings.orthanc_plugin_dir / name) for name in PLUGIN_FILES],
@@ -110,6 +143,18 @@ def _modality(peer: DicomPeer) -> dict[str, Any]:
     return {"AET": peer.aet, "Host": peer.host, "Port": peer.port, "AllowEcho": True, "AllowStore": peer.store,
             "AllowFind": peer.find, "AllowFindWorklist": False, "AllowMove": peer.move, "AllowGet": peer.get,
             "AllowStorageCommitment": False, "UseDicomTls": querying and not peer.on_loopback}
+
+
+def _modalities(settings: Settings) -> dict[str, Any]:
+    """``DicomModalities``: the peers, and the hospital PACS results are routed to (``ONCOFLOW_ROUTE_TO``). The
+    destination is reached by DICOM TLS when not on this machine; when its AE title is a peer's, it is that peer's
+    entry (one AE title, one entry: Orthanc matches callers by AE title), at the destination's port."""
+    modalities = {peer.modality_id: _modality(peer) for peer in settings.dicom_peers}
+    route = settings.route_to
+    if route is not None:
+        entry = modalities.get(route.modality_id) or _modality(route)
+        modalities[route.modality_id] = {**entry, "Port": route.port, "UseDicomTls": not route.on_loopback}
+    return modalities
 
 
 def orthanc_command(settings: Settings, config_path: Path) -> list[str]:
