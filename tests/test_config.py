@@ -114,6 +114,7 @@ def test_dicom_ingress_settings_reach_orthanc(tmp_path: Path) -> None:
     ({"ONCOFLOW_QUERY_PEERS": "PACS@10.0.0.5:104/find"}, "need DICOM TLS"),  # off this machine, no TLS
     ({"ONCOFLOW_STORE_PEERS": "WS@127.0.0.1", "ONCOFLOW_QUERY_PEERS": "WS@127.0.0.2:104/find"}, "another host"),
     ({"ONCOFLOW_ALLOWED_AETS": "STORESCU"}, "is now ONCOFLOW_STORE_PEERS"),
+    ({"ONCOFLOW_MAX_CI_TO_CHANGE": "0.15"}, "straddles the progression or response threshold"),
 ])
 def test_bad_dicom_peers_are_refused_at_start_up(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

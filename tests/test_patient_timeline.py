@@ -16,3 +16,12 @@ def test_baseline_rules(rule: str, expected: list[int]) -> None:
     settings = load_settings({"ONCOFLOW_HOME": "/tmp/oncoflow-timeline-test", "ONCOFLOW_BASELINE": rule})
     timeline = PatientTimeline(settings, None, None, None, None, None)  # type: ignore[arg-type]  # only the rule is used
     assert [timeline._baseline_index(i, VOLUMES_CM3) for i in range(1, 5)] == expected
+
+
+def test_a_time_point_without_a_volume_is_never_the_nadir() -> None:
+    """A job that measured no volume (``None``) was read as 0 cm3 and became the nadir of every later visit."""
+    settings = load_settings({"ONCOFLOW_HOME": "/tmp/oncoflow-timeline-test", "ONCOFLOW_BASELINE": "nadir"})
+    timeline = PatientTimeline(settings, None, None, None, None, None)  # type: ignore[arg-type]  # only the rule is used
+    volumes = [10.0, None, 8.0, 0.0, 3.0]
+    assert [timeline._baseline_index(i, volumes) for i in range(1, 5)] == [0, 0, 2, 3]  # 0.0 is measured: a CR
+    assert timeline._baseline_index(1, [None]) == 0  # nothing measured before: the first time point

@@ -20,7 +20,6 @@ class ChangeThresholds:
     progression_percent: float = 25.0
     response_percent: float = -25.0
     stable_percent: float = 5.0
-    max_ci_to_change: float = 0.15  # CI half-width ÷ |% change| above which the change is too uncertain
     min_registration_ncc: float = 0.5  # NCC after registration below which the alignment is poor
 
     def category(self, percent_change: float) -> VolumeCategory:

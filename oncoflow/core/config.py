@@ -543,9 +543,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         progression_percent=_float(env, "ONCOFLOW_PROGRESSION_PERCENT", defaults.progression_percent, 0.0, errors),
         response_percent=-_float(env, "ONCOFLOW_RESPONSE_PERCENT", -defaults.response_percent, 0.0, errors),
         stable_percent=_float(env, "ONCOFLOW_STABLE_PERCENT", defaults.stable_percent, 0.0, errors),
-        max_ci_to_change=_float(env, "ONCOFLOW_MAX_CI_TO_CHANGE", defaults.max_ci_to_change, 0.0, errors),
         min_registration_ncc=_float(env, "ONCOFLOW_MIN_REGISTRATION_NCC", defaults.min_registration_ncc, -1.0, errors),
     )
+    if "ONCOFLOW_MAX_CI_TO_CHANGE" in env:
+        errors.append("ONCOFLOW_MAX_CI_TO_CHANGE is gone: the change is flagged 'high uncertainty' when its 95% "
+                      "interval straddles the progression or response threshold (ONCOFLOW_PROGRESSION_PERCENT, "
+                      "ONCOFLOW_RESPONSE_PERCENT)")
     if thresholds.stable_percent >= min(thresholds.progression_percent, -thresholds.response_percent):
         errors.append("ONCOFLOW_STABLE_PERCENT must be below the progression and response thresholds")
 

@@ -198,7 +198,7 @@ def compare(
     percent_ci = jackknife_ci(volumes_a, volumes_b, "percent_change")
     delta_ci = jackknife_ci(volumes_a, volumes_b, "delta_cm3")
     ci95 = None if percent_ci is None else (percent_ci.low, percent_ci.high)
-    flag, reason = change_flag(percent, ci95, registration.ncc_after, thresholds)
+    flag, reason = change_flag(a.volume_cm3, b.volume_cm3, ci95, registration.ncc_after, thresholds)
     if resegmented:
         reason += "; the follow-up was re-segmented on the baseline grid"
     to_baseline = np.linalg.inv(affine_matrix(registration.transform))

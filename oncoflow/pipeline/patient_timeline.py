@@ -109,11 +109,14 @@ class PatientTimeline:
 
     # -- updating ------------------------------------------------------------------------------
 
-    def _baseline_index(self, index: int, volumes_cm3: list[float]) -> int:
+    def _baseline_index(self, index: int, volumes_cm3: list[float | None]) -> int:
+        """The earlier time point ``index`` is compared with (``ONCOFLOW_BASELINE_RULE``). The nadir is the smallest
+        measured volume before ``index`` (the latest of equals); a time point without one is never the nadir."""
         if self.settings.baseline_rule == "first":
             return 0
         if self.settings.baseline_rule == "nadir":
-            return min(range(index), key=lambda k: (volumes_cm3[k], -k))
+            measured = [k for k in range(index) if volumes_cm3[k] is not None]
+            return min(measured, key=lambda k: (volumes_cm3[k], -k)) if measured else 0
         return index - 1
 
     def update(self, study_id: str, current: Job, loaded: LoadedTimePoint | None = None) -> dict[str, Any]:
@@ -145,7 +148,7 @@ class PatientTimeline:
                 cache[orthanc_id] = self._time_point(orthanc_id, job)
             return cache[orthanc_id]
 
-        volumes = [float(s[3].outputs.get("tumour_volume_cm3", 0.0)) for s in studies]
+        volumes = [_volume_or_none(s[3].outputs.get("tumour_volume_cm3")) for s in studies]
         outcome: dict[str, Any] = {}
         for index in range(position, len(studies)):
             orthanc_id = studies[index][2]
@@ -163,7 +166,7 @@ class PatientTimeline:
         return outcome
 
     def _update_time_point(self, patient_id: str, studies: list[tuple[date, str, str, Job]], index: int,
-                           load: Any, volumes: list[float]) -> dict[str, Any]:
+                           load: Any, volumes: list[float | None]) -> dict[str, Any]:
         current, stack, seg = load(index)
         orthanc_id, job = studies[index][2], studies[index][3]
         comparison: Comparison | None = None
@@ -298,3 +301,9 @@ class PatientTimeline:
         )
         self.rest.store_replacing(sr)
         return sr
+
+
+def _volume_or_none(value: Any) -> float | None:
+    """A job's ``tumour_volume_cm3`` as a number, or ``None`` when the job measured none (never 0: a missing
+    volume taken as 0 became the nadir and pinned every later visit to "progression")."""
+    return None if value is None else float(value)
