@@ -75,7 +75,8 @@ def _check_spacing(spacing_mm: tuple[float, float, float] | npt.ArrayLike) -> np
     return spacing
 
 
-def _check_affine(affine_lps: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def check_affine(affine_lps: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``affine_lps`` as a 4x4 float array; ``ValueError`` unless it is one and non-singular."""
     affine = np.asarray(affine_lps, dtype=np.float64)
     if affine.shape != (4, 4):
         raise ValueError(f"affine_lps must be a 4x4 index-to-LPS matrix, got shape {affine.shape}")
@@ -97,39 +98,70 @@ def _surface(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     return mask & ~ndimage.binary_erosion(mask, structure=_FACE_STRUCTURE, border_value=0)
 
 
-def _to_lps(indices: npt.NDArray[np.int64], affine: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def to_lps(indices: npt.NDArray[np.int64], affine: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """LPS mm of ``(slice, row, column)`` voxel indices (one a row)."""
     return indices.astype(np.float64) @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _max_pairwise(points: npt.NDArray[np.float64]) -> float:
-    """Largest distance within a small point set, in blocks to bound memory."""
-    best = 0.0
+def _max_pairwise(points: npt.NDArray[np.float64]) -> tuple[float, int, int]:
+    """Largest distance within a small point set and the indices of its two points, in blocks to bound memory."""
+    best, best_i, best_j = -1.0, 0, 0
     for start in range(0, len(points), 1024):
         block = points[start : start + 1024]
         d2 = ((block[:, None, :] - points[None, :, :]) ** 2).sum(axis=-1)
-        best = max(best, float(d2.max()))
-    return float(np.sqrt(best))
+        i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
+        if d2[i, j] > best:
+            best, best_i, best_j = float(d2[i, j]), start + int(i), int(j)
+    return float(np.sqrt(best)), best_i, best_j
 
 
-def _diameter(points: npt.NDArray[np.float64]) -> float:
-    """Largest distance between two of the points (any dimension): convex hull, then pairs of its vertices.
+def farthest_pair(
+    points: npt.NDArray[np.float64],
+) -> tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The largest distance between two of the points (any dimension), and those two points.
 
-    Degenerate sets (collinear, coplanar in 3-D) are projected onto the subspace they span,
-    which preserves their distances, before the hull is taken.
+    Convex hull, then pairs of its vertices. Degenerate sets (collinear, coplanar in 3-D) are
+    projected onto the subspace they span, which preserves their distances, before the hull is
+    taken. One distinct point gives ``(0.0, p, p)``; no point raises ``ValueError``.
     """
-    points = np.unique(points, axis=0)
+    points = np.unique(np.asarray(points, dtype=np.float64), axis=0)
+    if len(points) == 0:
+        raise ValueError("no points")
     if len(points) < 2:
-        return 0.0
+        return 0.0, points[0], points[0]
     centred = points - points.mean(axis=0)
     _, singular, vt = np.linalg.svd(centred, full_matrices=False)
     rank = int(np.sum(singular > 1e-9 * max(1.0, float(singular[0]))))
     coords = centred @ vt[:rank].T
     if rank == 1:
-        return float(coords.max() - coords.min())
+        lo, hi = int(np.argmin(coords[:, 0])), int(np.argmax(coords[:, 0]))
+        return float(coords[hi, 0] - coords[lo, 0]), points[lo], points[hi]
+    candidates = np.arange(len(coords))
     if len(coords) > rank + 1:
         with contextlib.suppress(QhullError):  # numerically degenerate: fall back to all pairs
-            coords = coords[ConvexHull(coords).vertices]
-    return _max_pairwise(coords)
+            candidates = ConvexHull(coords).vertices
+    length, i, j = _max_pairwise(coords[candidates])
+    return length, points[candidates[i]], points[candidates[j]]
+
+
+def _diameter(points: npt.NDArray[np.float64]) -> float:
+    """Largest distance between two of the points (any dimension); 0.0 for fewer than two."""
+    return farthest_pair(points)[0] if len(points) else 0.0
+
+
+def axial_slabs(
+    shape: tuple[int, ...], offset: npt.ArrayLike, affine: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int64], float]:
+    """The axial slab number of each voxel of a box of the grid, and the slab width ``w`` (mm).
+
+    The box has ``shape`` and its ``[0, 0, 0]`` is the grid's index ``offset``. Slab ``n`` is
+    centred on LPS z = ``affine[2, 3] + n·w`` (see the module docstring).
+    """
+    z_steps = affine[2, :3]
+    width = float(np.abs(z_steps).max())
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    position = sum((g + o) * (step / width) for g, o, step in zip(grids, np.asarray(offset), z_steps, strict=True))
+    return np.rint(position).astype(np.int64), width
 
 
 # --------------------------------------------------------------------------- surface distances
@@ -191,16 +223,12 @@ def longest_axial_diameter_mm(mask: Mask, affine_lps: npt.ArrayLike) -> float:
     described in the module docstring; the result is the largest in-plane (x, y) distance
     between two voxel centres of one slab. An empty mask measures 0.0.
     """
-    affine = _check_affine(affine_lps)
+    affine = check_affine(affine_lps)
     mask = _as_bool(mask)
     if not mask.any():
         return 0.0
     sub, offset = _crop(mask)
-    z_steps = affine[2, :3]
-    width = float(np.abs(z_steps).max())
-    grids = np.ogrid[tuple(slice(0, n) for n in sub.shape)]
-    position = sum((g + o) * (step / width) for g, o, step in zip(grids, offset, z_steps, strict=True))
-    slab = np.rint(position).astype(np.int64)
+    slab, _ = axial_slabs(sub.shape, offset, affine)
     # A voxel whose two neighbours along one axis are in the mask and in its slab lies midway
     # between them: it cannot be a vertex of its slab's convex hull and is dropped.
     redundant = np.zeros_like(sub)
@@ -213,7 +241,7 @@ def longest_axial_diameter_mm(mask: Mask, affine_lps: npt.ArrayLike) -> float:
         )
     keep = sub & ~redundant
     indices = np.argwhere(keep)
-    xy = _to_lps(indices + offset, affine)[:, :2]
+    xy = to_lps(indices + offset, affine)[:, :2]
     slabs = slab[keep]
     order = np.argsort(slabs, kind="stable")
     slabs, xy = slabs[order], xy[order]
@@ -227,12 +255,12 @@ def max_caliper_mm(mask: Mask, affine_lps: npt.ArrayLike) -> float:
     Only surface voxels can be vertices of the convex hull, so the hull is built from them.
     An empty mask measures 0.0.
     """
-    affine = _check_affine(affine_lps)
+    affine = check_affine(affine_lps)
     mask = _as_bool(mask)
     if not mask.any():
         return 0.0
     sub, offset = _crop(mask)
-    points = _to_lps(np.argwhere(_surface(sub)) + offset, affine)
+    points = to_lps(np.argwhere(_surface(sub)) + offset, affine)
     return _diameter(points)
 
 
@@ -248,7 +276,7 @@ def measure_lesion(mask: Mask, affine_lps: npt.ArrayLike, voxel_volume_mm3: floa
 
     ``voxel_volume_mm3`` defaults to ``|det(affine_lps[:3, :3])|``.
     """
-    affine = _check_affine(affine_lps)
+    affine = check_affine(affine_lps)
     if voxel_volume_mm3 is None:
         voxel_volume_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     return LesionMeasurements(
