@@ -28,15 +28,18 @@ the continuous volume of the lesion in the anatomy frame, computed analytically 
 
 Everything is drawn from ``numpy`` generators seeded with ``seed`` (separate streams for the
 lesion, the volume changes, the dates and each visit): same seed and arguments, same case.
+
+Patients with several lesions, each with its own course (new, disappearing, ...), are built from the same
+pieces by :mod:`oncoflow.phantoms.multi_lesion_phantom`.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -189,20 +192,42 @@ def _room_mm(name: Anatomy) -> npt.NDArray[np.float64]:
     return depth[index[:, 0], index[:, 1], index[:, 2]] - step * float(spacing.max()) / 2.0
 
 
-def _draw_lesion(rng: np.random.Generator, brain: _Brain, room: npt.NDArray[np.float64], max_factor: float) -> Lesion:
-    """A lesion whose surface stays ``_ROOM_MARGIN_MM`` inside the brain at volume factor ``max_factor``."""
-    radius_mm = rng.uniform(9.0, 20.0)
+def _draw_lesion_shape(rng: np.random.Generator, radius_range_mm: tuple[float, float] = (9.0, 20.0)
+                       ) -> tuple[float, Lesion]:
+    """A drawn radius (mm) and the lesion's shape at radius 1 mm (centre at the origin, semi-axes = aspect)."""
+    radius_mm = rng.uniform(*radius_range_mm)
     aspect = rng.uniform(0.75, 1.3, size=3)
     rotation = random_rotation(rng, 180.0)
     frequencies = np.stack([rng.normal(size=3) * rng.uniform(1.0, 3.0) for _ in range(_N_LOBES)])
     amplitudes = rng.uniform(0.05, 0.15, size=_N_LOBES)
     phases = rng.uniform(0.0, 2.0 * np.pi, size=_N_LOBES)
-    unit = Lesion(np.zeros(3), aspect, rotation, frequencies, amplitudes, phases)
+    return radius_mm, Lesion(np.zeros(3), aspect, rotation, frequencies, amplitudes, phases)
+
+
+def _sized(unit: Lesion, radius_mm: float, centre_mm: npt.NDArray[np.float64]) -> Lesion:
+    """Lesion shape ``unit`` (see :func:`_draw_lesion_shape`) scaled to ``radius_mm``, centred at ``centre_mm``."""
+    return replace(unit, centre_mm=centre_mm.copy(), semi_axes_mm=radius_mm * unit.semi_axes_mm)
+
+
+def _eligible_centres(
+    room: npt.NDArray[np.float64], extent_mm: float, brain_points: npt.NDArray[np.float64] | None = None,
+    keep_away: Sequence[tuple[npt.NDArray[np.float64], float]] = (),
+) -> npt.NDArray[np.intp]:
+    """Indices of the deep brain points where a lesion of ``extent_mm`` stays ``_ROOM_MARGIN_MM`` inside the brain
+    and at least ``distance_mm`` from each ``(centre_mm, distance_mm)`` of ``keep_away``."""
+    ok = room >= extent_mm + _ROOM_MARGIN_MM
+    for centre_mm, distance_mm in keep_away:
+        ok &= np.linalg.norm(brain_points - centre_mm, axis=1) >= distance_mm  # type: ignore[operator]
+    return np.flatnonzero(ok)
+
+
+def _draw_lesion(rng: np.random.Generator, brain: _Brain, room: npt.NDArray[np.float64], max_factor: float) -> Lesion:
+    """A lesion whose surface stays ``_ROOM_MARGIN_MM`` inside the brain at volume factor ``max_factor``."""
+    radius_mm, unit = _draw_lesion_shape(rng)
     extent_per_mm = unit.max_extent_mm(max_factor)  # extent for radius 1 mm
     radius_mm = min(radius_mm, (float(room.max()) - _ROOM_MARGIN_MM) / extent_per_mm)
-    eligible = np.flatnonzero(room >= radius_mm * extent_per_mm + _ROOM_MARGIN_MM)
-    centre = brain.brain_points_mm[eligible[rng.integers(len(eligible))]]
-    return Lesion(centre.copy(), radius_mm * aspect, rotation, frequencies, amplitudes, phases)
+    eligible = _eligible_centres(room, radius_mm * extent_per_mm)
+    return _sized(unit, radius_mm, brain.brain_points_mm[eligible[rng.integers(len(eligible))]])
 
 
 def _draw_factor(rng: np.random.Generator, category: str) -> float:
@@ -295,17 +320,36 @@ def _draw_appearance(rng: np.random.Generator) -> _Appearance:
                        rng.uniform(0.1, 0.35))
 
 
+def _lesion_field(
+    points_mm: npt.NDArray[np.float64], lesions: Sequence[tuple[Lesion, float]]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint8]]:
+    """Normalised distance to the nearest present lesion (``inf`` where none is present) at LPS points ``(3, ...)``,
+    and the truth labels there: ``k`` inside ``lesions[k - 1]``, 0 outside every lesion.
+
+    ``lesions`` are ``(lesion, volume factor)`` pairs; a factor of 0 means the lesion is absent.
+    """
+    distance = np.full(points_mm.shape[1:], np.inf)
+    labels = np.zeros(points_mm.shape[1:], np.uint8)
+    for label, (lesion, factor) in enumerate(lesions, start=1):
+        if factor > 0:
+            own = lesion.distance(points_mm, factor)
+            labels[(own < 1.0) & (own < distance)] = label
+            distance = np.minimum(distance, own)
+    return distance, labels
+
+
 def _render(
-    rng: np.random.Generator, name: Anatomy, head: bool, lesion: Lesion, look: _Appearance, factor: float,
+    rng: np.random.Generator, name: Anatomy, head: bool, lesions: Sequence[tuple[Lesion, float]], look: _Appearance,
     geometry: Volume, shape: tuple[int, int, int], to_anatomy: npt.NDArray[np.float64],
 ) -> tuple[Volume, npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
-    """Render one visit (the image model of :func:`oncoflow.phantoms.tumour_phantom.make_phantom`): the image,
-    its truth mask and the anatomy's brain on the visit's grid."""
+    """Render one visit (the image model of :func:`oncoflow.phantoms.tumour_phantom.make_phantom`) with every
+    present lesion of ``lesions`` (see :func:`_lesion_field`): the image, its truth labels and the anatomy's brain
+    on the visit's grid."""
     scanner_points = world_points(geometry, shape)
     points = np.tensordot(to_anatomy[:3, :3], scanner_points, axes=1) + to_anatomy[:3, 3, None, None, None]
     image, brain_mask = sample_anatomy(name, points, head)
 
-    distance = lesion.distance(points, factor)
+    distance, labels = _lesion_field(points, lesions)
     del points
     inside = expit((1.0 - distance) / _SOFT)
     core = expit((look.core_fraction - distance) / _SOFT) if look.core_fraction else 0.0
@@ -313,7 +357,6 @@ def _render(
     image = image * (1.0 - look.oedema_darkening * oedema)
     image = image * (1.0 - inside) + inside * (look.rim_level * (1.0 + 0.08 * rng.normal(size=shape)))
     image = image * (1.0 - core) + core * look.core_level
-    mask = (distance < 1.0).astype(np.uint8)
 
     centred = (scanner_points - scanner_points.mean(axis=(1, 2, 3), keepdims=True)) / 100.0
     linear = np.tensordot(rng.normal(scale=0.15, size=3), centred, axes=1)
@@ -324,7 +367,7 @@ def _render(
     image = (image * rng.uniform(350.0, 900.0)).astype(np.float32)
     volume = Volume(image, geometry.spacing_mm, geometry.origin_mm, geometry.row_direction,
                     geometry.column_direction, geometry.slice_direction)
-    return volume, mask, brain_mask
+    return volume, labels, brain_mask
 
 
 def _per_visit(value: object, n: int, is_single: bool, name: str) -> list:
@@ -340,99 +383,170 @@ def _is_triple(value: object) -> bool:
     return isinstance(value, Sequence) and len(value) == 3 and all(isinstance(v, int | float) for v in value)
 
 
+class ScanOptions(TypedDict, total=False):
+    """How a patient's visits are scanned: the keyword arguments every longitudinal case builder shares
+    (see :func:`make_longitudinal_case` for their meaning and defaults)."""
+
+    anatomy: Anatomy | None
+    max_rotation_deg: float
+    max_translation_mm: float
+    max_scale_fraction: float
+    shape: tuple[int, int, int] | Sequence[tuple[int, int, int] | None] | None
+    spacing_mm: tuple[float, float, float] | Sequence[tuple[float, float, float] | None] | None
+    orientations: Sequence[Orientation] | None
+    days_between: tuple[int, int]
+    baseline_date: datetime.date | None
+    head: bool
+
+
+@dataclass(frozen=True)
+class _Acquisition:
+    """How a patient's visits are scanned (:class:`ScanOptions` checked, the rest drawn): everything but the
+    lesions and their appearance."""
+
+    anatomy: Anatomy
+    head: bool
+    shapes: list[tuple[int, int, int] | None]  # one per visit
+    spacings: list[tuple[float, float, float] | None]  # one per visit
+    orientations: list[str]  # one per visit
+    dates: list[datetime.date]  # one per visit
+    max_rotation_deg: float
+    max_translation_mm: float
+    max_scale_fraction: float
+
+
+def _acquisition(seed: int, keys: tuple[int, ...], case_rng: np.random.Generator, n_time_points: int,
+                 options: ScanOptions) -> _Acquisition:
+    """Check ``options`` and draw what they leave open: the anatomy from ``case_rng``, the visits' dates and
+    orientations from the streams ``(seed, *keys, 2)`` and ``(seed, *keys, 3)``."""
+    unknown = set(options) - ScanOptions.__optional_keys__
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
+    n = n_time_points
+    rotation, translation = options.get("max_rotation_deg", 10.0), options.get("max_translation_mm", 15.0)
+    scale = options.get("max_scale_fraction", 0.0)
+    if n < 2:
+        raise ValueError("a longitudinal case needs at least 2 time points")
+    if rotation < 0 or translation < 0 or not 0 <= scale < 0.5:
+        raise ValueError("motion limits must be non-negative (scale fraction < 0.5)")
+    shape, spacing = options.get("shape"), options.get("spacing_mm")
+    shapes = _per_visit(shape, n, _is_triple(shape), "shape")
+    spacings = _per_visit(spacing, n, _is_triple(spacing), "spacing_mm")
+    name: Anatomy = options.get("anatomy") or ("colin27" if case_rng.random() < 0.5 else "mni152")
+    if name not in ANATOMIES:
+        raise ValueError(f"unknown anatomy {name!r}")
+    orientations = _visit_orientations(_stream(seed, *keys, 3), n, options.get("orientations"))
+    dates = _visit_dates(_stream(seed, *keys, 2), n, options.get("days_between", (60, 120)),
+                         options.get("baseline_date"))
+    return _Acquisition(name, options.get("head", True), shapes, spacings, orientations, dates, rotation,
+                        translation, scale)
+
+
+def _visit_dates(rng: np.random.Generator, n: int, days_between: tuple[int, int],
+                 baseline_date: datetime.date | None) -> list[datetime.date]:
+    start = baseline_date or datetime.date(2024, 1, 1) + datetime.timedelta(days=int(rng.integers(0, 730)))
+    dates = [start]
+    for _ in range(1, n):
+        dates.append(dates[-1] + datetime.timedelta(days=int(rng.integers(days_between[0], days_between[1] + 1))))
+    return dates
+
+
+def _visit_orientations(rng: np.random.Generator, n: int, orientations: Sequence[str] | None) -> list[str]:
+    if orientations is None:
+        return ["axial"] + [ORIENTATIONS[int(rng.integers(4))] for _ in range(1, n)]
+    if len(orientations) != n:
+        raise ValueError(f"need {n} orientations, got {len(orientations)}")
+    return list(orientations)
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """One rendered visit and its head motion."""
+
+    phantom: Phantom  # tumour_mask: every present lesion (0/1)
+    labels: npt.NDArray[np.uint8]  # 0 background, k = lesion k
+    motion_to_baseline: npt.NDArray[np.float64]
+    rotation_deg: float
+    translation_mm: float
+
+
+def _scan_visit(
+    rng: np.random.Generator, seed: int, t: int, acquisition: _Acquisition, lesions: Sequence[tuple[Lesion, float]],
+    look: _Appearance,
+) -> _Scan:
+    """Visit ``t``: head motion (none at the baseline), the visit's scanner grid, and the rendered image with
+    every present lesion of ``lesions`` (``(lesion, volume factor)`` pairs, factor 0 = absent)."""
+    brain = _load_brain(acquisition.anatomy)
+    if t == 0:
+        motion, angle, shift = np.eye(4), 0.0, 0.0
+    else:
+        motion, angle, shift = _motion(rng, brain.brain_points_mm.mean(axis=0), acquisition.max_rotation_deg,
+                                       acquisition.max_translation_mm, acquisition.max_scale_fraction)
+    moved_points = brain.brain_points_mm @ motion[:3, :3].T + motion[:3, 3]
+    grid_shape, geometry = _visit_grid(rng, moved_points, acquisition.orientations[t], acquisition.shapes[t],
+                                       acquisition.spacings[t], margin_mm=110.0 if acquisition.head else 50.0)
+    to_baseline = np.linalg.inv(motion)
+    name, head = acquisition.anatomy, acquisition.head
+    volume, labels, brain_mask = _render(rng, name, head, lesions, look, geometry, grid_shape, to_baseline)
+    phantom = Phantom(volume=volume, tumour_mask=(labels > 0).astype(np.uint8), seed=seed, anatomy=name,
+                      brain_mask=brain_mask.astype(np.uint8) if head else None)
+    return _Scan(phantom, labels, to_baseline, angle, shift)
+
+
 def make_longitudinal_case(
     seed: int,
     n_time_points: int = 2,
     *,
-    anatomy: Anatomy | None = None,
     volume_factors: Sequence[float] | None = None,
     categories: Sequence[Category] | None = None,
-    max_rotation_deg: float = 10.0,
-    max_translation_mm: float = 15.0,
-    max_scale_fraction: float = 0.0,
-    shape: tuple[int, int, int] | Sequence[tuple[int, int, int] | None] | None = None,
-    spacing_mm: tuple[float, float, float] | Sequence[tuple[float, float, float] | None] | None = None,
-    orientations: Sequence[Orientation] | None = None,
-    days_between: tuple[int, int] = (60, 120),
-    baseline_date: datetime.date | None = None,
-    head: bool = True,
+    **scanning: Unpack[ScanOptions],
 ) -> LongitudinalCase:
     """A patient scanned ``n_time_points`` times; every property not given is drawn from ``seed``.
 
     Args:
-        anatomy: ``"colin27"`` or ``"mni152"``.
         volume_factors: true lesion volume of each visit relative to the drawn lesion (``n_time_points``
             values, or ``n_time_points - 1`` follow-up values with the baseline at 1.0).
         categories: without ``volume_factors``, the change category of each follow-up relative to the
             previous visit (``"progression"``, ``"response"``, ``"stable"``, ``"minor change"``); drawn if omitted.
             Factors drawn per category: progression x1.35-2.5, response x0.4-0.7, stable x0.97-1.03,
             minor x0.8-0.92 or x1.08-1.2 (cumulative factor kept within 0.2-3.0).
-        max_rotation_deg: largest head rotation between a follow-up and the baseline (degrees, random axis).
-        max_translation_mm: largest displacement of the head centre (mm, random direction).
-        max_scale_fraction: largest per-axis scaling error along the scanner axes (0.02 = 2 %; 0 = rigid).
+
+    Scanning options (:class:`ScanOptions`):
+        anatomy: ``"colin27"`` or ``"mni152"``.
+        max_rotation_deg: largest head rotation between a follow-up and the baseline (degrees, random axis;
+            default 10).
+        max_translation_mm: largest displacement of the head centre (mm, random direction; default 15).
+        max_scale_fraction: largest per-axis scaling error along the scanner axes (0.02 = 2 %; default 0 = rigid).
         shape: ``(slices, rows, columns)`` for every visit, or one per visit (``None`` entries drawn);
             with no spacing the voxel size covers the head.
         spacing_mm: ``(slice, row, column)`` voxel size in mm for every visit, or one per visit. Drawn
             (slice 2-3.5 mm, in-plane 1.5-2.5 mm) when neither shape nor spacing is given.
         orientations: one per visit, ``"axial"``/``"coronal"``/``"sagittal"`` (exact) or ``"oblique"``
             (axial tilted 15-30° about a random axis). Default: baseline axial, follow-ups drawn.
-        days_between: inclusive range of days between consecutive visits.
+        days_between: inclusive range of days between consecutive visits (default 60-120).
         baseline_date: drawn in 2024-2025 if omitted.
-        head: the whole head, as scanners send it (``False``: the skull-stripped brain); each visit's phantom
-            carries the anatomy's brain in ``brain_mask``.
+        head: the whole head, as scanners send it (default; ``False``: the skull-stripped brain); each visit's
+            phantom carries the anatomy's brain in ``brain_mask``.
     """
-    if n_time_points < 2:
-        raise ValueError("a longitudinal case needs at least 2 time points")
-    if max_rotation_deg < 0 or max_translation_mm < 0 or not 0 <= max_scale_fraction < 0.5:
-        raise ValueError("motion limits must be non-negative (scale fraction < 0.5)")
     n = n_time_points
-    shapes = _per_visit(shape, n, _is_triple(shape), "shape")
-    spacings = _per_visit(spacing_mm, n, _is_triple(spacing_mm), "spacing_mm")
-
     case_rng = _stream(seed, 0)
-    name: Anatomy = anatomy or ("colin27" if case_rng.random() < 0.5 else "mni152")
-    if name not in ANATOMIES:
-        raise ValueError(f"unknown anatomy {name!r}")
-    brain = _load_brain(name)
+    acquisition = _acquisition(seed, (), case_rng, n, scanning)
+    name = acquisition.anatomy
     factors = _volume_factors(_stream(seed, 1), n, volume_factors, categories)
-    lesion = _draw_lesion(case_rng, brain, _room_mm(name), max(factors))
+    lesion = _draw_lesion(case_rng, _load_brain(name), _room_mm(name), max(factors))
     look = _draw_appearance(case_rng)
 
-    date_rng = _stream(seed, 2)
-    start = baseline_date or datetime.date(2024, 1, 1) + datetime.timedelta(days=int(date_rng.integers(0, 730)))
-    dates = [start]
-    for _ in range(1, n):
-        dates.append(dates[-1] + datetime.timedelta(days=int(date_rng.integers(days_between[0], days_between[1] + 1))))
-
-    orient_rng = _stream(seed, 3)
-    if orientations is None:
-        orientations = ["axial"] + [ORIENTATIONS[int(orient_rng.integers(4))] for _ in range(1, n)]
-    elif len(orientations) != n:
-        raise ValueError(f"need {n} orientations, got {len(orientations)}")
-
-    head_centre = brain.brain_points_mm.mean(axis=0)
     time_points = []
     for t in range(n):
-        rng = _stream(seed, 10 + t)
-        if t == 0:
-            motion, angle, shift = np.eye(4), 0.0, 0.0
-        else:
-            motion, angle, shift = _motion(rng, head_centre, max_rotation_deg, max_translation_mm, max_scale_fraction)
-        moved_points = brain.brain_points_mm @ motion[:3, :3].T + motion[:3, 3]
-        grid_shape, geometry = _visit_grid(rng, moved_points, orientations[t], shapes[t], spacings[t],
-                                           margin_mm=110.0 if head else 50.0)
-        to_baseline = np.linalg.inv(motion)
-        volume, mask, brain_mask = _render(rng, name, head, lesion, look, factors[t], geometry, grid_shape,
-                                           to_baseline)
+        scan = _scan_visit(_stream(seed, 10 + t), seed, t, acquisition, [(lesion, factors[t])], look)
         time_points.append(TimePoint(
-            phantom=Phantom(volume=volume, tumour_mask=mask, seed=seed, anatomy=name,
-                            brain_mask=brain_mask.astype(np.uint8) if head else None),
-            study_date=dates[t],
+            phantom=scan.phantom,
+            study_date=acquisition.dates[t],
             true_volume_cm3=lesion.volume_cm3(factors[t]),
-            motion_to_baseline=to_baseline,
+            motion_to_baseline=scan.motion_to_baseline,
             volume_factor=factors[t],
-            rotation_deg=angle,
-            translation_mm=shift,
+            rotation_deg=scan.rotation_deg,
+            translation_mm=scan.translation_mm,
         ))
     return LongitudinalCase(seed=seed, anatomy=name, patient_id=f"ONCO-LONG-{seed:05d}", lesion=lesion,
                             time_points=tuple(time_points))
@@ -477,10 +591,17 @@ def study_info_kwargs(case: LongitudinalCase, index: int) -> dict[str, str]:
     ``phantom_dicom`` derives from patient ID + accession number), the case's PatientID and the
     visit's StudyDate (``YYYYMMDD``).
     """
+    return _visit_study_info(case.patient_id, f"Phantom^Longitudinal{case.seed}", f"L{case.seed:05d}",
+                             case.time_points[index].study_date, index)
+
+
+def _visit_study_info(patient_id: str, patient_name: str, accession_prefix: str, study_date: datetime.date,
+                      index: int) -> dict[str, str]:
+    """StudyInfo keyword arguments of visit ``index`` (accession number ``<prefix>V<index + 1>``)."""
     return {
-        "patient_id": case.patient_id,
-        "patient_name": f"Phantom^Longitudinal{case.seed}",
-        "study_date": case.time_points[index].study_date.strftime("%Y%m%d"),
+        "patient_id": patient_id,
+        "patient_name": patient_name,
+        "study_date": study_date.strftime("%Y%m%d"),
         "study_id": str(index + 1),
-        "accession_number": f"L{case.seed:05d}V{index + 1}",
+        "accession_number": f"{accession_prefix}V{index + 1}",
     }
