@@ -104,12 +104,24 @@ def test_follow_up_is_compared_measured_and_reported(one_expert: Stack, tmp_path
     assert comparison["flag"] == "progression", comparison
     assert comparison["registration"]["ncc_after"] > comparison["registration"]["ncc_before"]
     assert comparison["days_between"] == (case.time_points[1].study_date - case.time_points[0].study_date).days
+    # lesion by lesion (one here): the same lesion tracked, its volume the SEG's, and RANO 2.0's volumetric response
+    lesions = job["outputs"]["longitudinal"]["lesions"]
+    assert sum(lesion["volume_cm3"] for lesion in lesions) == pytest.approx(after_cm3, abs=0.01)
+    assert lesions[0]["tracking_id"] == "Lesion 1" and lesions[0]["status"] == "continued" and lesions[0]["target"]
+    response = job["outputs"]["longitudinal"]["response"]
+    assert response["criteria"] == "RANO 2.0, volumetric" and response["category"] == "PD", response  # truth > +40 %
+    assert baseline["outputs"]["longitudinal"]["response"] is None
 
     (sr,) = oncoflow_srs(stack, follow_up_uid)
     report = read_measurement_report(sr)
     assert report["volume_cm3"] == pytest.approx(comparison["volume_follow_up_cm3"], abs=1e-3)
     assert report["percent_change"] == pytest.approx(comparison["percent_change"], abs=0.01)
     assert report["flag"] == comparison["flag"]
+    assert [(r["tracking_id"], r["target"]) for r in report["lesions"]] == [(r["tracking_id"], r["target"])
+                                                                              for r in lesions]
+    assert report["lesions"][0]["perpendicular_diameter_mm"] == pytest.approx(lesions[0]["perpendicular_diameter_mm"],
+                                                                              abs=0.05)
+    assert (report["response"]["category"], report["response"]["method"]) == ("PD", "RANO 2.0, volumetric")
     (baseline_sr,) = oncoflow_srs(stack, baseline_uid)
     assert read_measurement_report(baseline_sr)["tracking_uid"] == report["tracking_uid"]
 

@@ -173,3 +173,10 @@ def test_mixed_tumours_combine_as_the_table_says(enhancing: str, non_enhancing: 
 def test_dates_must_increase() -> None:
     with pytest.raises(ValueError, match="increasing date order"):
         assess_time_points([visit(8, L1=400.0), visit(0, L1=400.0)], RANO2_BIDIMENSIONAL)
+
+
+def test_the_configured_names_are_the_criteria() -> None:
+    from oncoflow.core.config import RESPONSE_CRITERIA
+    from oncoflow.measure.rano_response import CRITERIA
+
+    assert set(RESPONSE_CRITERIA) == set(CRITERIA)

@@ -21,6 +21,7 @@ from oncoflow.dicom.sr_writer import (
     SR_SERIES_DESCRIPTION,
     LesionAtTimePoint,
     LongitudinalChange,
+    ResponseAssessment,
     read_measurement_report,
     write_measurement_report,
 )
@@ -233,3 +234,176 @@ def test_dsrdump_shows_volume_and_flag(follow_up: tuple, tmp_path: Path) -> None
                             ("Whole tumour volume", "17.0641")):
         assert f'<contains NUM:(,,"{meaning}")="{number}" (cm3,UCUM' in dump.stdout, dump.stdout
     assert '<contains TEXT:(,,"Tumour region measured")="WT">' in dump.stdout
+
+
+# --- issue 18: several lesions, compartments, diameters with endpoints, response ---------------------------
+
+TRACKING_UID_2 = derived_uid("tracking", "PAT-SR", "lesion-2")
+LONG_1 = ((10.5, -20.25, 30.0), (45.5, -20.25, 30.0))
+PERP_1 = ((28.0, -38.0, 30.0), (28.0, -2.5, 30.0))
+
+
+def _two_lesions() -> list[LesionAtTimePoint]:
+    first = LesionAtTimePoint(
+        "Lesion 1", TRACKING_UID, volume_cm3=17.0641, longest_axial_diameter_mm=35.0, max_caliper_mm=41.0,
+        perpendicular_diameter_mm=35.5, product_mm2=1242.5, long_axis_lps_mm=LONG_1, perpendicular_axis_lps_mm=PERP_1,
+        compartment_volumes_cm3={"enhancing tumour": 3.5, "necrosis": 1.25, "oedema": 12.0,
+                                 "non-enhancing tumour": 0.3},
+        measurable=True, target=True, status="tracked")
+    second = LesionAtTimePoint(
+        "Lesion 2", TRACKING_UID_2, volume_cm3=0.8, longest_axial_diameter_mm=8.0, max_caliper_mm=9.5,
+        segment_number=1, compartment_volumes_cm3={"enhancing tumour": 0.8}, measurable=False, target=False,
+        status="new")
+    return [first, second]
+
+
+RESPONSE = ResponseAssessment(
+    category="PD", confirmation="preliminary", method="RANO 2.0, bidimensional", target_response="PD",
+    non_target_response="non-CR/non-PD", reasons=("new lesion: Lesion 2", "sum of products +25.4% vs nadir"),
+    baseline_sum=990.0, nadir_sum=990.0, current_sum=1242.5, sum_unit="mm2")
+
+
+@pytest.fixture(scope="module")
+def multi(baseline: tuple) -> tuple[list[Dataset], Dataset, Dataset]:
+    _, _, base_sr, _ = baseline
+    source, seg = _study("SRMULTI", "20260402")
+    sr = write_measurement_report(source, seg, None, _change(base_sr), EXPERTS, NOT_RUN, "fp-multi",
+                                  lesions=_two_lesions(), response=RESPONSE)
+    return source, seg, sr
+
+
+def _code(item: Dataset, sequence: str = "ConceptNameCodeSequence") -> tuple[str, str]:
+    code = getattr(item, sequence)[0]
+    return str(code.CodingSchemeDesignator), str(code.CodeValue)
+
+
+def _children(item: Dataset, code: tuple[str, str]) -> list[Dataset]:
+    return [c for c in item.get("ContentSequence", []) if _code(c) == code]
+
+
+def test_multi_lesion_content_tree(multi: tuple, tmp_path: Path) -> None:
+    """An oracle that walks the saved file's content tree with pydicom only (not read_measurement_report)."""
+    source, seg, sr = multi
+    ds = dcmread(_save(sr, tmp_path / "multi.dcm"))
+    (imaging,) = _children(ds, ("DCM", "126010"))
+    groups = _children(imaging, ("DCM", "125007"))
+    # lesion 1: lesion (TID 1411), diameters (TID 1501), 4 compartments; lesion 2: lesion, 1 compartment
+    assert len(groups) == 8
+    templates = [g.ContentTemplateSequence[0].TemplateIdentifier for g in groups]
+    assert templates == ["1411", "1501", "1501", "1501", "1501", "1501", "1411", "1501"]
+    ids = [(_children(g, ("DCM", "112039"))[0].TextValue, _children(g, ("DCM", "112040"))[0].UID) for g in groups]
+    assert ids == [("Lesion 1", TRACKING_UID)] * 6 + [("Lesion 2", TRACKING_UID_2)] * 2
+    findings = [_code(_children(g, ("DCM", "121071"))[0], "ConceptCodeSequence") for g in groups]
+    assert findings == [("SCT", "108369006"), ("SCT", "108369006"), ("NCIt", "C113842"), ("SCT", "6574001"),
+                        ("SCT", "79654002"), ("NCIt", "C81175"), ("SCT", "108369006"), ("NCIt", "C113842")]
+    for g in groups:
+        assert _code(_children(g, ("SCT", "276214006"))[0], "ConceptCodeSequence") == ("SCT", "49755003")
+
+    def num(group: Dataset, code: tuple[str, str]) -> float:
+        (item,) = _children(group, code)
+        return float(item.MeasuredValueSequence[0].NumericValue)
+
+    lesion_1, diameters, enhancing = groups[0], groups[1], groups[2]
+    assert num(lesion_1, ("SCT", "131189007")) == 35.5  # Perpendicular Axis
+    assert _children(lesion_1, ("SCT", "131189007"))[0].MeasuredValueSequence[0] \
+        .MeasurementUnitsCodeSequence[0].CodeValue == "mm"
+    assert num(lesion_1, (PRIVATE_SCHEME, "SPDPRODUCT")) == 1242.5
+    assert num(lesion_1, ("SCT", "118565006")) == 17.0641
+    assert num(enhancing, ("SCT", "118565006")) == 3.5
+    assert num(groups[7], ("SCT", "118565006")) == 0.8
+    # target / measurable / status as qualitative evaluations
+    assert _code(_children(lesion_1, ("DCM", "112016"))[0], "ConceptCodeSequence") == ("DCM", "112074")
+    assert _code(_children(groups[6], ("DCM", "112016"))[0], "ConceptCodeSequence") == ("DCM", "112075")
+    assert _code(_children(lesion_1, (PRIVATE_SCHEME, "MEASURABLE"))[0], "ConceptCodeSequence") == ("SCT", "373066001")
+    assert _code(_children(groups[6], (PRIVATE_SCHEME, "LESSTATUS"))[0], "ConceptCodeSequence") == \
+        (PRIVATE_SCHEME, "STATNEW")
+    # each lesion group references its segment; the change is in lesion 1's group only
+    assert _children(lesion_1, ("DCM", "121191"))[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == \
+        seg.SOPInstanceUID
+    assert _children(lesion_1, (PRIVATE_SCHEME, "CHGFLAG")) and not _children(groups[6], (PRIVATE_SCHEME, "CHGFLAG"))
+    # the diameters: NUM inferred from a SCOORD3D POLYLINE of two points in the source's frame of reference
+    for code, value, points in ((("SCT", "103339001"), 35.0, LONG_1), (("SCT", "131189007"), 35.5, PERP_1)):
+        (item,) = _children(diameters, code)
+        assert float(item.MeasuredValueSequence[0].NumericValue) == value
+        (scoord,) = [c for c in item.ContentSequence if c.ValueType == "SCOORD3D"]
+        assert scoord.RelationshipType == "INFERRED FROM"
+        assert scoord.GraphicType == "POLYLINE"
+        assert scoord.ReferencedFrameOfReferenceUID == source[0].FrameOfReferenceUID
+        np.testing.assert_allclose(np.asarray(scoord.GraphicData, dtype=float).reshape(2, 3), np.asarray(points))
+    # the response: root Qualitative Evaluations > Response Evaluation
+    (evaluations,) = _children(ds, ("UMLS", "C0034375"))
+    (response,) = _children(evaluations, ("DCM", "112020"))
+    assert _code(_children(response, ("DCM", "112021"))[0], "ConceptCodeSequence") == ("NCIt", "C114879")
+    assert [_code(i, "ConceptCodeSequence") for i in _children(response, ("DCM", "112048"))] == \
+        [("DCM", "112043"), ("DCM", "112046")]
+    assert _code(_children(response, (PRIVATE_SCHEME, "RESPCAT"))[0], "ConceptCodeSequence") == \
+        (PRIVATE_SCHEME, "RESPPD")
+    assert _code(_children(response, (PRIVATE_SCHEME, "RESPCONF"))[0], "ConceptCodeSequence") == \
+        (PRIVATE_SCHEME, "CONFPRELIM")
+    assert num(response, (PRIVATE_SCHEME, "SUMCUR")) == 1242.5 and num(response, (PRIVATE_SCHEME, "SUMNADIR")) == 990.0
+    assert [i.TextValue for i in _children(response, (PRIVATE_SCHEME, "RESPREASON"))] == list(RESPONSE.reasons)
+    # highdicom parses it back as TID 1500
+    parsed = hd.sr.Comprehensive3DSR.from_dataset(ds)
+    assert len(parsed.content.get_volumetric_roi_measurement_groups()) == 2
+    assert len(parsed.content.get_image_measurement_groups()) == 6
+
+
+def test_multi_lesion_round_trip(multi: tuple, tmp_path: Path) -> None:
+    sr = multi[2]
+    read = read_measurement_report(dcmread(_save(sr, tmp_path / "multi.dcm")))
+    lesions = _two_lesions()
+    assert len(read["lesions"]) == 2
+    for got, lesion in zip(read["lesions"], lesions, strict=True):
+        for field in dataclasses.fields(LesionAtTimePoint):
+            expected = getattr(lesion, field.name)
+            if field.name == "region_volumes_cm3":
+                expected = dict(expected)
+            assert got[field.name] == expected, field.name
+    # the first lesion's fields stay at the top level, as for the single-lesion report
+    assert read["tracking_uid"] == TRACKING_UID and read["perpendicular_diameter_mm"] == 35.5
+    assert read["flag"] == "progression" and read["time_point"] == "follow-up"
+    response = read.pop("response")
+    assert response.pop("method_code") == ("NCIt", "C114879")
+    assert response == dataclasses.asdict(RESPONSE)
+
+
+def test_multi_lesion_dciodvfy_and_dsrdump(multi: tuple, tmp_path: Path) -> None:
+    path = _save(multi[2], tmp_path / "multi.dcm")
+    report = subprocess.run([required_tool("dciodvfy"), str(path)], capture_output=True, text=True)
+    output = report.stderr + report.stdout
+    assert "Error" not in output, output
+    warnings = [line for line in output.splitlines() if "Warning" in line]
+    assert all(f"<{PRIVATE_SCHEME}>" in line for line in warnings), output
+    dump = subprocess.run([required_tool("dsrdump"), str(path)], capture_output=True, text=True)
+    assert dump.returncode == 0, dump.stderr
+    assert '<contains NUM:(,,"Perpendicular Axis")="35.5" (mm,UCUM' in dump.stdout, dump.stdout
+    assert "SCOORD3D" in dump.stdout
+    assert '<contains CODE:(,,"Current Response")=(112043,DCM,"Target Lesion Progressive Disease")>' in dump.stdout
+    assert '(RESPPD,99ONCOFLOW,"Progressive disease")' in dump.stdout
+
+
+def test_single_lesion_call_unchanged(baseline: tuple) -> None:
+    """The single-lesion call writes the same document as ``lesions=[lesion]`` and nothing of issue 18."""
+    source, seg, sr, lesion = baseline
+    as_list = write_measurement_report(source, seg, None, None, EXPERTS, NOT_RUN, "fp-base", lesions=[lesion])
+    assert as_list.SOPInstanceUID == sr.SOPInstanceUID
+    assert as_list.ContentSequence == sr.ContentSequence
+    assert [c.ConceptNameCodeSequence[0].CodeValue for c in sr.ContentSequence][-1] == "126010"  # no response
+    assert len(sr.ContentSequence[-1].ContentSequence) == 1  # one group
+    read = read_measurement_report(sr)
+    assert read["response"] is None and len(read["lesions"]) == 1
+    assert read["compartment_volumes_cm3"] == {} and read["perpendicular_diameter_mm"] is None
+
+
+def test_bad_lesion_inputs_are_refused(baseline: tuple) -> None:
+    source, seg, _, lesion = baseline
+    for bad, match in ((dataclasses.replace(lesion, status="grown"), "unknown lesion status"),
+                       (dataclasses.replace(lesion, compartment_volumes_cm3={"cyst": 1.0}), "unknown compartments"),
+                       (dataclasses.replace(lesion, long_axis_lps_mm=((0, 0, 0),)), "two finite 3-D points")):
+        with pytest.raises(ValueError, match=match):
+            write_measurement_report(source, seg, bad, None, EXPERTS, {}, "fp-x")
+    with pytest.raises(ValueError, match="share a tracking"):
+        write_measurement_report(source, seg, None, None, EXPERTS, {}, "fp-x", lesions=[lesion, lesion])
+    with pytest.raises(ValueError, match="unknown response category"):
+        write_measurement_report(source, seg, lesion, None, EXPERTS, {}, "fp-x",
+                                 response=dataclasses.replace(RESPONSE, category="CRU"))

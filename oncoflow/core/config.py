@@ -24,6 +24,8 @@ SERIES_KINDS = ("t1c", "t1", "flair", "t2")
 FUSION_STRATEGIES = ("majority", "staple", "weighted", "confidence")
 DEFAULT_PANEL = "nnunet_demo,nnunet_demo_2d,nnunet_demo_3d_seed2,sam2,medgemma"
 BASELINE_RULES = ("previous", "nadir", "first")
+# ONCOFLOW_RESPONSE_CRITERIA: the names of oncoflow.measure.rano_response.CRITERIA
+RESPONSE_CRITERIA = ("rano2-volumetric", "rano2-bidimensional", "rano2-non-enhancing", "rano-bm")
 # `oncoflow push` and dcmtk's storescu default, on this machine: development only
 DEFAULT_STORE_PEERS = "ONCOFLOWCLI@127.0.0.1,STORESCU@127.0.0.1"
 QUERY_RIGHTS = ("find", "move", "get")
@@ -145,6 +147,8 @@ class Settings:
     worker_timeout_s: float  # ONCOFLOW_WORKER_TIMEOUT_S: one inference request
     job_max_attempts: int  # ONCOFLOW_JOB_MAX_ATTEMPTS: transient failures before a job fails
     baseline_rule: str = "previous"  # ONCOFLOW_BASELINE: previous | nadir | first
+    response_criteria: str = "rano2-volumetric"  # ONCOFLOW_RESPONSE_CRITERIA: one of RESPONSE_CRITERIA
+    lesion_join_distance_mm: float = 5.0  # ONCOFLOW_LESION_JOIN_MM: fragments closer than this are one lesion
     registration_method: str = "elastix"  # ONCOFLOW_REGISTRATION: elastix (SimpleITK fallback) | sitk
     change_thresholds: ChangeThresholds = field(default_factory=ChangeThresholds)  # ONCOFLOW_*_PERCENT, ...
     torch_threads: int = field(default=2)  # ONCOFLOW_TORCH_THREADS: per model call (default cores ÷ concurrency)
@@ -532,6 +536,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             continue
         sequence_patterns[kind] = pattern
 
+    response_criteria = env.get("ONCOFLOW_RESPONSE_CRITERIA", "rano2-volumetric").strip().lower()
+    if response_criteria not in RESPONSE_CRITERIA:
+        errors.append(f"ONCOFLOW_RESPONSE_CRITERIA={response_criteria!r} is not one of {', '.join(RESPONSE_CRITERIA)}")
     baseline_rule = env.get("ONCOFLOW_BASELINE", "previous").strip().lower()
     if baseline_rule not in BASELINE_RULES:
         errors.append(f"ONCOFLOW_BASELINE={baseline_rule!r} is not one of {', '.join(BASELINE_RULES)}")
@@ -640,6 +647,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_timeout_s=_float(env, "ONCOFLOW_WORKER_TIMEOUT_S", 300.0, 1.0, errors),
         job_max_attempts=_int(env, "ONCOFLOW_JOB_MAX_ATTEMPTS", 20, 1, 1000, errors),
         baseline_rule=baseline_rule,
+        response_criteria=response_criteria,
+        lesion_join_distance_mm=_float(env, "ONCOFLOW_LESION_JOIN_MM", 5.0, 0.0, errors),
         registration_method=registration_method,
         change_thresholds=thresholds,
         torch_threads=_int(env, "ONCOFLOW_TORCH_THREADS", default_threads, 1, 256, errors),

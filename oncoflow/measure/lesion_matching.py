@@ -53,7 +53,9 @@ class TimePointLesions:
     """The lesions of one time point as the matcher sees them, named by label value.
 
     ``centroids_lps_mm`` and ``volumes_cm3`` have one entry per lesion; ``labels``, when given, is the label
-    image on the grid shared with the other time point (its non-zero values are the lesions' names).
+    image on the grid shared with the other time point (its non-zero values are the lesions' names). A lesion
+    may be missing from ``labels`` (a small one resampled away onto a coarser grid): it is matched by its
+    centroid alone.
     """
 
     centroids_lps_mm: Mapping[int, Point]
@@ -65,7 +67,7 @@ class TimePointLesions:
             raise ValueError("centroids and volumes name different lesions")
         if self.labels is not None:
             present = {int(v) for v in np.unique(self.labels) if v != 0}
-            if present != set(self.centroids_lps_mm):
+            if not present <= set(self.centroids_lps_mm):
                 raise ValueError(f"the label image holds lesions {sorted(present)}, "
                                  f"the centroids {sorted(self.centroids_lps_mm)}")
 

@@ -19,21 +19,39 @@ import time
 from datetime import date
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from oncoflow.core.config import Settings
 from oncoflow.dicom.derived_object import derived_uid
 from oncoflow.dicom.registration_writer import write_spatial_registration
 from oncoflow.dicom.seg_writer import read_source_mask, region_segment_numbers
-from oncoflow.dicom.sr_writer import LesionAtTimePoint, LongitudinalChange, write_measurement_report
+from oncoflow.dicom.sr_writer import (
+    LesionAtTimePoint,
+    LongitudinalChange,
+    ResponseAssessment,
+    write_measurement_report,
+)
 from oncoflow.dicom.volume_builder import InputError, SortedSeries
 from oncoflow.measure.lesion_metrics import volume_ci95
 from oncoflow.measure.longitudinal_comparison import Comparison, ComparisonError, TimePointData, compare
+from oncoflow.measure.rano_response import CRITERIA, choose_targets
 from oncoflow.pacs.orthanc_http import OrthancUnavailable
 from oncoflow.pacs.orthanc_rest import OrthancRest
 from oncoflow.pipeline.brain_extraction import BrainExtraction
 from oncoflow.pipeline.expert_panel import ExpertPanel
 from oncoflow.pipeline.job_store import Job, JobStore
+from oncoflow.pipeline.lesion_tracking import (
+    LESION_PREFIX,
+    TrackedVisit,
+    current_response,
+    first_visit,
+    follow_visit,
+    lesion_row,
+    lesions_of,
+    response_json,
+    response_time_point,
+)
 from oncoflow.pipeline.report_stage import ClinicalReportWriter, ReportError, ReportInputs
 from oncoflow.pipeline.study_input import StudyInput
 from oncoflow.pipeline.time_point import LoadedTimePoint, loaded_time_point, study_date
@@ -149,11 +167,28 @@ class PatientTimeline:
             return cache[orthanc_id]
 
         volumes = [_volume_or_none(s[3].outputs.get("tumour_volume_cm3")) for s in studies]
+        tracked: dict[int, TrackedVisit] = {}
+        to_previous: dict[int, np.ndarray] = {}  # follow-up index -> 4x4 LPS registration to the visit before
+
+        def track(index: int) -> TrackedVisit:
+            if index not in tracked:
+                current = load(index)[0]
+                lesions = lesions_of(current.fused_mask, current.volume, self.settings.lesion_join_distance_mm)
+                if index == 0:
+                    tracked[index] = first_visit(lesions)
+                else:
+                    previous = track(index - 1)
+                    used = sorted({i for k in range(index) for i in (*track(k).tracking_ids.values(),
+                                                                        *track(k).ended_ids)})
+                    tracked[index] = follow_visit(previous, load(index - 1)[0].volume, lesions, current.volume,
+                                                  self._to_previous(studies, index, load, to_previous), used)
+            return tracked[index]
+
         outcome: dict[str, Any] = {}
         for index in range(position, len(studies)):
             orthanc_id = studies[index][2]
             try:
-                result = self._update_time_point(patient_id, studies, index, load, volumes)
+                result = self._update_time_point(patient_id, studies, index, load, volumes, track, to_previous)
             except (ComparisonError, InputError, ValueError) as exc:
                 log.warning("timeline of %s: study %s not compared: %s", patient_id, orthanc_id, exc)
                 self.store.save_time_point(orthanc_id, patient_id, None, None, None, None, str(exc))
@@ -165,8 +200,35 @@ class PatientTimeline:
         outcome["timeline_s"] = round(time.perf_counter() - started, 3)
         return outcome
 
+    def _to_previous(self, studies: list[tuple[date, str, str, Job]], index: int, load: Any,
+                     known: dict[int, np.ndarray]) -> np.ndarray:
+        """The registration (4x4, LPS mm) of visit ``index`` to the visit before it: from this update, else as stored
+        with the time point, else registered now."""
+        if index not in known:
+            row = self.store.time_point(studies[index][2]) or {}
+            stored = row.get("tracking_to_previous_lps")
+            if stored is not None:
+                known[index] = np.asarray(stored, dtype=np.float64).reshape(4, 4)
+            else:
+                known[index] = compare(load(index - 1)[0], load(index)[0], self.settings.change_thresholds,
+                                       self.settings.registration_method).follow_up_to_baseline_lps
+        return known[index]
+
+    def _lesions_and_response(self, studies: list[tuple[date, str, str, Job]], index: int,
+                              track: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The lesions of visit ``index`` (rows) and its response against the first visit (``None`` for the first)."""
+        criteria = CRITERIA[self.settings.response_criteria]
+        rows = [[lesion_row(track(k), lesion, target=False) for lesion in track(k).lesions.lesions]
+                for k in range(index + 1)]
+        visits = [response_time_point(studies[k][0], rows[k], criteria) for k in range(index + 1)]
+        response = current_response(visits, criteria)
+        targets = set(response.targets if response is not None else choose_targets(visits[0], criteria))
+        current = [{**row, "target": row["tracking_id"] in targets} for row in rows[index]]
+        return current, None if response is None else response_json(response, criteria)
+
     def _update_time_point(self, patient_id: str, studies: list[tuple[date, str, str, Job]], index: int,
-                           load: Any, volumes: list[float | None]) -> dict[str, Any]:
+                           load: Any, volumes: list[float | None], track: Any,
+                           to_previous: dict[int, np.ndarray]) -> dict[str, Any]:
         current, stack, seg = load(index)
         orthanc_id, job = studies[index][2], studies[index][3]
         comparison: Comparison | None = None
@@ -181,10 +243,13 @@ class PatientTimeline:
                 baseline, current, self.settings.change_thresholds, self.settings.registration_method,
                 resegment=lambda registered: self.panel.run(registered, self.brain.run(registered)).fusion.mask,
             )
+            if baseline_index == index - 1:
+                to_previous[index] = comparison.follow_up_to_baseline_lps
             prior_row = self.store.time_point(studies[baseline_index][2])
             if prior_row and prior_row.get("sr_sop_instance_uid"):
                 prior_sr = self.rest.instance_dataset(prior_row["sr_sop_instance_uid"])
-        sr = self._write_sr(patient_id, current, stack, seg, job, comparison, prior_sr)
+        lesions, response = self._lesions_and_response(studies, index, track)
+        sr = self._write_sr(patient_id, current, stack, seg, job, comparison, prior_sr, lesions, response)
         reg_uid = None
         if comparison is not None:
             reg = write_spatial_registration(
@@ -203,6 +268,9 @@ class PatientTimeline:
         }
         row: dict[str, Any] = {
             "measurements": measurements, "comparison": None if comparison is None else comparison.as_json(),
+            "lesions": lesions, "response": response,
+            "tracking_to_previous_lps": None if index == 0 else
+            [round(float(v), 8) for v in np.asarray(to_previous[index]).reshape(-1)],
             "seg_sop_instance_uid": str(seg.SOPInstanceUID), "sr_sop_instance_uid": str(sr.SOPInstanceUID),
             "reg_sop_instance_uid": reg_uid, "report_sop_instance_uid": None, "report_error": None,
         }
@@ -210,7 +278,8 @@ class PatientTimeline:
         self.store.save_time_point(orthanc_id, patient_id, current.study_instance_uid,
                                    current.study_date.isoformat(), baseline_uid, row, None)
         outcome = {"sr_sop_instance_uid": str(sr.SOPInstanceUID), "baseline_study_instance_uid": baseline_uid,
-                   "comparison": None if comparison is None else comparison.as_json()}
+                   "comparison": None if comparison is None else comparison.as_json(),
+                   "lesions": lesions, "response": response}
         if self.report is not None:
             try:
                 outcome["report"] = self.report.write(ReportInputs(patient_id, orthanc_id, job, current,
@@ -257,20 +326,23 @@ class PatientTimeline:
         return outcome
 
     def _write_sr(self, patient_id: str, current: TimePointData, stack: SortedSeries, seg: Dataset, job: Job,
-                  comparison: Comparison | None, prior_sr: Dataset | None) -> Dataset:
+                  comparison: Comparison | None, prior_sr: Dataset | None, lesion_rows: list[dict[str, Any]],
+                  response: dict[str, Any] | None) -> Dataset:
+        """The time point's SR: one measurement group per lesion (largest first; the change against the baseline,
+        of the whole tumour, in the first), and the response when there is one."""
         region = str(job.outputs.get("driving_region", "TC"))
-        lesion = LesionAtTimePoint(
-            tracking_id="Lesion 1",
-            tracking_uid=derived_uid("lesion-tracking", patient_id, "1"),
+        common = {
+            "region": region,
+            "segment_number": (region_segment_numbers(seg, region) or [1])[0],
+            "region_volumes_cm3": {r: float(v["volume_cm3"]) for r, v in job.outputs.get("regions", {}).items()
+                                   if v.get("volume_cm3") is not None},
+            "plausibility": job.outputs.get("plausibility", {}).get("verdict"),
+        }
+        lesions = [_sr_lesion(patient_id, row, common) for row in lesion_rows] or [LesionAtTimePoint(
+            tracking_id="Lesion 1", tracking_uid=derived_uid("lesion-tracking", patient_id, "1"),
             volume_cm3=current.measurements.volume_cm3,
             longest_axial_diameter_mm=current.measurements.longest_axial_diameter_mm,
-            max_caliper_mm=current.measurements.max_caliper_mm,
-            region=region,
-            segment_number=(region_segment_numbers(seg, region) or [1])[0],
-            region_volumes_cm3={r: float(v["volume_cm3"]) for r, v in job.outputs.get("regions", {}).items()
-                                if v.get("volume_cm3") is not None},
-            plausibility=job.outputs.get("plausibility", {}).get("verdict"),
-        )
+            max_caliper_mm=current.measurements.max_caliper_mm, **common)]  # no tumour: one empty group
         change = None
         if comparison is not None:
             change = LongitudinalChange(
@@ -296,8 +368,10 @@ class PatientTimeline:
         panel = job.outputs.get("panel", {})
         key = "|".join([str(job.fingerprint), str(comparison.as_json() if comparison else None),
                         str(prior_sr.SOPInstanceUID) if prior_sr is not None else ""])
+        key += f"|{lesion_rows}|{response}"
         sr = write_measurement_report(
-            stack.datasets, seg, lesion, change, list(panel.get("ran", [])), dict(panel.get("skipped", {})), key,
+            stack.datasets, seg, None, change, list(panel.get("ran", [])), dict(panel.get("skipped", {})), key,
+            lesions=lesions, response=None if response is None else _sr_response(response),
         )
         self.rest.store_replacing(sr)
         return sr
@@ -307,3 +381,33 @@ def _volume_or_none(value: Any) -> float | None:
     """A job's ``tumour_volume_cm3`` as a number, or ``None`` when the job measured none (never 0: a missing
     volume taken as 0 became the nadir and pinned every later visit to "progression")."""
     return None if value is None else float(value)
+
+
+_SR_STATUS = {"baseline": "tracked", "continued": "tracked", "merged": "merged", "split": "split", "new": "new"}
+_TARGET_RESPONSE = {"CR": "CR", "PR": "PR", "SD": "SD", "PD": "PD"}  # MR has no target-lesion code (CID 6144)
+
+
+def _sr_lesion(patient_id: str, row: dict[str, Any], common: dict[str, Any]) -> LesionAtTimePoint:
+    """A lesion row of :mod:`oncoflow.pipeline.lesion_tracking` as the SR writer takes it; its tracking UID derives
+    from the patient and the number of its identifier, so it is the same at every visit."""
+    number = str(row["tracking_id"]).removeprefix(LESION_PREFIX)
+
+    def axis(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+        points = row.get(name)
+        return None if not points else (tuple(points[0]), tuple(points[1]))  # type: ignore[return-value]
+
+    return LesionAtTimePoint(
+        tracking_id=str(row["tracking_id"]), tracking_uid=derived_uid("lesion-tracking", patient_id, number),
+        volume_cm3=float(row["volume_cm3"]), longest_axial_diameter_mm=float(row["longest_diameter_mm"]),
+        max_caliper_mm=float(row["max_caliper_mm"]), perpendicular_diameter_mm=float(row["perpendicular_diameter_mm"]),
+        product_mm2=float(row["product_mm2"]), long_axis_lps_mm=axis("long_axis_lps_mm"),
+        perpendicular_axis_lps_mm=axis("perpendicular_axis_lps_mm"), measurable=bool(row["measurable"]),
+        target=bool(row["target"]), status=_SR_STATUS[str(row["status"])], **common)
+
+
+def _sr_response(response: dict[str, Any]) -> ResponseAssessment:
+    return ResponseAssessment(
+        category=response["category"], confirmation=response["confirmation"], method=response["criteria"],
+        target_response=_TARGET_RESPONSE.get(response["category"]) if response["targets"] else None,
+        reasons=tuple(response["reasons"]), baseline_sum=response["baseline_sum"], nadir_sum=response["nadir_sum"],
+        current_sum=response["target_sum"], sum_unit=response["unit"])
