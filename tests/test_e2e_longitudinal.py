@@ -19,6 +19,7 @@ import pytest
 from oncoflow.dicom.registration_writer import read_spatial_registration
 from oncoflow.dicom.sr_writer import read_measurement_report
 from oncoflow.phantoms.longitudinal_phantom import LongitudinalCase, make_longitudinal_case, study_info_kwargs
+from oncoflow.phantoms.multi_lesion_phantom import make_multi_lesion_case, multi_lesion_study_info_kwargs
 from oncoflow.phantoms.phantom_dicom import StudyInfo
 
 from .conftest import Stack, running_stack, write_series
@@ -180,3 +181,74 @@ def test_bad_pairs_fail_clearly_and_keep_the_baseline(stack: Stack, tmp_path: Pa
     _, after = stack.get(f"/oncoflow/patients/{case.patient_id}/timeline")
     kept = next(p for p in after["time_points"] if p["study_instance_uid"] == baseline_uid)
     assert kept == next(p for p in before["time_points"] if p["study_instance_uid"] == baseline_uid)
+
+
+def sr_tracking_identifiers(sr: pydicom.Dataset) -> list[str]:
+    """The Tracking Identifier (DCM 112039) of every measurement group, read from the content tree with pydicom."""
+    found: list[str] = []
+
+    def walk(items: pydicom.Sequence) -> None:
+        for item in items:
+            name = item.ConceptNameCodeSequence[0] if "ConceptNameCodeSequence" in item else None
+            if name is not None and (name.CodingSchemeDesignator, name.CodeValue) == ("DCM", "112039"):
+                found.append(str(item.TextValue))
+            if "ContentSequence" in item:
+                walk(item.ContentSequence)
+
+    walk(sr.ContentSequence)
+    return found
+
+
+def test_two_lesions_over_three_visits_are_tracked_and_assessed(one_expert: Stack, tmp_path: Path) -> None:
+    """Two lesions (13.1 and 6.6 cm3) shrink to a fifth, then the larger grows back to 0.6 of its baseline while
+    the smaller is gone. By RANO 2.0's volumetric rules (PR: the targets' sum at least 65 % below the baseline;
+    PD: at least 40 % above the nadir) the truth gives PR at visit 2 (-80 %) and PD at visit 3 (+99 % from the
+    nadir, although still -60 % from the baseline): each lesion keeps its identifier, the gone one ends.
+
+    Each lesion is told by where it is (its centroid, taken back to the baseline's patient space by the phantom's
+    known head motion, against the drawn centre), not by its volume: the one-expert demo panel over-segments
+    these small lesions on 4.8 mm slices (measured +11 % to +46 %)."""
+    case = make_multi_lesion_case(12, 3, lesion_factors=[[1.0, 0.2, 0.6], [1.0, 0.2, 0.0]], shape=(48, 80, 80),
+                                  anatomy="colin27")
+    truth = [tp.lesion_volumes_cm3 for tp in case.time_points]
+    sums = [sum(v) for v in truth]
+    assert 100 * (sums[1] - sums[0]) / sums[0] <= -65 - 12  # PR with room for the segmentation's error
+    assert 100 * (sums[2] - sums[1]) / sums[1] >= 40 + 15  # PD from the nadir, with room
+    assert 100 * (sums[2] - sums[0]) / sums[0] < -40  # ... while far below the baseline
+    jobs, srs = [], []
+    for index in range(3):
+        info = StudyInfo(**multi_lesion_study_info_kwargs(case, index))
+        directory = tmp_path / f"visit-{index}"
+        datasets = write_series(directory, case.time_points[index].phantom.volume, info)
+        one_expert.push(directory)
+        uid = str(datasets[0].StudyInstanceUID)
+        jobs.append(one_expert.wait_job(uid, timeout_s=300))
+        assert jobs[-1]["state"] == "done", jobs[-1]["error"]
+        (sr,) = oncoflow_srs(one_expert, uid)
+        srs.append(sr)
+    lesions = [job["outputs"]["longitudinal"]["lesions"] for job in jobs]
+    print("\n", [[(r["tracking_id"], r["volume_cm3"], r["status"]) for r in visit] for visit in lesions])
+    # the two lesions at baseline, largest first; the larger (truth lesion 1) keeps "Lesion 1" at every visit
+    assert [r["tracking_id"] for r in lesions[0]] == ["Lesion 1", "Lesion 2"]
+    for visit, rows in enumerate(lesions):
+        to_baseline = case.time_points[visit].motion_to_baseline
+        for row in rows:
+            truth_label = int(row["tracking_id"].removeprefix("Lesion "))  # drawn lesion k at its centre_mm
+            centroid = to_baseline[:3, :3] @ np.asarray(row["centroid_lps_mm"]) + to_baseline[:3, 3]
+            distance_mm = float(np.linalg.norm(centroid - case.lesions[truth_label - 1].centre_mm))
+            assert distance_mm < 6.0, (visit, row["tracking_id"], distance_mm)
+            assert row["volume_cm3"] == pytest.approx(truth[visit][truth_label - 1], rel=0.6), (visit, row)
+    assert {r["tracking_id"] for r in lesions[1]} == {"Lesion 1", "Lesion 2"}
+    assert [r["tracking_id"] for r in lesions[2]] == ["Lesion 1"]  # the smaller one is gone, no new lesion
+    responses = [job["outputs"]["longitudinal"]["response"] for job in jobs]
+    assert responses[0] is None
+    assert (responses[1]["category"], responses[1]["confirmation"]) == ("PR", "preliminary"), responses[1]
+    assert responses[2]["category"] == "PD", responses[2]
+    assert "from the nadir" in " ".join(responses[2]["reasons"])
+    # the SRs name the same lesions (read from the content tree with pydicom alone), and the timeline route too
+    assert [sorted(set(sr_tracking_identifiers(sr))) for sr in srs] == [
+        ["Lesion 1", "Lesion 2"], ["Lesion 1", "Lesion 2"], ["Lesion 1"]]
+    status, timeline = one_expert.get(f"/oncoflow/patients/{case.patient_id}/timeline")
+    assert status == 200
+    assert [[r["tracking_id"] for r in p["lesions"]] for p in timeline["time_points"]] == [
+        [r["tracking_id"] for r in visit] for visit in lesions]
