@@ -6,6 +6,8 @@
 //   BASELINE_UID        its baseline's StudyInstanceUID (required)
 //   EXPECT_SR           JSON of the follow-up SR's values, read back from the PACS by the caller (required):
 //                       {"volume_prior_cm3", "volume_cm3", "percent_change", "flag"}
+//   EXPECT_LESIONS      optional JSON of the follow-up's lesions and response from the timeline route (the caller
+//                       checked them against the SR): {"lesions": [...], "baseline_lesions": [...], "response": {...}}
 //   ARTIFACTS_DIR       where screenshots, console log and timing go (default ./artifacts)
 //   REVIEW_TIMEOUT_MS   how long to wait for each stage (default 90000)
 //
@@ -22,6 +24,53 @@ async function waitForFirstImage(page, timeoutMs) {
   await page.waitForFunction(viewportHasImage, null, { timeout: timeoutMs, polling: 250 });
 }
 
+/**
+ * The lesion table and the response (issue 18) against the route's rows: one row per lesion by tracking ID with
+ * its role, measurability, volume and product, its change against the baseline visit, and the RANO response.
+ */
+async function checkLesions(page, expected) {
+  const rows = page.getByTestId('oncoflow-lesion-row');
+  await rows.first().waitFor({ state: 'visible', timeout: 30000 });
+  const present = await page.locator('[data-testid="oncoflow-lesion-row"]:not([data-status="gone"])').count();
+  assert.equal(present, expected.lesions.length, 'one lesion row per lesion of the follow-up');
+  const before = new Map((expected.baseline_lesions || []).map((l) => [l.tracking_id, l]));
+  for (const lesion of expected.lesions) {
+    const row = page.locator(`[data-testid="oncoflow-lesion-row"][data-tracking-id="${lesion.tracking_id}"]`);
+    assert.equal(await row.count(), 1, `${lesion.tracking_id}: one row`);
+    assert.equal(await row.getAttribute('data-status'), lesion.status);
+    assert.equal(await row.getAttribute('data-target'), String(lesion.target));
+    assert.equal(await row.getAttribute('data-measurable'), String(lesion.measurable));
+    const shown = async (testId) => Number(await row.getByTestId(testId).getAttribute('data-value'));
+    const volume = await shown('oncoflow-lesion-volume');
+    assert.ok(Math.abs(volume - lesion.volume_cm3) < 1e-6, `${lesion.tracking_id}: panel ${volume} cm³, route ${lesion.volume_cm3}`);
+    const product = await shown('oncoflow-lesion-product');
+    assert.ok(Math.abs(product - lesion.product_mm2) < 1e-6, `${lesion.tracking_id}: panel ${product} mm², route ${lesion.product_mm2}`);
+    const role = await row.getByTestId('oncoflow-lesion-role').innerText();
+    assert.ok(role.includes(lesion.target ? ' · target · ' : ' · non-target · '), role);
+    assert.ok(role.includes(lesion.measurable ? ' · measurable' : ' · not measurable'), role);
+    const vsBaseline = row.getByTestId('oncoflow-lesion-vs-baseline');
+    const earlier = before.get(lesion.tracking_id);
+    if (earlier && expected.response && expected.response.unit === 'cm3') {
+      const change = ((lesion.volume_cm3 - earlier.volume_cm3) / earlier.volume_cm3) * 100;
+      const panelChange = Number(await vsBaseline.getAttribute('data-value'));
+      assert.ok(Math.abs(panelChange - change) < 0.01, `${lesion.tracking_id}: panel ${panelChange} %, route rows ${change} %`);
+    } else if (!earlier && lesion.status === 'new') {
+      assert.equal(await vsBaseline.getAttribute('data-kind'), 'new');
+    }
+  }
+  if (expected.response) {
+    const box = page.getByTestId('oncoflow-response');
+    await box.waitFor({ state: 'visible', timeout: 30000 });
+    assert.equal(await box.getAttribute('data-category'), expected.response.category);
+    assert.equal(await box.getAttribute('data-confirmation'), expected.response.confirmation);
+    assert.equal(await box.getAttribute('data-criteria'), expected.response.criteria);
+    const reasons = await page.getByTestId('oncoflow-response-reason').allInnerTexts();
+    assert.deepEqual(reasons, expected.response.reasons);
+    const sum = Number(await page.getByTestId('oncoflow-response-target-sum').getAttribute('data-value'));
+    assert.ok(Math.abs(sum - expected.response.target_sum) < 1e-6, `target sum: panel ${sum}, route ${expected.response.target_sum}`);
+  }
+  await page.getByTestId('oncoflow-lesions').first().screenshot({ path: join(artifactsDir(), 'oncoflow-lesions.png') });
+}
 
 test('the OncoFlow review mode shows the SR numbers, the flag and the SEG overlay', async () => {
   const baseUrl = requiredEnv('ONCOFLOW_URL').replace(/\/$/, '');
@@ -69,6 +118,9 @@ test('the OncoFlow review mode shows the SR numbers, the flag and the SEG overla
       const shown = Number(await row.getByTestId('oncoflow-region-volume').getAttribute('data-value'));
       assert.ok(Math.abs(shown - volume) < 1e-3, `${region}: panel ${shown} cm³, SR ${volume} cm³`);
       assert.equal(await row.getAttribute('data-measured'), region === expected.region ? 'true' : 'false');
+    }
+    if (process.env.EXPECT_LESIONS) {
+      await checkLesions(page, JSON.parse(process.env.EXPECT_LESIONS));
     }
     const reportLink = await page.getByTestId('oncoflow-report-link').first().getAttribute('href');
     assert.match(reportLink, /\/oncoflow\/reports\/[0-9.]+\.pdf$/);

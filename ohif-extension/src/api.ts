@@ -112,6 +112,10 @@ export interface LongitudinalOutput {
   sr_sop_instance_uid?: string | null;
   baseline_study_instance_uid?: string | null;
   comparison?: Comparison | null;
+  /** This visit's lesions (issue 18); absent in jobs stored before. */
+  lesions?: LesionRecord[] | null;
+  /** This visit's response against the first visit; null for the first visit, absent in jobs stored before. */
+  response?: ResponseAssessment | null;
   report?: ReportOutcome | null;
   error?: string;
 }
@@ -174,6 +178,62 @@ export interface TimePointMeasurements {
   max_caliper_mm: number;
 }
 
+/** A lesion's tracking status at a visit (`lesion_tracking.lesion_row`). */
+export type LesionStatus = 'baseline' | 'continued' | 'merged' | 'split' | 'new';
+
+/** A pair of points, patient LPS mm: a diameter's two endpoints. */
+export type LpsSegment = [[number, number, number], [number, number, number]];
+
+/** One lesion of one visit (`oncoflow.pipeline.lesion_tracking.lesion_row`). */
+export interface LesionRecord {
+  /** The label in the visit's own lesion image (1 = largest). */
+  label: number;
+  /** `Lesion 1`, …: the same lesion keeps it across visits; a new one takes a number never used. */
+  tracking_id: string;
+  status: LesionStatus | string;
+  /** Identifiers of the lesions merged into this one (besides its own). */
+  merged_ids: string[];
+  /** The identifier of the lesion this part split off from. */
+  split_from: string | null;
+  /** A RANO target lesion (chosen at the first visit; later, the response's `targets`). */
+  target: boolean;
+  volume_cm3: number;
+  longest_diameter_mm: number;
+  perpendicular_diameter_mm: number;
+  /** Bidimensional product (longest × perpendicular diameter). */
+  product_mm2: number;
+  max_caliper_mm: number;
+  measurable: boolean;
+  /** Why it is not measurable (empty when measurable). */
+  not_measurable: string[];
+  centroid_lps_mm: [number, number, number];
+  long_axis_lps_mm: LpsSegment | null;
+  perpendicular_axis_lps_mm: LpsSegment | null;
+}
+
+export type ResponseCategory = 'CR' | 'PR' | 'MR' | 'SD' | 'PD';
+
+/** A visit's response against the first visit (`oncoflow.pipeline.lesion_tracking.response_json`). */
+export interface ResponseAssessment {
+  /** e.g. `RANO 2.0, volumetric`. */
+  criteria: string;
+  category: ResponseCategory | string;
+  /** `preliminary`, `confirmed` or `not needed`. */
+  confirmation: string;
+  /** e.g. `PR (preliminary)`. */
+  label: string;
+  /** Tracking identifiers of the target lesions. */
+  targets: string[];
+  /** Unit of the sums: `cm3` (volumes), `mm2` (products) or `mm` (diameters). */
+  unit: 'cm3' | 'mm2' | 'mm' | string;
+  target_sum: number | null;
+  baseline_sum: number | null;
+  nadir_sum: number | null;
+  change_from_baseline_percent: number | null;
+  change_from_nadir_percent: number | null;
+  reasons: string[];
+}
+
 export interface TimePoint {
   study_instance_uid: string;
   /** `YYYY-MM-DD`. */
@@ -188,6 +248,10 @@ export interface TimePoint {
   reg_sop_instance_uid?: string | null;
   report_sop_instance_uid?: string | null;
   report_error?: string | null;
+  /** The visit's lesions (issue 18); absent in time points stored before. */
+  lesions?: LesionRecord[] | null;
+  /** The visit's response against the first visit; null for the first, absent in time points stored before. */
+  response?: ResponseAssessment | null;
 }
 
 /** `GET /oncoflow/patients/{PatientID}/timeline`. */

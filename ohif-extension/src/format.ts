@@ -56,6 +56,30 @@ export function formatMillimetres(value: number | null | undefined): string {
   return isNumber(value) ? `${value.toFixed(1)} mm` : MISSING;
 }
 
+/** `412.5 mm²`. */
+export function formatArea(value: number | null | undefined): string {
+  return isNumber(value) ? `${value.toFixed(1)} mm²` : MISSING;
+}
+
+/** A sum of target lesions in the response's unit (`cm3`, `mm2` or `mm`). */
+export function formatInUnit(value: number | null | undefined, unit: string): string {
+  switch (unit) {
+    case 'cm3':
+      return formatVolume(value);
+    case 'mm2':
+      return formatArea(value);
+    case 'mm':
+      return formatMillimetres(value);
+    default:
+      return isNumber(value) ? `${value} ${unit}` : MISSING;
+  }
+}
+
+/** The response's unit as text: `cm³`, `mm²`, `mm`. */
+export function unitText(unit: string): string {
+  return unit === 'cm3' ? 'cm³' : unit === 'mm2' ? 'mm²' : unit;
+}
+
 export function formatSeconds(value: number | null | undefined): string {
   if (!isNumber(value)) {
     return MISSING;

@@ -50,6 +50,12 @@ export const PANEL_CSS = `
 .oncoflow-panel .of-chart-point { fill: #5acce6; }
 .oncoflow-panel .of-chart-point.of-focus { fill: #fbbf24; }
 .oncoflow-panel .of-chart-point.of-baseline { fill: #e2e8f0; }
+.oncoflow-panel .of-chart-sum { fill: none; stroke: #f472b6; stroke-width: 1.5; stroke-dasharray: 4 2; }
+.oncoflow-panel .of-chart-sum-point { fill: #f472b6; }
+.oncoflow-panel tbody.of-lesion td.of-reason { padding-top: 0; padding-left: 10px; }
+.oncoflow-panel tbody.of-lesion tr:first-child td { padding-top: 4px; }
+.oncoflow-panel .of-legend-volume { color: #5acce6; }
+.oncoflow-panel .of-legend-sum { color: #f472b6; }
 `;
 
 /** Adds the stylesheet to `document` unless it is there already. */

@@ -6,6 +6,9 @@
  * The y axis starts at 0 and reaches the largest volume and interval, but at most
  * `CI_AXIS_FACTOR` times the largest volume: a wild interval (experts that disagree by
  * thousands of cm³) is clipped to the plot and flagged, so the volumes stay readable.
+ *
+ * A second line, optional, is the sum of the target lesions per visit (the response's `target_sum`, RANO's
+ * SPD or volume sum). In cm³ it shares the volume axis; in mm² or mm it gets its own axis on the right.
  */
 
 import type { Interval } from './api';
@@ -18,6 +21,8 @@ export interface ChartPointInput {
   ci95Cm3: Interval | null;
   isFocus: boolean;
   isBaseline: boolean;
+  /** Sum of the target lesions at this visit, in the series' unit; null or absent when not known. */
+  targetSum?: number | null;
 }
 
 export interface ChartPoint {
@@ -51,6 +56,29 @@ export interface ChartBox {
   bottom: number;
 }
 
+export interface SumPoint {
+  studyInstanceUid: string;
+  studyDate: string;
+  value: number;
+  x: number;
+  y: number;
+}
+
+/** The target-lesion sum line. */
+export interface SumSeries {
+  /** `cm3`, `mm2` or `mm` (the response's unit). */
+  unit: string;
+  /** True when it has its own axis (right); false when it shares the volume axis (cm³). */
+  ownAxis: boolean;
+  /** Top of its axis, in its unit (the volume axis' top when shared). */
+  yMax: number;
+  /** Right-hand axis labels; empty when the axis is shared. */
+  ticks: ChartTick[];
+  points: SumPoint[];
+  /** SVG path through the points in date order ('' with fewer than two). */
+  linePath: string;
+}
+
 export interface TimelineChartModel {
   width: number;
   height: number;
@@ -67,6 +95,8 @@ export interface TimelineChartModel {
   clippedIntervals: boolean;
   /** Time points left out: no date or no volume (e.g. a failed time point). */
   omitted: string[];
+  /** The target-lesion sum line; null when no drawn point has a sum. */
+  targetSum: SumSeries | null;
 }
 
 export interface ChartLayout {
@@ -82,6 +112,9 @@ export const DEFAULT_CHART_LAYOUT: ChartLayout = {
 };
 
 const DAY_MS = 86_400_000;
+
+/** Right margin with a sum axis of its own (room for its labels). */
+export const SUM_AXIS_MARGIN = 36;
 
 /** The axis reaches at most this many times the largest volume, however wide an interval. */
 export const CI_AXIS_FACTOR = 2;
@@ -124,16 +157,19 @@ function tickLabel(value: number, step: number): string {
   return value.toFixed(decimals);
 }
 
+function isFiniteNumber(value: number | null | undefined): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+/**
+ * `sumUnit`: the unit of the inputs' `targetSum` (`cm3` shares the volume axis); without it, or when no
+ * drawn point has a sum, there is no sum line.
+ */
 export function buildTimelineChart(
   inputs: readonly ChartPointInput[],
   layout: ChartLayout = DEFAULT_CHART_LAYOUT,
+  sumUnit: string | null = null,
 ): TimelineChartModel {
-  const plot: ChartBox = {
-    left: layout.margin.left,
-    right: layout.width - layout.margin.right,
-    top: layout.margin.top,
-    bottom: layout.height - layout.margin.bottom,
-  };
   const usable: Array<ChartPointInput & { day: number; volumeCm3: number }> = [];
   const omitted: string[] = [];
   for (const input of inputs) {
@@ -146,9 +182,24 @@ export function buildTimelineChart(
   }
   usable.sort((a, b) => a.day - b.day);
 
+  const withSum = sumUnit ? usable.filter((p) => isFiniteNumber(p.targetSum)) : [];
+  const sumShared = sumUnit === 'cm3';
+  const sumOwnAxis = withSum.length > 0 && !sumShared;
+  const plot: ChartBox = {
+    left: layout.margin.left,
+    right: layout.width - (sumOwnAxis ? Math.max(layout.margin.right, SUM_AXIS_MARGIN) : layout.margin.right),
+    top: layout.margin.top,
+    bottom: layout.height - layout.margin.bottom,
+  };
+
+  const largestSharedSum = sumShared ? withSum.reduce((max, p) => Math.max(max, p.targetSum as number), 0) : 0;
   const largestVolume = usable.reduce((max, p) => Math.max(max, p.volumeCm3), 0);
   const largestBound = usable.reduce((max, p) => Math.max(max, p.ci95Cm3 ? p.ci95Cm3[1] : 0), 0);
-  const axisTarget = Math.max(largestVolume, Math.min(largestBound, largestVolume * CI_AXIS_FACTOR));
+  const axisTarget = Math.max(
+    largestVolume,
+    largestSharedSum,
+    Math.min(largestBound, Math.max(largestVolume, largestSharedSum) * CI_AXIS_FACTOR),
+  );
   const yMaxCm3 = niceCeiling(axisTarget * 1.05);
   const clamp = (cm3: number): number => Math.min(Math.max(0, cm3), yMaxCm3);
   const yOf = (cm3: number): number => round2(plot.bottom - (clamp(cm3) / yMaxCm3) * (plot.bottom - plot.top));
@@ -190,6 +241,31 @@ export function buildTimelineChart(
   }));
   const xTicks: ChartTick[] = dateTicks(points, layout.width);
 
+  let targetSum: SumSeries | null = null;
+  if (sumUnit && withSum.length) {
+    const sumMax = sumShared ? yMaxCm3 : niceCeiling(withSum.reduce((max, p) => Math.max(max, p.targetSum as number), 0) * 1.05);
+    const ySum = (value: number): number =>
+      round2(plot.bottom - (Math.min(Math.max(0, value), sumMax) / sumMax) * (plot.bottom - plot.top));
+    const sumPoints: SumPoint[] = withSum.map((p) => ({
+      studyInstanceUid: p.studyInstanceUid,
+      studyDate: p.studyDate,
+      value: p.targetSum as number,
+      x: xOf(p.day),
+      y: ySum(p.targetSum as number),
+    }));
+    const sumStep = sumMax / 4;
+    targetSum = {
+      unit: sumUnit,
+      ownAxis: !sumShared,
+      yMax: sumMax,
+      ticks: sumShared
+        ? []
+        : [0, 1, 2, 3, 4].map((i) => ({ position: ySum(i * sumStep), label: tickLabel(i * sumStep, sumStep), anchor: 'start' as const })),
+      points: sumPoints,
+      linePath: sumPoints.length < 2 ? '' : sumPoints.map((p, i) => `${i === 0 ? 'M' : 'L'}${p.x},${p.y}`).join(' '),
+    };
+  }
+
   return {
     width: layout.width,
     height: layout.height,
@@ -202,6 +278,7 @@ export function buildTimelineChart(
     yMaxCm3,
     clippedIntervals: points.some((p) => p.ciClipped),
     omitted,
+    targetSum,
   };
 }
 

@@ -3,7 +3,7 @@
  * (`Job.as_json` + history/refinements, `PatientTimeline` rows, `Comparison.as_json`).
  */
 
-import type { Comparison, PatientTimeline, StudyJob, TimePoint } from '../src/api';
+import type { Comparison, LesionRecord, PatientTimeline, ResponseAssessment, StudyJob, TimePoint } from '../src/api';
 
 export const PATIENT_ID = 'ONC 001/A';
 export const BASELINE_UID = '1.2.826.0.1.3680043.8.498.1001';
@@ -182,4 +182,93 @@ export function failedJob(studyUid: string = FOLLOW_UP_UID): StudyJob {
       { at: 1_713_171_602, message: 'failed: no usable MR series: every series has fewer than 8 slices' },
     ],
   };
+}
+
+// -- lesion by lesion (issue 18) -------------------------------------------------------------
+
+/** One lesion row as `lesion_tracking.lesion_row` writes it. */
+export function lesion(trackingId: string, volumeCm3: number, productMm2: number, overrides: Partial<LesionRecord> = {}): LesionRecord {
+  return {
+    label: Number(trackingId.replace(/\D/g, '')) || 1,
+    tracking_id: trackingId,
+    status: 'continued',
+    merged_ids: [],
+    split_from: null,
+    target: true,
+    volume_cm3: volumeCm3,
+    longest_diameter_mm: Math.round(Math.sqrt(productMm2) * 12) / 10,
+    perpendicular_diameter_mm: Math.round(Math.sqrt(productMm2) * 8) / 10,
+    product_mm2: productMm2,
+    max_caliper_mm: Math.round(Math.sqrt(productMm2) * 13) / 10,
+    measurable: true,
+    not_measurable: [],
+    centroid_lps_mm: [10.5, -20.25, 30],
+    long_axis_lps_mm: [[0, 0, 30], [20, 0, 30]],
+    perpendicular_axis_lps_mm: [[10, -8, 30], [10, 8, 30]],
+    ...overrides,
+  };
+}
+
+export function response(overrides: Partial<ResponseAssessment> = {}): ResponseAssessment {
+  return {
+    criteria: 'RANO 2.0, volumetric',
+    category: 'SD',
+    confirmation: 'not needed',
+    label: 'SD',
+    targets: ['Lesion 1', 'Lesion 2'],
+    unit: 'cm3',
+    target_sum: 15.5,
+    baseline_sum: 14,
+    nadir_sum: 14,
+    change_from_baseline_percent: 10.71,
+    change_from_nadir_percent: 10.71,
+    reasons: ['sum of target volumes +10.7% from baseline, within -65% to +40%'],
+    ...overrides,
+  };
+}
+
+/**
+ * Three visits, two lesions at baseline: Lesion 1 grows (10 -> 12.5 -> 15 cm³), Lesion 2 shrinks
+ * (4 -> 3 -> 1 cm³), and Lesion 3 appears at the third visit, too small to measure.
+ */
+export function lesionTimeline(): PatientTimeline {
+  return timeline([
+    baselineTimePoint({
+      lesions: [
+        lesion('Lesion 1', 10, 400, { status: 'baseline' }),
+        lesion('Lesion 2', 4, 150, { label: 2, status: 'baseline' }),
+      ],
+      response: null,
+    }),
+    followUpTimePoint({
+      lesions: [lesion('Lesion 1', 12.5, 480), lesion('Lesion 2', 3, 120, { label: 2 })],
+      response: response(),
+    }),
+    followUpTimePoint({
+      study_instance_uid: THIRD_UID,
+      study_date: '2024-07-15',
+      baseline_study_instance_uid: FOLLOW_UP_UID,
+      measurements: { volume_cm3: 16.8, volume_ci95_cm3: [16.1, 17.5], experts_mean_volume_cm3: 16.8, longest_axial_diameter_mm: 38, max_caliper_mm: 40 },
+      lesions: [
+        lesion('Lesion 1', 15, 560),
+        lesion('Lesion 2', 1, 50, { label: 2 }),
+        lesion('Lesion 3', 0.8, 30, {
+          label: 3,
+          status: 'new',
+          target: false,
+          measurable: false,
+          not_measurable: ['longest diameter 6.6 mm < 10 mm'],
+        }),
+      ],
+      response: response({
+        category: 'PD',
+        confirmation: 'preliminary',
+        label: 'PD (preliminary)',
+        target_sum: 16,
+        change_from_baseline_percent: 14.29,
+        change_from_nadir_percent: 14.29,
+        reasons: ['new lesion: Lesion 3', 'sum of target volumes +14.3% from the nadir'],
+      }),
+    }),
+  ]);
 }

@@ -6,7 +6,7 @@ import type { OncoFlowApi, PatientTimeline, RefineRequest, RefineResult, StudyJo
 import { OncoFlowApiError, reportPdfUrl } from '../src/api';
 import { OncoFlowPanel } from '../src/components/OncoFlowPanel';
 import type { SeriesShown, ViewerBridge, ViewerPoint, ViewportLink } from '../src/viewerBridge';
-import { BASELINE_UID, doneJob, FOLLOW_UP_UID, PATIENT_ID, runningJob, timeline } from './fixtures';
+import { BASELINE_UID, doneJob, FOLLOW_UP_UID, lesionTimeline, PATIENT_ID, runningJob, THIRD_UID, timeline } from './fixtures';
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -259,5 +259,44 @@ describe('OncoFlow panel', () => {
     expect(byTestId('oncoflow-job-state')?.textContent).toBe('No OncoFlow job for this study');
     expect(container.textContent).toContain(`No OncoFlow time point for patient ${PATIENT_ID} yet.`);
     expect(byTestId('oncoflow-timeline-chart')).toBeNull();
+  });
+
+  it('shows the lesion table, the response and the target sum line of the visit in view', async () => {
+    await renderPanel(fakeApi([doneJob(THIRD_UID)], lesionTimeline()), fakeViewer([THIRD_UID, FOLLOW_UP_UID]));
+    const rows = [...container.querySelectorAll('[data-testid="oncoflow-lesion-row"]')];
+    expect(rows.map((r) => [r.getAttribute('data-tracking-id'), r.getAttribute('data-status'), r.getAttribute('data-target')])).toEqual([
+      ['Lesion 1', 'continued', 'true'],
+      ['Lesion 2', 'continued', 'true'],
+      ['Lesion 3', 'new', 'false'],
+    ]);
+    const cell = (row: Element | undefined, id: string) => row?.querySelector(`[data-testid="${id}"]`);
+    expect(cell(rows[0], 'oncoflow-lesion-volume')?.getAttribute('data-value')).toBe('15');
+    expect(cell(rows[0], 'oncoflow-lesion-volume')?.textContent).toBe('15.00');
+    expect(cell(rows[0], 'oncoflow-lesion-product')?.getAttribute('data-value')).toBe('560');
+    expect(cell(rows[0], 'oncoflow-lesion-vs-baseline')?.textContent).toBe('+50.0 %');
+    expect(cell(rows[1], 'oncoflow-lesion-vs-previous')?.getAttribute('data-value')).toBe('-66.67');
+    expect(cell(rows[2], 'oncoflow-lesion-vs-baseline')?.getAttribute('data-kind')).toBe('new');
+    expect(cell(rows[2], 'oncoflow-lesion-role')?.textContent).toBe('new · non-target · not measurable: longest diameter 6.6 mm < 10 mm');
+
+    const responseBox = byTestId('oncoflow-response');
+    expect(responseBox?.getAttribute('data-category')).toBe('PD');
+    expect(responseBox?.getAttribute('data-confirmation')).toBe('preliminary');
+    expect(responseBox?.getAttribute('data-criteria')).toBe('RANO 2.0, volumetric');
+    expect(byTestId('oncoflow-response-category')?.textContent).toBe('PD · Progressive disease');
+    expect([...container.querySelectorAll('[data-testid="oncoflow-response-reason"]')].map((r) => r.textContent)).toEqual([
+      'new lesion: Lesion 3',
+      'sum of target volumes +14.3% from the nadir',
+    ]);
+    const sums = [...container.querySelectorAll('[data-testid="oncoflow-timeline-sum-point"]')].map((p) => p.getAttribute('data-value'));
+    expect(sums).toEqual(['14', '15.5', '16']);
+    expect(byTestId('oncoflow-timeline-legend')?.textContent).toContain('target lesion sum (cm³)');
+  });
+
+  it('shows no lesion row and no response for a study analysed before lesion tracking', async () => {
+    await renderPanel(fakeApi([doneJob()]), fakeViewer([FOLLOW_UP_UID, BASELINE_UID]));
+    expect(container.querySelectorAll('[data-testid="oncoflow-lesion-row"]')).toHaveLength(0);
+    expect(byTestId('oncoflow-response')).toBeNull();
+    expect(byTestId('oncoflow-response-note')?.textContent).toContain('before lesion tracking');
+    expect(byTestId('oncoflow-timeline-sum-line')).toBeNull();
   });
 });

@@ -115,3 +115,53 @@ describe('chart helpers', () => {
     expect(niceCeiling(0)).toBe(1);
   });
 });
+
+describe('timeline chart: the sum of target lesions', () => {
+  const withSums: ChartPointInput[] = [
+    { ...point('a', '2024-01-15', 12, null), targetSum: 400 },
+    { ...point('b', '2024-04-15', 16, null), targetSum: 520 },
+    { ...point('c', '2024-07-15', null, null), targetSum: 610 }, // no volume: left off, its sum too
+    { ...point('d', '2024-10-15', 18, null), targetSum: null },
+  ];
+
+  it('has no sum line without a unit, or when no point has a sum', () => {
+    expect(buildTimelineChart(withSums).targetSum).toBeNull();
+    expect(buildTimelineChart(series, undefined, 'mm2').targetSum).toBeNull();
+    expect(buildTimelineChart(series).plot.right).toBe(300 - 14); // the layout's margin as before
+  });
+
+  it('in mm² gets its own right axis, scaled to the sums, at the volume points’ x', () => {
+    const chart = buildTimelineChart(withSums, undefined, 'mm2');
+    const sum = chart.targetSum!;
+    expect(sum).toMatchObject({ unit: 'mm2', ownAxis: true, yMax: 1000 });
+    expect(chart.plot.right).toBe(300 - 36);
+    expect(sum.points.map((p) => [p.studyInstanceUid, p.value])).toEqual([['a', 400], ['b', 520]]);
+    expect(sum.points.map((p) => p.x)).toEqual(chart.points.slice(0, 2).map((p) => p.x));
+    expect(sum.points[1]!.y).toBeLessThan(sum.points[0]!.y); // larger sum higher
+    expect(sum.points.every((p) => p.y >= chart.plot.top && p.y <= chart.plot.bottom)).toBe(true);
+    expect(sum.ticks.map((t) => t.label)).toEqual(['0', '250', '500', '750', '1000']);
+    expect(sum.ticks.every((t) => t.anchor === 'start')).toBe(true);
+    expect(sum.linePath).toBe(`M${sum.points[0]!.x},${sum.points[0]!.y} L${sum.points[1]!.x},${sum.points[1]!.y}`);
+    expect(chart.yMaxCm3).toBe(20); // the volume axis ignores the mm² sums
+  });
+
+  it('in cm³ shares the volume axis, which then reaches the largest sum', () => {
+    const chart = buildTimelineChart(
+      [
+        { ...point('a', '2024-01-15', 12, null), targetSum: 11 },
+        { ...point('b', '2024-04-15', 16, null), targetSum: 24 },
+      ],
+      undefined,
+      'cm3',
+    );
+    expect(chart.targetSum).toMatchObject({ unit: 'cm3', ownAxis: false, ticks: [] });
+    expect(chart.targetSum?.yMax).toBe(chart.yMaxCm3);
+    expect(chart.yMaxCm3).toBeGreaterThanOrEqual(24);
+    expect(chart.plot.right).toBe(300 - 14);
+    // same axis: a sum equal to a volume sits at the same height
+    const [a] = chart.points;
+    const sameAxis = buildTimelineChart([{ ...point('a', '2024-01-15', 12, null), targetSum: 12 }], undefined, 'cm3');
+    expect(sameAxis.targetSum?.points[0]?.y).toBe(sameAxis.points[0]?.y);
+    expect(a?.y).toBeGreaterThan(chart.targetSum!.points[1]!.y);
+  });
+});

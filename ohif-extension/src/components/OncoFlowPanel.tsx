@@ -5,9 +5,11 @@ import type { ViewerBridge } from '../viewerBridge';
 import { ChangeSummary } from './ChangeSummary';
 import { ExpertTable } from './ExpertTable';
 import { JobStatus } from './JobStatus';
+import { LesionTable } from './LesionTable';
 import { RegionTable } from './RegionTable';
 import { RefineControl } from './RefineControl';
 import { ReportLink, type PdfOpener } from './ReportLink';
+import { ResponseSummary } from './ResponseSummary';
 import { TimelineChart } from './TimelineChart';
 import { usePanelData } from './usePanelData';
 import { useRefineTool } from './useRefineTool';
@@ -101,6 +103,8 @@ export function OncoFlowPanel({ api, viewer, pollIntervalMs, timeZone, pdfOpener
         </div>
       ) : null}
       <ChangeSummary flag={view.flag} volumes={view.volumes} comparison={view.comparison} />
+      <ResponseSummary response={view.response} note={view.responseNote} />
+      <LesionTable lesions={view.lesions} />
       <TimelineChart chart={view.chart} timePoints={view.timePoints} note={view.timelineNote} />
       <RegionTable regions={view.regions} />
       <ExpertTable experts={view.experts} agreement={view.agreement} />

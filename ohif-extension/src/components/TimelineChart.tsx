@@ -1,6 +1,6 @@
 import type { TimePointRow } from '../panelModel';
 import type { TimelineChartModel } from '../timelineChartModel';
-import { formatVolume } from '../format';
+import { formatInUnit, formatVolume, unitText } from '../format';
 
 export interface TimelineChartProps {
   chart: TimelineChartModel | null;
@@ -10,6 +10,7 @@ export interface TimelineChartProps {
 
 /** Fused volume per time point with its 95 % interval band, drawn from precomputed geometry. */
 export function TimelineChart({ chart, timePoints, note }: TimelineChartProps) {
+  const sum = chart?.targetSum ?? null;
   return (
     <section>
       <h3>Volume timeline</h3>
@@ -20,7 +21,7 @@ export function TimelineChart({ chart, timePoints, note }: TimelineChartProps) {
           viewBox={`0 0 ${chart.width} ${chart.height}`}
           width="100%"
           role="img"
-          aria-label="Tumour volume over time with 95% interval"
+          aria-label={`Tumour volume over time with 95% interval${sum ? ', and the sum of target lesions' : ''}`}
         >
           {chart.yTicks.map((tick) => (
             <g key={`y${tick.label}`}>
@@ -38,6 +39,34 @@ export function TimelineChart({ chart, timePoints, note }: TimelineChartProps) {
           ))}
           {chart.bandPath ? <path className="of-chart-band" d={chart.bandPath} data-testid="oncoflow-timeline-band" /> : null}
           {chart.linePath ? <path className="of-chart-line" d={chart.linePath} /> : null}
+          {sum?.ownAxis
+            ? sum.ticks.map((tick) => (
+                <text key={`s${tick.label}`} x={chart.plot.right + 4} y={tick.position + 3} textAnchor={tick.anchor}>
+                  {tick.label}
+                </text>
+              ))
+            : null}
+          {sum?.ownAxis ? (
+            <text x={chart.plot.right} y={chart.plot.top - 2} textAnchor="end">
+              {unitText(sum.unit)}
+            </text>
+          ) : null}
+          {sum?.linePath ? <path className="of-chart-sum" d={sum.linePath} data-testid="oncoflow-timeline-sum-line" /> : null}
+          {sum?.points.map((p) => (
+            <rect
+              key={`sum-${p.studyInstanceUid}`}
+              className="of-chart-sum-point"
+              x={p.x - 2.5}
+              y={p.y - 2.5}
+              width={5}
+              height={5}
+              data-testid="oncoflow-timeline-sum-point"
+              data-study-instance-uid={p.studyInstanceUid}
+              data-value={String(p.value)}
+            >
+              <title>{`${p.studyDate}: target lesions ${formatInUnit(p.value, sum.unit)}`}</title>
+            </rect>
+          ))}
           {chart.points.map((p) => (
             <g key={p.studyInstanceUid}>
               {p.ci95Cm3 ? <line className="of-chart-ci" x1={p.x} x2={p.x} y1={p.yUpper} y2={p.yLower} /> : null}
@@ -60,6 +89,12 @@ export function TimelineChart({ chart, timePoints, note }: TimelineChartProps) {
             cm³
           </text>
         </svg>
+      ) : null}
+      {sum && chart?.points.length ? (
+        <div className="of-muted" data-testid="oncoflow-timeline-legend">
+          <span className="of-legend-volume">● volume (cm³)</span>{' '}
+          <span className="of-legend-sum">■ target lesion sum ({unitText(sum.unit)}{sum.ownAxis ? ', right axis' : ''})</span>
+        </div>
       ) : null}
       {chart?.clippedIntervals ? (
         <div className="of-muted" data-testid="oncoflow-timeline-clipped">
