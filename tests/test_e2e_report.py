@@ -38,6 +38,7 @@ from reportlab.pdfgen.canvas import Canvas
 from oncoflow.dicom.encapsulated_pdf_writer import read_encapsulated_pdf
 from oncoflow.dicom.sr_writer import read_measurement_report
 from oncoflow.phantoms.longitudinal_phantom import make_longitudinal_case
+from oncoflow.pipeline.report_stage import lesion_views
 from oncoflow.report.signed_pdf_check import check_signed_pdf
 
 from .conformance_statement import coded_concepts, table_after
@@ -222,6 +223,16 @@ def test_report_shows_the_sr_numbers_and_no_phi(stack: Stack, reported_patient: 
     for expert in reported_patient["jobs"][1]["outputs"]["panel"]["ran"]:
         assert expert in text
     assert "Electronically signed by" in text
+    # lesion by lesion (when the timeline tracked them): each lesion and the suggested response, as stored
+    current = reported_patient["timeline"][2]
+    for lesion in current.get("lesions") or ():
+        assert lesion["tracking_id"] in text, lesion
+    if current.get("response"):
+        flat = " ".join(text.split())
+        response = current["response"]
+        assert f"Suggested response: {response['label']}" in flat and f"Criteria: {response['criteria']}." in flat
+        assert response["target_sum"] is None or f"{response['target_sum']:.2f}" in flat
+        assert flat.index("Suggested response") < flat.index("Clinical summary")
     summary = text.split("Clinical summary", 1)[1].split("Summary ", 1)[0]
     assert re.search(r"\d", summary), summary
     # every number of the summary is one the timeline holds (findings rebuilt here from the timeline route)
@@ -261,14 +272,32 @@ def test_report_pages_render_with_the_overlay(stack: Stack, reported_patient: di
     prefix = reported_patient["dir"] / "page"
     subprocess.run(["pdftoppm", "-png", "-r", "60", str(path), str(prefix)], check=True)
     pages = sorted(reported_patient["dir"].glob("page-*.png"))
-    assert len(pages) == 3, pages
+    lesions = reported_patient["timeline"][2].get("lesions")
+    # the lesions (when the timeline tracked them) flow on from page 1: a page more, or none when page 1 holds them
+    assert len(pages) in ((3, 4) if lesions is not None else (3,)), pages
+
+    def page_with(words: str) -> int:
+        return next(k for k in range(1, len(pages) + 1) if words in subprocess.run(
+            ["pdftotext", "-f", str(k), "-l", str(k), str(path), "-"], capture_output=True, text=True,
+            check=True).stdout)
+
     artifacts = Path(stack.settings.home) / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     for page in pages:
         shutil.copy(page, artifacts / f"report-{page.name}")
-    overlay_page = np.asarray(Image.open(pages[1]).convert("RGB")).astype(int)
+    overlay_page = np.asarray(Image.open(pages[page_with("Segmentation overlays") - 1]).convert("RGB")).astype(int)
     red = (overlay_page[..., 0] > 180) & (overlay_page[..., 1] < 110) & (overlay_page[..., 2] < 110)
     assert red.sum() > 50, red.sum()  # the fused mask drawn over both time points
+    if lesions:  # the lesion view (read at 150 dpi): the mask's outline, and the long axis in cyan
+        page = str(page_with("Lesion views"))
+        subprocess.run(["pdftoppm", "-png", "-r", "150", "-f", page, "-l", page, str(path),
+                        str(reported_patient["dir"] / "lesions")], check=True)
+        (rendered,) = reported_patient["dir"].glob("lesions-*.png")
+        lesion_page = np.asarray(Image.open(rendered).convert("RGB")).astype(int)
+        r, g, b = lesion_page[..., 0], lesion_page[..., 1], lesion_page[..., 2]
+        assert ((r > 180) & (g < 110) & (b < 110)).sum() > 10
+        if any(view.long_axis_lps_mm for view in lesion_views(reported_patient["timeline"][2])):
+            assert ((r < 90) & (g > 170) & (b > 190)).sum() > 5
     first_page = np.asarray(Image.open(pages[0]).convert("L"))
     assert (first_page < 128).mean() > 0.01  # text on the first page
 

@@ -3,7 +3,7 @@
 Runs after a time point's SR is stored (:mod:`.patient_timeline`). It reads the numbers the
 timeline stored (never recomputes them), retrieves the patient's notes (:mod:`oncoflow_rag`),
 writes the summary (deterministic, or by the configured LLM with its numbers checked),
-draws the overlays and the volume plot, lays out the PDF, signs it with the configured
+draws the overlays, the lesion views and the volume plot, lays out the PDF, signs it with the configured
 key (PAdES) and stores it as an Encapsulated PDF that references the SEG and SR, replacing
 the study's earlier report. A report that cannot be signed is not stored: the job says why.
 """
@@ -30,8 +30,16 @@ from oncoflow.measure.longitudinal_comparison import TimePointData
 from oncoflow.pacs.orthanc_rest import OrthancRest
 from oncoflow.pipeline.job_store import Job, JobStore
 from oncoflow.pipeline.notes_service import NotesService
+from oncoflow.report.lesion_content import LesionChange, LesionRow, ResponseSummary
 from oncoflow.report.pdf_signature import sign_pdf
-from oncoflow.report.report_figures import TimePointImage, VolumePoint, overlay_figure, volume_plot
+from oncoflow.report.report_figures import (
+    LesionAxes,
+    TimePointImage,
+    VolumePoint,
+    lesion_axes_figure,
+    overlay_figure,
+    volume_plot,
+)
 from oncoflow.report.report_pdf import REPORT_TITLE, ExpertRow, RegionRow, ReportContent, render_report_pdf
 from oncoflow.report.signing_certificates import SigningConfigError, load_signer
 from oncoflow.security.access_audit import AccessAudit
@@ -44,6 +52,9 @@ NOTES_QUERY = ("brain tumour diagnosis histology pathology molecular markers; su
                "treatment history; neurological symptoms and clinical course")
 NOTES_PASSAGES = 4
 SEX_NAMES = {"F": "female", "M": "male", "O": "other"}
+
+
+MAX_LESION_VIEWS = 3  # the report draws at most this many target lesions, largest first
 
 
 class ReportError(RuntimeError):
@@ -108,6 +119,126 @@ def patient_identity(patient_id: str, image: Dataset) -> PatientIdentity:
     others = tuple(str(image.get(k, "")) for k in ("AccessionNumber", "OtherPatientIDs") if image.get(k))
     return PatientIdentity(patient_id=patient_id, names=(name, *parts) if name else (), birth_date=birth_date(image),
                            other_identifiers=others)
+
+
+def _percent(now: float, then: float) -> float | None:
+    return None if then == 0 else 100.0 * (now - then) / then
+
+
+def _id_order(tracking_id: str) -> tuple[int, str]:
+    number = tracking_id.rsplit(" ", 1)[-1]
+    return (int(number) if number.isdigit() else 1 << 30), tracking_id
+
+
+def lesion_change(lesion: dict[str, Any], earlier: list[dict[str, Any]] | None,
+                  merged_ids: frozenset[str] = frozenset()) -> LesionChange:
+    """``lesion`` (a stored lesion row) against an earlier visit's lesion rows, by tracking identifier: the lesions
+    that merged into it (``merged_ids``, at any visit up to this one, and its own ``merged_ids``) count with it.
+    ``earlier`` ``None``: that visit's lesions were not tracked."""
+    if earlier is None:
+        return LesionChange(note="not tracked then")
+    ids = {lesion["tracking_id"], *lesion.get("merged_ids", ()), *merged_ids}
+    then = [r for r in earlier if r["tracking_id"] in ids]
+    if not then:
+        return LesionChange(note="new" if lesion["status"] == "new" else
+                            f"split from {lesion['split_from']}" if lesion.get("split_from") else "not seen then")
+    return LesionChange(_percent(float(lesion["volume_cm3"]), sum(float(r["volume_cm3"]) for r in then)),
+                        _percent(float(lesion["product_mm2"]), sum(float(r["product_mm2"]) for r in then)))
+
+
+def _gone_change(tracking_id: str, earlier: list[dict[str, Any]] | None) -> LesionChange:
+    """A lesion no longer seen, against an earlier visit: "gone" when it was there."""
+    if earlier is None:
+        return LesionChange(note="not tracked then")
+    return LesionChange(note="gone" if any(r["tracking_id"] == tracking_id for r in earlier) else "not seen then")
+
+
+def lesion_rows(rows: list[dict[str, Any]], current: dict[str, Any]) -> tuple[LesionRow, ...]:
+    """The lesion table of the study of ``current`` (a timeline row; ``rows`` the patient's rows up to it, in date
+    order): its lesions by tracking identifier, then those seen at an earlier visit and no longer (neither here nor
+    merged into another): "gone". Empty when the timeline tracked no lesions for it (an older row)."""
+    if current.get("lesions") is None:
+        return ()
+    index = next(i for i, r in enumerate(rows) if r is current)
+    response = current.get("response")
+    targets = None if not response else set(response.get("targets", ()))
+
+    baseline, previous = (None, None) if index == 0 else (rows[0].get("lesions"), rows[index - 1].get("lesions"))
+    absorbed: dict[str, frozenset[str]] = {}  # identifier -> those merged into it so far
+    for row in rows[:index + 1]:
+        for lesion in row.get("lesions") or ():
+            tracking_id = str(lesion["tracking_id"])
+            absorbed[tracking_id] = absorbed.get(tracking_id, frozenset()) | set(lesion.get("merged_ids", ()))
+    table = [LesionRow(
+        tracking_id=str(lesion["tracking_id"]), status=str(lesion["status"]),
+        target=None if targets is None else lesion["tracking_id"] in targets,
+        measurable=bool(lesion["measurable"]), not_measurable=tuple(lesion.get("not_measurable", ())),
+        volume_cm3=lesion.get("volume_cm3"), longest_diameter_mm=lesion.get("longest_diameter_mm"),
+        perpendicular_diameter_mm=lesion.get("perpendicular_diameter_mm"), product_mm2=lesion.get("product_mm2"),
+        merged_ids=tuple(lesion.get("merged_ids", ())), split_from=lesion.get("split_from"),
+        vs_baseline=None if index == 0 else lesion_change(lesion, baseline, absorbed[str(lesion["tracking_id"])]),
+        vs_previous=None if index == 0 else lesion_change(lesion, previous, absorbed[str(lesion["tracking_id"])]),
+    ) for lesion in sorted(current["lesions"], key=lambda r: _id_order(str(r["tracking_id"])))]
+    here = {str(r["tracking_id"]) for r in current["lesions"]}
+    merged_away = set().union(*absorbed.values())
+    last_seen: dict[str, date] = {}
+    for row in rows[:index]:
+        for lesion in row.get("lesions") or ():
+            last_seen[str(lesion["tracking_id"])] = _date(row["study_date"])
+    for tracking_id in sorted(set(last_seen) - here - merged_away, key=_id_order):
+        table.append(LesionRow(tracking_id, "gone", None if targets is None else tracking_id in targets, None, (),
+                               None, None, None, None, vs_baseline=_gone_change(tracking_id, baseline),
+                               vs_previous=_gone_change(tracking_id, previous), last_seen=last_seen[tracking_id]))
+    return tuple(table)
+
+
+def response_summary(current: dict[str, Any]) -> ResponseSummary | None:
+    """The response the timeline stored with the study's time point (``None``: the first visit, or an older row)."""
+    response = current.get("response")
+    if not response:
+        return None
+    return ResponseSummary(
+        criteria=str(response["criteria"]), category=str(response["category"]),
+        confirmation=str(response["confirmation"]), label=str(response["label"]),
+        targets=tuple(str(t) for t in response.get("targets", ())), unit=str(response["unit"]),
+        target_sum=response.get("target_sum"), baseline_sum=response.get("baseline_sum"),
+        nadir_sum=response.get("nadir_sum"), change_from_baseline_percent=response.get("change_from_baseline_percent"),
+        change_from_nadir_percent=response.get("change_from_nadir_percent"),
+        reasons=tuple(str(r) for r in response.get("reasons", ())))
+
+
+def target_sums(rows: list[dict[str, Any]], current: dict[str, Any]) -> list[float | None]:
+    """Each row's sum of the target lesions in the current response's unit (the first visit: the response's
+    baseline sum); ``None`` where a row has no response in that unit."""
+    response = current.get("response")
+    if not response:
+        return [None] * len(rows)
+    sums: list[float | None] = []
+    for index, row in enumerate(rows):
+        stored = row.get("response")
+        if index == 0 and row.get("lesions") is not None:
+            sums.append(response.get("baseline_sum"))
+        elif stored and stored.get("unit") == response["unit"] and stored.get("criteria") == response["criteria"]:
+            sums.append(stored.get("target_sum"))
+        else:
+            sums.append(None)
+    return sums
+
+
+def lesion_views(current: dict[str, Any]) -> list[LesionAxes]:
+    """The lesions the report draws: the target lesions, largest volume first (at most :data:`MAX_LESION_VIEWS`),
+    else the largest lesion."""
+
+    def pair(points: Any) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+        return None if not points else (tuple(points[0]), tuple(points[1]))  # type: ignore[return-value]
+
+    lesions = sorted(current.get("lesions") or (), key=lambda r: -float(r["volume_cm3"]))
+    targets = [r for r in lesions if r.get("target")]
+    chosen = targets[:MAX_LESION_VIEWS] if targets else lesions[:1]
+    return [LesionAxes(f"{r['tracking_id']} ({'target' if r.get('target') else 'largest lesion'})",
+                       tuple(r["centroid_lps_mm"]), pair(r.get("long_axis_lps_mm")),  # type: ignore[arg-type]
+                       pair(r.get("perpendicular_axis_lps_mm")))
+            for r in chosen if r.get("centroid_lps_mm")]
 
 
 class ClinicalReportWriter:
@@ -228,11 +359,16 @@ class ClinicalReportWriter:
         images.append(TimePointImage(f"{'Follow-up' if images else 'Study'} {inputs.current.study_date.isoformat()}",
                                      inputs.current.volume, inputs.current.fused_mask))
         baseline_date = findings.change.baseline_date if findings.change else None
+        response = response_summary(current)
         plot = volume_plot([VolumePoint(p.study_date, p.volume_cm3, p.volume_ci95_cm3,
                                         is_baseline=p.study_date == baseline_date,
-                                        is_current=p.study_date == inputs.current.study_date)
-                            for p in findings.time_points])
+                                        is_current=p.study_date == inputs.current.study_date, target_sum=total)
+                            for p, total in zip(findings.time_points, target_sums(rows, current), strict=True)],
+                           target_unit=None if response is None else response.unit_text)
         overlays = overlay_figure(images)
+        views = lesion_views(current)
+        lesion_overlay = (lesion_axes_figure(inputs.current.volume, inputs.current.fused_mask, views)
+                          if views else None)
         timings["figures"] = time.perf_counter() - mark
         mark = time.perf_counter()
         registration = (current.get("comparison") or {}).get("registration")
@@ -255,6 +391,9 @@ class ClinicalReportWriter:
                 f"{registration['ncc_after']:.2f}" + (", follow-up re-segmented" if registration["resegmented"]
                                                        else "")),
             overlay_png=overlays,
+            lesions=lesion_rows(rows, current),
+            response=response,
+            lesion_overlay_png=lesion_overlay,
             volume_plot_png=plot,
             software=(("OncoFlow", __version__), ("fusion", str(inputs.job.outputs.get("fusion", {}).get("strategy"))),
                       ("registration", str((registration or {}).get("method", "n/a"))),

@@ -1,9 +1,14 @@
 """Lay out the clinical report as PDF (reportlab): what the referring clinician reads.
 
-Page 1: patient (name, only when configured; pseudonym, age, sex), the time points, the clinical summary, the volume
-table (baseline, follow-up, delta, % change, 95 % CI) and the change flag with its reason.
-Page 2: overlays through the lesion (baseline beside follow-up) and the volume over time.
-Page 3: the panel (each expert's volume, Dice against the ensemble, version), the
+Page 1: patient (name, only when configured; pseudonym, age, sex), the time points, the suggested response (RANO 2.0
+or RANO-BM: category, confirmation, target sum, reasons) for the radiologist to confirm, the clinical summary, the
+volume table (baseline, follow-up, delta, % change, 95 % CI) and the change flag with its reason.
+Then, flowing on from page 1 when the timeline tracked lesions: each lesion of the study by tracking identifier
+(target or not, measurable or why not, volume, the two perpendicular diameters and their product, change against
+the baseline and the previous visit; new and gone lesions) and an axial view of the target lesions with their
+diameters. Next page: overlays through the lesion (baseline beside follow-up) and the volume (and the target
+sum) over time.
+Last page: the panel (each expert's volume, Dice against the ensemble, version), the
 agreement, the notes cited, the algorithm versions, and the signature block.
 
 Every number shown comes from :class:`ReportContent`; nothing is computed here but
@@ -24,12 +29,27 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import (
+    CondPageBreak,
+    Image,
+    KeepTogether,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
 
+from oncoflow.report.lesion_content import LesionChange, LesionRow, ResponseSummary
 from oncoflow.report.report_fonts import unicode_markup
 
 REPORT_TITLE = "OncoFlow MRI brain tumour follow-up report"
 NO_TUMOUR = "No measurable tumour: the panel's fused segmentation of this study is empty."
+RESPONSE_COLOURS = {"PD": "#c53030", "CR": "#2f855a", "PR": "#2f855a", "MR": "#2f855a", "SD": "#2b6cb0"}
+SUGGESTION_NOTE = ("Computed by OncoFlow from the tracked lesions: a suggestion for the radiologist to confirm or "
+                   "overrule, not a diagnosis. Non-target progression, clinical state and corticosteroid dose are "
+                   "the reader's to add.")
 FLAG_COLOURS = {"progression": "#c53030", "response": "#2f855a", "stable": "#2b6cb0", "minor change": "#2b6cb0"}
 
 
@@ -77,6 +97,9 @@ class ReportContent:
     regions: tuple[RegionRow, ...] = ()
     review_reasons: tuple[str, ...] = ()  # the plausibility guard's: the segmentation needs a human look
     patient_name: str | None = None  # PatientName (0010,0010) as text, any script; None: the pseudonym only
+    lesions: tuple[LesionRow, ...] = ()  # this study's lesions (and those gone); empty: the timeline tracked none
+    response: ResponseSummary | None = None  # None: the first visit, or no response stored
+    lesion_overlay_png: bytes | None = None  # axial views of the target lesions with their diameters
 
 
 def _f(value: float | None, digits: int, signed: bool = False, unit: str = "") -> str:
@@ -92,7 +115,7 @@ def _range(bounds: tuple[float, float] | None, digits: int, signed: bool = False
 
 
 def _table(rows: Sequence[Sequence[str]], widths: Sequence[float], header: bool = True) -> Table:
-    table = Table([list(r) for r in rows], colWidths=list(widths), hAlign="LEFT")
+    table = Table([list(r) for r in rows], colWidths=list(widths), hAlign="LEFT", repeatRows=1 if header else 0)
     style = [("FONTSIZE", (0, 0), (-1, -1), 8.5), ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
              ("VALIGN", (0, 0), (-1, -1), "TOP")]
     if header:
@@ -114,6 +137,94 @@ def _image(png: bytes, width_mm: float, max_height_mm: float = MAX_IMAGE_HEIGHT_
     pixel_width, pixel_height = reader.getSize()
     scale_mm = min(width_mm / pixel_width, max_height_mm / pixel_height)  # mm per pixel
     return Image(BytesIO(png), width=pixel_width * scale_mm * mm, height=pixel_height * scale_mm * mm)
+
+
+def _response_box(content: ReportContent, body: ParagraphStyle, small: ParagraphStyle) -> list[object]:
+    """The suggested response, framed, right after the patient's table; nothing when no lesions were tracked."""
+    response = content.response
+    if response is None and not content.lesions:
+        return []
+    if response is None:
+        lines = [Paragraph("<b>Response: not assessed.</b> " + escape(
+            "This study is the patient's first tracked visit: it is the baseline. Target lesions are chosen from its "
+            "measurable lesions when the next visit is assessed."), body)]
+    else:
+        colour = RESPONSE_COLOURS.get(response.category, "#b7791f")
+        unit = response.unit_text
+        targets = ", ".join(response.targets) or "none"
+        lines = [
+            Paragraph(f'<font size="12" color="{colour}"><b>Suggested response: {escape(response.label)}</b></font>',
+                      ParagraphStyle("response", parent=body, leading=15)),
+            Paragraph(escape(
+                f"Criteria: {response.criteria}. Confirmation: {response.confirmation}. "
+                f"Sum of the target lesions ({targets}): {_f(response.target_sum, 2, unit=' ' + unit)}; baseline "
+                f"{_f(response.baseline_sum, 2, unit=' ' + unit)}, nadir {_f(response.nadir_sum, 2, unit=' ' + unit)}; "
+                f"change from baseline {_f(response.change_from_baseline_percent, 1, signed=True, unit='%')}, "
+                f"from nadir {_f(response.change_from_nadir_percent, 1, signed=True, unit='%')}."), body),
+            *[Paragraph(escape(f"• {reason}"), body) for reason in response.reasons],
+        ]
+    lines.append(Paragraph(escape(SUGGESTION_NOTE), small))
+    box = Table([[line] for line in lines], colWidths=[180 * mm], hAlign="LEFT")
+    box.setStyle(TableStyle([("BOX", (0, 0), (-1, -1), 1.0, colors.HexColor("#2d3748")),
+                             ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#f7fafc")),
+                             ("TOPPADDING", (0, 0), (-1, -1), 1.2), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.2)]))
+    return [box, Spacer(1, 2 * mm)]
+
+
+def _change_text(change: LesionChange | None) -> str:
+    if change is None:
+        return "baseline"
+    if change.note is not None:
+        return escape(change.note)
+    return (f"vol {_f(change.volume_percent, 1, signed=True, unit='%')}<br/>"
+            f"prod {_f(change.product_percent, 1, signed=True, unit='%')}")
+
+
+def _lesion_status(row: LesionRow) -> str:
+    if row.status == "gone":
+        return "gone" + (f" (last seen {row.last_seen.isoformat()})" if row.last_seen else "")
+    if row.status == "merged" and row.merged_ids:
+        return f"merged ({', '.join(row.merged_ids)} joined it)"
+    if row.status == "split" and row.split_from:
+        return f"split from {row.split_from}"
+    return row.status
+
+
+def _lesion_page(content: ReportContent, h2: ParagraphStyle, small: ParagraphStyle) -> list[object]:
+    """The lesion table and the views of the target lesions."""
+    rows: list[list[object]] = [["Lesion", "Status", "Target", "Measurable", "Volume\n(cm³)", "Diameters\n(mm)",
+                                 "Product\n(mm²)", "Change vs\nbaseline", "Change vs\nprevious"]]
+    for row in content.lesions:
+        if row.measurable is None:
+            measurable = "not seen"
+        else:
+            measurable = "yes" if row.measurable else "no: " + "; ".join(row.not_measurable or ("not measurable",))
+        diameters = ("n/a" if row.longest_diameter_mm is None or row.perpendicular_diameter_mm is None
+                     else f"{row.longest_diameter_mm:.1f} × {row.perpendicular_diameter_mm:.1f}")
+        rows.append([row.tracking_id, Paragraph(escape(_lesion_status(row)), small),
+                     "n/a" if row.target is None else ("target" if row.target else "non-target"),
+                     Paragraph(escape(measurable), small), _f(row.volume_cm3, 2), diameters, _f(row.product_mm2, 1),
+                     *(Paragraph(_change_text(change), small) for change in (row.vs_baseline, row.vs_previous))])
+    story: list[object] = [
+        Paragraph("Lesions, this study", h2),
+        Paragraph(escape("Each lesion by its tracking identifier across visits: the two perpendicular diameters on "
+                         "the axial plane of its largest cross-section and their product (RANO 2.0); changes of "
+                         "volume (vol) and product (prod) against the same lesion at the baseline and at the "
+                         "previous visit."), small),
+        Spacer(1, 2 * mm),
+        _table(rows, [16 * mm, 25 * mm, 17 * mm, 28 * mm, 15 * mm, 21 * mm, 16 * mm, 21 * mm, 21 * mm]),
+    ]
+    if content.lesion_overlay_png is not None:
+        from reportlab.lib.utils import ImageReader
+
+        width_px = ImageReader(BytesIO(content.lesion_overlay_png)).getSize()[0]
+        story += [Spacer(1, 3 * mm), KeepTogether([
+            Paragraph("Lesion views", h2),
+            Paragraph("Axial view through each lesion's measurement plane, centred on its centroid: fused mask in red, "
+                      "longest diameter in cyan, perpendicular diameter in green; radiological convention (R = "
+                      "patient's right, anterior up).", small),
+            _image(content.lesion_overlay_png, min(180.0, 0.2 * width_px), max_height_mm=80.0)])]
+    return story
 
 
 def render_report_pdf(content: ReportContent) -> bytes:
@@ -142,6 +253,7 @@ def render_report_pdf(content: ReportContent) -> bytes:
             role += " (baseline)"
         patient_rows.append([f"MRI {point.study_date.isoformat()}", role])
     story += [_table(patient_rows, [45 * mm, 120 * mm], header=False), Spacer(1, 4 * mm)]
+    story += _response_box(content, body, small)
 
     source = (f"written by {content.summary.model} from the findings and notes, numbers checked"
               if content.summary.source == "llm" else "built from the computed findings and the patient's notes")
@@ -198,6 +310,8 @@ def render_report_pdf(content: ReportContent) -> bytes:
             story.append(Paragraph(escape(f"Volumes, diameters and the change are measured on the "
                                           f"{measured.name.lower()} ({measured.region})."), small))
 
+    if content.lesions:  # flows on from page 1 (its length varies with the summary), a page of its own at most
+        story += [CondPageBreak(70 * mm), *_lesion_page(content, h2, small)]
     story += [PageBreak(), Paragraph("Segmentation overlays", h2),
               Paragraph("Fused (ensemble) mask in red, each time point cut through its own lesion centre; "
                         "radiological convention (R = patient's right, A = anterior).", small),
