@@ -281,7 +281,7 @@ def _random_findings(rng: random.Random) -> ClinicalFindings:
                                                                     percent + rng.uniform(0, 30))
         ncc = rng.choice([None, rng.uniform(0, 1), 0.9])
         thresholds = ChangeThresholds(progression_percent=rng.choice([25.0, 20.0, 33.3]))
-        flag, reason = change_flag(percent, ci95, ncc, thresholds)
+        flag, reason = change_flag(base.volume_cm3, follow.volume_cm3, ci95, ncc, thresholds)
         days = (follow.study_date - base.study_date).days
         change = ChangeFinding(base.study_date, follow.study_date, days, base.volume_cm3, follow.volume_cm3, delta,
                                percent, ci95, rng.uniform(0, 1), rng.choice([None, rng.uniform(0, 40)]),
