@@ -36,34 +36,11 @@ export function ResponseSummary({ response, note }: ResponseSummaryProps) {
                   </td>
                 </tr>
               ) : null}
-              <tr>
-                <td className="of-muted">Target sum ({response.unit})</td>
-                <td data-testid="oncoflow-response-target-sum" data-value={response.targetSum.raw}>
-                  {response.targetSum.text}
-                </td>
-              </tr>
-              <tr>
-                <td className="of-muted">Baseline sum</td>
-                <td data-testid="oncoflow-response-baseline-sum" data-value={response.baselineSum.raw}>
-                  {response.baselineSum.text}
-                </td>
-              </tr>
-              <tr>
-                <td className="of-muted">Nadir sum</td>
-                <td data-value={response.nadirSum.raw}>{response.nadirSum.text}</td>
-              </tr>
-              <tr>
-                <td className="of-muted">Change vs baseline</td>
-                <td data-testid="oncoflow-response-change-baseline" data-value={response.changeFromBaseline.raw}>
-                  {response.changeFromBaseline.text}
-                </td>
-              </tr>
-              <tr>
-                <td className="of-muted">Change vs nadir</td>
-                <td data-testid="oncoflow-response-change-nadir" data-value={response.changeFromNadir.raw}>
-                  {response.changeFromNadir.text}
-                </td>
-              </tr>
+              <SumRow label={`Target sum (${response.unit})`} testId="oncoflow-response-target-sum" value={response.targetSum} />
+              <SumRow label="Baseline sum" testId="oncoflow-response-baseline-sum" value={response.baselineSum} />
+              <SumRow label="Nadir sum" value={response.nadirSum} />
+              <SumRow label="Change vs baseline" testId="oncoflow-response-change-baseline" value={response.changeFromBaseline} />
+              <SumRow label="Change vs nadir" testId="oncoflow-response-change-nadir" value={response.changeFromNadir} />
             </tbody>
           </table>
           {response.reasons.length ? (
@@ -82,5 +59,17 @@ export function ResponseSummary({ response, note }: ResponseSummaryProps) {
         </div>
       )}
     </section>
+  );
+}
+
+/** One number of the response: its label, and the value with its raw number in `data-value`. */
+function SumRow({ label, testId, value }: { label: string; testId?: string; value: ResponseView['targetSum'] }) {
+  return (
+    <tr>
+      <td className="of-muted">{label}</td>
+      <td data-testid={testId} data-value={value.raw}>
+        {value.text}
+      </td>
+    </tr>
   );
 }
