@@ -43,6 +43,7 @@ Confirmation = Literal["preliminary", "confirmed", "not needed"]
 Measure = Literal["product_mm2", "volume_cm3", "longest_diameter_mm"]
 ClinicalStatus = Literal["improved", "stable", "worse"]
 
+MEASURE_UNITS: dict[Measure, str] = {"product_mm2": "mm2", "volume_cm3": "cm3", "longest_diameter_mm": "mm"}
 _RANK: dict[ResponseCategory, int] = {"CR": 0, "PR": 1, "MR": 2, "SD": 3, "PD": 4}  # better first
 
 
@@ -60,6 +61,11 @@ class ResponseCriteria:
     confirm_progression: bool = False
     confirmation_min_days: int = 28
     physiological_steroid_mg_per_day: float = 0.0  # dexamethasone-equivalent; above it there is no CR
+
+    @property
+    def unit(self) -> str:
+        """The unit of the measure and of its sums: mm2, cm3 or mm."""
+        return MEASURE_UNITS[self.measure]
 
     def __post_init__(self) -> None:
         if not self.partial_response_percent < 0 < self.progression_percent or self.max_targets < 1:
@@ -163,7 +169,7 @@ def assess_time_points(time_points: Sequence[TimePointLesions], criteria: Respon
 def _category(time_points: Sequence[TimePointLesions], index: int, targets: tuple[str, ...], sums: list[float],
               criteria: ResponseCriteria) -> tuple[ResponseCategory, list[str]]:
     current = time_points[index]
-    unit = {"product_mm2": "mm2", "volume_cm3": "cm3", "longest_diameter_mm": "mm"}[criteria.measure]
+    unit = criteria.unit
     baseline_sum, nadir, total = sums[0], min(sums[:index]), sums[index]
     progression = []
     new_measurable = [k for k in current.new_lesions if k in current.lesions and current.lesions[k].measurable]

@@ -20,7 +20,7 @@ visit is tracked), so tracking never depends on a previous run's objects in memo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -89,9 +89,7 @@ def follow_visit(previous: TrackedVisit, previous_volume: Volume, current: Lesio
     from oncoflow_registration import resample_to
 
     matrix = np.asarray(follow_up_to_previous_lps, dtype=np.float64)
-    warped = resample_to(previous_volume, Volume(current.labels.astype(np.float32), current_volume.spacing_mm,
-                                                 current_volume.origin_mm, current_volume.row_direction,
-                                                 current_volume.column_direction, current_volume.slice_direction),
+    warped = resample_to(previous_volume, replace(current_volume, voxels=current.labels.astype(np.float32)),
                          _previous_to_current(matrix), is_mask=True)
     centroids = {lesion.label: tuple(float(v) for v in matrix[:3, :3] @ np.asarray(lesion.centroid_lps_mm)
                                      + matrix[:3, 3]) for lesion in current.lesions}
@@ -150,15 +148,12 @@ def lesion_row(tracked: TrackedVisit, lesion: LesionInstance, target: bool) -> d
     }
 
 
-_MEASURE_KEYS = {"product_mm2": "product_mm2", "volume_cm3": "volume_cm3", "longest_diameter_mm": "longest_diameter_mm"}
-
-
 def response_time_point(study_date: date, rows: Sequence[Mapping[str, Any]], criteria: ResponseCriteria,
                         clinical: ClinicalState | None = None) -> ResponseTimePoint:
     """A visit's stored lesion rows as the response rules read them (in ``criteria``'s measure). A part split off
     a lesion counts towards the lesion it split from (a target that breaks in two while it shrinks is still one
     target, not a new lesion); only a lesion tracked as ``new`` is new."""
-    key = _MEASURE_KEYS[criteria.measure]
+    key = criteria.measure  # the row's field of the same name
     values: dict[str, LesionValue] = {}
     for row in sorted(rows, key=lambda r: r.get("split_from") is not None):  # whole lesions first
         name = str(row.get("split_from") or row["tracking_id"])
@@ -175,13 +170,11 @@ def response_time_point(study_date: date, rows: Sequence[Mapping[str, Any]], cri
 
 
 def response_json(response: Response, criteria: ResponseCriteria) -> dict[str, Any]:
-    unit = {"product_mm2": "mm2", "volume_cm3": "cm3", "longest_diameter_mm": "mm"}[criteria.measure]
-
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 2)
 
     return {"criteria": criteria.name, "category": response.category, "confirmation": response.confirmation,
-            "label": response.label, "targets": list(response.targets), "unit": unit,
+            "label": response.label, "targets": list(response.targets), "unit": criteria.unit,
             "target_sum": rounded(response.target_sum), "baseline_sum": rounded(response.baseline_sum),
             "nadir_sum": rounded(response.nadir_sum),
             "change_from_baseline_percent": rounded(response.change_from_baseline_percent),
