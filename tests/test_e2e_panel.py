@@ -95,7 +95,11 @@ def test_degraded_panel_is_reported_and_sam2_is_prompted(panel_stack: Stack, pus
     assert medgemma["mask_from"] in ("sam2 prompted by medgemma boxes", "no boxes: no tumour seen")
     assert isinstance(medgemma["findings"], str)
     assert outputs["fusion"]["strategy"] == "staple"
-    assert all(outputs["experts"][n]["staple_sensitivity"] is not None for n in outputs["panel"]["ran"])
+    # SAM2 outlines nnunet_demo's boxes: derived, stored and measured but not voting (docs/uncertainty.md)
+    assert outputs["derived_experts"] == {"sam2": "nnunet_demo"} and sam2["derived_from"] == "nnunet_demo"
+    assert outputs["voting_experts"] == ["nnunet_demo", "nnunet_demo_3d_seed2", "medgemma"]
+    assert set(outputs["leave_one_out_volumes_cm3"]) == set(outputs["voting_experts"])
+    assert all(outputs["experts"][n]["staple_sensitivity"] is not None for n in outputs["voting_experts"])
     assert any("expert nnunet_demo_2d skipped" in e["message"] for e in job["events"])
 
     sources = [ds.SOPInstanceUID for ds in datasets]

@@ -10,11 +10,13 @@ from scipy import stats
 
 from oncoflow.core.volume import Volume
 from oncoflow.measure.lesion_metrics import (
+    FusedVolume,
     JackknifeCI,
     LesionMeasurements,
+    change_ci95,
     growth_rate_cm3_per_day,
     hd95_mm,
-    jackknife_ci,
+    jackknife_interval,
     longest_axial_diameter_mm,
     max_caliper_mm,
     measure_lesion,
@@ -273,54 +275,71 @@ def test_volume_change_and_growth_rate():
         volume_change(-1.0, 2.0)
 
 
-A = {"ada": 10.0, "bob": 11.0, "cyd": 12.0}
-B = {"ada": 12.0, "bob": 13.0, "cyd": 15.0}
 T_2 = 4.302652729911275  # t_{0.975, 2}
+T_3 = 3.182446305284263  # t_{0.975, 3}
+# fused volumes reported at visits A and B, and the fusion re-run with each voter left out (cm³)
+FUSED_A = FusedVolume(11.0, {"ada": 10.0, "bob": 11.5, "cyd": 12.0})
+FUSED_B = FusedVolume(14.0, {"ada": 12.0, "bob": 14.0, "cyd": 15.0})
 
 
-def test_jackknife_percent_change_matches_hand_calculation():
-    ci = jackknife_ci(A, B, "percent_change")
+def test_change_interval_is_around_the_reported_change_with_paired_replicates() -> None:
+    ci = change_ci95(FUSED_A, FUSED_B, "percent_change")
     assert isinstance(ci, JackknifeCI)
-    estimate = 100 * (40 / 3 - 11) / 11  # mean 11 -> 13.333: 21.21 %
-    replicates = [100 * 2.5 / 11.5, 100 * 2.5 / 11.0, 100 * 2.0 / 10.5]  # leave out ada, bob, cyd
+    estimate = 100 * (14 - 11) / 11  # the fused volumes' change: 27.27 %, not the replicates' mean
+    replicates = [100 * 2 / 10, 100 * 2.5 / 11.5, 100 * 3 / 12]  # ada, bob, cyd left out at both visits
     mean = sum(replicates) / 3
     se = math.sqrt(2 / 3 * sum((r - mean) ** 2 for r in replicates))
-    assert se == pytest.approx(2.1991, abs=1e-3)
     assert ci.n_experts == 3
     assert ci.estimate == pytest.approx(estimate)
     assert ci.standard_error == pytest.approx(se)
-    assert ci.low == pytest.approx(estimate - T_2 * se)
-    assert ci.high == pytest.approx(estimate + T_2 * se)
-    assert (ci.low, ci.high) == pytest.approx((11.750, 30.674), abs=2e-3)
+    assert (ci.low, ci.high) == pytest.approx((estimate - T_2 * se, estimate + T_2 * se))
+    assert (ci.low + ci.high) / 2 == pytest.approx(estimate)
     assert stats.t.ppf(0.975, 2) == pytest.approx(T_2)
 
 
-def test_jackknife_delta_is_the_standard_error_of_the_mean_difference():
-    ci = jackknife_ci(A, B, "delta_cm3")
-    # linear statistic: jackknife SE = sd(d)/sqrt(n) with d = [2, 2, 3] -> 1/3
-    assert ci.estimate == pytest.approx(7 / 3)
-    assert ci.standard_error == pytest.approx(1 / 3)
-    assert (ci.low, ci.high) == pytest.approx((7 / 3 - T_2 / 3, 7 / 3 + T_2 / 3))
-
-
-def test_jackknife_undefined_cases():
-    assert jackknife_ci({"ada": 10.0}, {"ada": 12.0}) is None
-    assert jackknife_ci({}, {}) is None
-    assert jackknife_ci({"ada": 0.0, "bob": 0.0}, {"ada": 1.0, "bob": 2.0}) is None  # % of a zero baseline
-    with pytest.raises(ValueError):
-        jackknife_ci(A, {"ada": 12.0, "bob": 13.0, "dan": 15.0})
-    same = jackknife_ci(A, A)
-    assert (same.estimate, same.standard_error, same.low, same.high) == pytest.approx((0, 0, 0, 0))
-
-
-def test_volume_ci95_is_the_jackknife_of_the_panel_mean() -> None:
-    volumes = {"a": 10.0, "b": 12.0, "c": 11.0}
-    ci = volume_ci95(volumes)
-    assert ci is not None and ci.estimate == pytest.approx(11.0) and ci.n_experts == 3
-    # leave-one-out means 11.5, 10.5, 11.0: jackknife SE = sqrt(2/3 * 0.5) = 0.5774; t(0.975, 2) = 4.303
+def test_change_interval_of_the_difference_in_cm3() -> None:
+    ci = change_ci95(FUSED_A, FUSED_B, "delta_cm3")
+    assert ci is not None and ci.estimate == pytest.approx(3.0)
+    # replicates 2.0, 2.5, 3.0: mean 2.5, squared deviations 0.25 + 0 + 0.25
     assert ci.standard_error == pytest.approx(math.sqrt(2 / 3 * 0.5))
-    assert ci.low == pytest.approx(11.0 - stats.t.ppf(0.975, 2) * ci.standard_error)
-    assert ci.high == pytest.approx(11.0 + stats.t.ppf(0.975, 2) * ci.standard_error)
-    assert volume_ci95({"a": 10.0}) is None
-    same = volume_ci95({"a": 5.0, "b": 5.0})
+    assert (ci.low, ci.high) == pytest.approx((3.0 - T_2 * ci.standard_error, 3.0 + T_2 * ci.standard_error))
+
+
+def test_an_expert_voting_at_one_visit_only_leaves_the_other_visit_as_reported() -> None:
+    """Panels that differ: the replicate of an expert that did not vote at a visit keeps that visit's volume."""
+    follow_up = FusedVolume(14.0, {"ada": 12.0, "bob": 15.0, "dan": 13.0})  # cyd skipped, dan new
+    ci = change_ci95(FUSED_A, follow_up, "delta_cm3")
+    assert ci is not None and ci.n_experts == 4
+    replicates = [12.0 - 10.0, 15.0 - 11.5, 14.0 - 12.0, 13.0 - 11.0]  # ada, bob, cyd (B as reported), dan (A)
+    mean = sum(replicates) / 4
+    se = math.sqrt(3 / 4 * sum((r - mean) ** 2 for r in replicates))
+    assert ci.standard_error == pytest.approx(se)
+    assert ci.high == pytest.approx(3.0 + T_3 * se)
+
+
+def test_change_interval_undefined_cases() -> None:
+    assert change_ci95(FusedVolume(10.0), FUSED_B) is None  # a job that stored no leave-one-out volumes
+    single = FusedVolume(10.0, {}, ("ada",))  # one voter: nothing left to fuse without it
+    assert change_ci95(single, FusedVolume(12.0, {}, ("ada",))) is None
+    assert change_ci95(single, FUSED_B) is None  # ada's replicate at A is undefined
+    zero = FusedVolume(0.0, {"ada": 0.0, "bob": 0.0})
+    assert change_ci95(zero, FusedVolume(1.0, {"ada": 1.0, "bob": 2.0})) is None  # % of a zero baseline
+    assert change_ci95(zero, FusedVolume(1.0, {"ada": 1.0, "bob": 2.0}), "delta_cm3") is not None
+    same = change_ci95(FUSED_A, FUSED_A)
+    assert same is not None and (same.estimate, same.standard_error, same.low, same.high) == pytest.approx((0, 0, 0, 0))
+    assert jackknife_interval(1.0, [1.0]) is None and jackknife_interval(None, [1.0, 2.0]) is None
+    assert jackknife_interval(1.0, [1.0, None]) is None
+
+
+def test_volume_ci95_is_around_the_fused_volume() -> None:
+    ci = volume_ci95(11.0, {"a": 10.0, "b": 12.0, "c": 11.5})
+    # the replicates' mean is 11.1667, the reported (fused) volume 11.0: the interval is centred on 11.0
+    assert ci is not None and ci.estimate == pytest.approx(11.0) and ci.n_experts == 3
+    replicates = [10.0, 12.0, 11.5]
+    mean = sum(replicates) / 3
+    assert ci.standard_error == pytest.approx(math.sqrt(2 / 3 * sum((r - mean) ** 2 for r in replicates)))
+    assert ci.low == pytest.approx(11.0 - T_2 * ci.standard_error)
+    assert ci.high == pytest.approx(11.0 + T_2 * ci.standard_error)
+    assert volume_ci95(10.0, {}) is None and volume_ci95(10.0, None) is None
+    same = volume_ci95(5.0, {"a": 5.0, "b": 5.0})
     assert same is not None and same.low == same.high == 5.0

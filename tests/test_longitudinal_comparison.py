@@ -16,13 +16,19 @@ from oncoflow.phantoms.longitudinal_phantom import LongitudinalCase, make_longit
 
 def time_point(case: LongitudinalCase, i: int, expert_noise: tuple[float, ...] = (0.0,),
                with_brain: bool = False) -> TimePointData:
+    """The visit with the truth as its fused mask; ``expert_noise``: one voter each, the fused volume without it
+    off by that fraction (one voter: no leave-one-out volumes)."""
     visit = case.time_points[i]
     mask = visit.phantom.tumour_mask
     volume_cm3 = float(mask.sum()) * visit.phantom.volume.voxel_volume_mm3 / 1000
+    names = tuple(f"e{k}" for k in range(len(expert_noise)))
     return TimePointData(
         study_instance_uid=f"2.25.{case.seed}{i}", study_date=visit.study_date, volume=visit.phantom.volume,
-        fused_mask=mask, expert_volumes_cm3={f"e{k}": volume_cm3 * (1 + n) for k, n in enumerate(expert_noise)},
+        fused_mask=mask, expert_volumes_cm3={n: volume_cm3 for n in names},
         brain_mask=visit.phantom.brain_mask if with_brain else None,
+        leave_one_out_volumes_cm3={} if len(names) < 2 else
+        {n: volume_cm3 * (1 + e) for n, e in zip(names, expert_noise, strict=True)},
+        voters=names,
     )
 
 
@@ -75,6 +81,15 @@ def test_expert_disagreement_flags_high_uncertainty(progression: LongitudinalCas
     result = compare(baseline, follow_up, ChangeThresholds(), "sitk")
     assert result.percent_change_ci95 is not None and result.flag == "high uncertainty"
     assert "experts disagree" in result.flag_reason
+    # the interval is around the reported change (the fused masks'), from the same voter left out at both visits
+    bl = float(baseline.fused_mask.sum()) * baseline.volume.voxel_volume_mm3 / 1000
+    fu = float(follow_up.fused_mask.sum()) * follow_up.volume.voxel_volume_mm3 / 1000
+    estimate = 100 * (fu - bl) / bl
+    replicates = [100 * (fu * (1 + e) - bl) / bl for e in (-0.4, 0.0, 0.6)]
+    mean = sum(replicates) / 3
+    half = 4.302652729911275 * (2 / 3 * sum((r - mean) ** 2 for r in replicates)) ** 0.5
+    assert result.percent_change == pytest.approx(estimate)
+    assert result.percent_change_ci95 == pytest.approx((estimate - half, estimate + half))
 
 
 def test_poor_registration_resegments_and_flags(progression: LongitudinalCase) -> None:

@@ -6,7 +6,8 @@ Flags, checked in this order (the first that applies wins), each with its reason
    (normalised cross-correlation after registration below ``min_registration_ncc``): review
    (the comparison then re-segments the registered follow-up and says so in the reason);
 2. ``high uncertainty``: the experts disagree about the change so much that the category depends on whom
-   one believes: the 95 % interval of the % change straddles the progression or the response threshold
+   one believes: the 95 % interval of the reported % change (leave-one-expert-out jackknife of the fused
+   volumes, docs/uncertainty.md) straddles the progression or the response threshold
    (its ends fall in different categories of those two). A wide interval that stays on one side of both
    thresholds is no reason for review: a +80 % change with an interval of +40 % to +120 % is progression
    whichever expert is right;

@@ -16,6 +16,10 @@ Agreement: the score is the mean Dice over all pairs of experts (two empty masks
 agree), independent of the fused mask it is compared with. Its flag: ≥ 0.90 "high",
 0.75–0.90 "review", below 0.75 "low" (manual check). With a single expert there is
 no agreement to measure: score ``None``, flag "single expert".
+
+The experts given here all vote. Which experts vote at all is decided by the caller: experts derived from another
+expert's output (:mod:`oncoflow.measure.region_fusion`, docs/uncertainty.md) are measured against the fused mask
+but are not given to the fusion, nor counted in the agreement score.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ class FusionResult:
     volume_cm3: float
     agreement_score: float | None  # mean pairwise Dice between experts
     flag: AgreementFlag
-    experts: dict[str, ExpertAgreement] = field(default_factory=dict)
+    experts: dict[str, ExpertAgreement] = field(default_factory=dict)  # the voters and any expert measured beside
+    voters: tuple[str, ...] = ()  # the experts whose masks were fused (agreement_score is among them)
 
 
 def agreement_flag(score: float | None) -> AgreementFlag:
@@ -148,6 +153,28 @@ def staple(masks: Mapping[str, np.ndarray]) -> tuple[npt.NDArray[np.uint8], dict
     return (probability >= 0.5).astype(np.uint8), rates
 
 
+def fuse_masks(
+    masks: Mapping[str, np.ndarray],
+    strategy: FusionStrategy = "majority",
+    weights: Mapping[str, float] | None = None,
+    probabilities: Mapping[str, np.ndarray | None] | None = None,
+) -> tuple[npt.NDArray[np.uint8], dict[str, tuple[float, float]]]:
+    """The fused mask by ``strategy`` alone (no agreement measured), and STAPLE's (sensitivity, specificity) per
+    expert (empty for the other strategies). :func:`fuse` and the leave-one-expert-out re-fusions
+    (:mod:`oncoflow.measure.region_fusion`) both fuse through here, so they apply the same rule."""
+    if strategy == "majority":
+        return majority_vote(masks), {}
+    if strategy == "staple":
+        return staple(masks)
+    if strategy == "weighted":
+        if weights is None:
+            raise FusionError("the weighted strategy needs ONCOFLOW_FUSION_WEIGHTS")
+        return weighted_vote(masks, weights), {}
+    if strategy == "confidence":
+        return confidence_weighted(masks, probabilities or {}, weights), {}
+    raise FusionError(f"unknown fusion strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+
+
 def fuse(
     masks: Mapping[str, np.ndarray],
     voxel_volume_mm3: float,
@@ -155,20 +182,9 @@ def fuse(
     weights: Mapping[str, float] | None = None,
     probabilities: Mapping[str, np.ndarray | None] | None = None,
 ) -> FusionResult:
-    """Fuse the experts' masks (name -> ``(slice, row, column)`` mask) and measure each against the result."""
-    rates: dict[str, tuple[float, float]] = {}
-    if strategy == "majority":
-        fused = majority_vote(masks)
-    elif strategy == "staple":
-        fused, rates = staple(masks)
-    elif strategy == "weighted":
-        if weights is None:
-            raise FusionError("the weighted strategy needs ONCOFLOW_FUSION_WEIGHTS")
-        fused = weighted_vote(masks, weights)
-    elif strategy == "confidence":
-        fused = confidence_weighted(masks, probabilities or {}, weights)
-    else:
-        raise FusionError(f"unknown fusion strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    """Fuse the experts' masks (name -> ``(slice, row, column)`` mask) and measure each against the result; every
+    expert given votes (:attr:`FusionResult.voters`)."""
+    fused, rates = fuse_masks(masks, strategy, weights, probabilities)
     score = agreement_score(masks)
     experts = {
         name: ExpertAgreement(
@@ -187,4 +203,5 @@ def fuse(
         agreement_score=None if score is None else round(score, 4),
         flag=agreement_flag(score),
         experts=experts,
+        voters=tuple(masks),
     )

@@ -33,17 +33,17 @@ Conventions:
   (x, y) distance between two voxel centres of one slab.
 * Maximum calliper: the 3-D maximum Feret diameter, the largest distance between two
   voxel centres of the mask.
-* Jackknife: the statistic is a function of the experts' *mean* volumes at A and B
-  (percent change or difference of the mean expert volume), not of the fused mask.
-  The estimate is the full-panel value (no bias correction); leave-one-expert-out
-  replicates θ₍ᵢ₎ give SE = sqrt((n-1)/n · Σ(θ₍ᵢ₎ - θ̄)²) and the 95 % interval
-  θ ± t₀.₉₇₅,ₙ₋₁ · SE. Fewer than two experts: ``None``.
+* Jackknife (docs/uncertainty.md): the interval is around the number that is reported, the *fused*
+  volume (or its change between A and B), never the experts' mean. Its replicates θ₍ᵢ₎ are the same
+  quantity from the panel's fusion re-run with voter i left out (at both visits for a change); the
+  estimate θ is the reported value (no bias correction), SE = sqrt((n-1)/n · Σ(θ₍ᵢ₎ - θ̄)²) and the
+  95 % interval θ ± t₀.₉₇₅,ₙ₋₁ · SE. Fewer than two replicates, or a replicate undefined: ``None``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -317,15 +317,44 @@ class JackknifeCI:
     standard_error: float
     low: float
     high: float
-    n_experts: int
+    n_experts: int  # replicates: the experts left out one at a time
 
 
-def _percent_change(mean_a: float, mean_b: float) -> float | None:
-    return volume_change(mean_a, mean_b)[1]
+@dataclass(frozen=True)
+class FusedVolume:
+    """One visit's reported (fused) volume of the driving region, and the same fusion re-run with each voter left out.
+
+    ``leave_one_out_cm3``: voter left out -> fused volume without it; ``{}`` with fewer than two voters; ``None``
+    when unknown (a job from before these volumes were stored). ``voters``: the experts that voted (``None``: the
+    keys of ``leave_one_out_cm3``); one voter and ``{}`` is a single-expert visit.
+    """
+
+    volume_cm3: float
+    leave_one_out_cm3: Mapping[str, float] | None = None
+    voters: tuple[str, ...] | None = None
+
+    @property
+    def voting(self) -> tuple[str, ...] | None:
+        """The voters, or ``None`` when they are unknown."""
+        if self.voters is not None:
+            return tuple(self.voters)
+        return None if self.leave_one_out_cm3 is None else tuple(sorted(self.leave_one_out_cm3))
+
+    def without(self, expert: str) -> float | None:
+        """The fused volume with ``expert`` left out: the re-fusion's for a voter (``None`` when not computed), the
+        reported one for an expert that did not vote at this visit."""
+        if expert not in (self.voting or ()):
+            return self.volume_cm3
+        value = (self.leave_one_out_cm3 or {}).get(expert)
+        return None if value is None else float(value)
 
 
-def _delta_cm3(mean_a: float, mean_b: float) -> float | None:
-    return volume_change(mean_a, mean_b)[0]
+def _percent_change(volume_a: float, volume_b: float) -> float | None:
+    return volume_change(volume_a, volume_b)[1]
+
+
+def _delta_cm3(volume_a: float, volume_b: float) -> float | None:
+    return volume_change(volume_a, volume_b)[0]
 
 
 _STATISTICS: dict[str, Callable[[float, float], float | None]] = {
@@ -334,57 +363,54 @@ _STATISTICS: dict[str, Callable[[float, float], float | None]] = {
 }
 
 
-def jackknife_ci(
-    values_a: Mapping[str, float],
-    values_b: Mapping[str, float],
-    statistic: Statistic | Callable[[float, float], float | None] = "percent_change",
-) -> JackknifeCI | None:
-    """95 % leave-one-expert-out jackknife interval of the change in the panel's mean volume.
+def jackknife_interval(estimate: float | None, replicates: Sequence[float | None]) -> JackknifeCI | None:
+    """95 % jackknife interval around ``estimate`` (the reported value) from its leave-one-out ``replicates``.
 
-    ``values_a`` / ``values_b``: expert name -> volume (cm³) at time points A and B; the
-    experts must be the same (``ValueError`` otherwise). ``statistic`` maps
-    ``(mean volume A, mean volume B)`` to a number: ``"percent_change"`` (%),
-    ``"delta_cm3"`` (cm³) or a callable. Returns ``None`` for fewer than two experts,
-    or when the statistic is undefined (``None``) for the full panel or any replicate,
-    e.g. a percent change from a zero mean baseline.
+    SE = sqrt((n-1)/n · Σ(θ₍ᵢ₎ - θ̄)²), interval ``estimate ± t₀.₉₇₅,ₙ₋₁ · SE``. ``None`` for fewer than two
+    replicates, or when the estimate or any replicate is undefined (``None``, not finite).
     """
-    if set(values_a) != set(values_b):
-        raise ValueError(f"experts differ between time points: {sorted(values_a)} and {sorted(values_b)}")
-    func = _STATISTICS[statistic] if isinstance(statistic, str) else statistic
-    names = sorted(values_a)
-    return _jackknife([float(values_a[n]) for n in names], [float(values_b[n]) for n in names], func)
-
-
-def volume_ci95(volumes_cm3: Mapping[str, float]) -> JackknifeCI | None:
-    """95 % leave-one-expert-out jackknife interval of the panel's mean volume (cm³) at one time point.
-
-    ``volumes_cm3``: expert name -> volume. ``None`` for fewer than two experts. The
-    estimate is the experts' mean volume, which need not equal the fused mask's volume.
-    """
-    values = [float(volumes_cm3[name]) for name in sorted(volumes_cm3)]
-    return _jackknife(values, values, lambda mean_a, mean_b: mean_b)
-
-
-def _jackknife(
-    values_a: list[float], values_b: list[float], func: Callable[[float, float], float | None]
-) -> JackknifeCI | None:
-    n = len(values_a)
-    if n < 2:
-        return None
-    a = np.array(values_a)
-    b = np.array(values_b)
-    estimate = func(float(a.mean()), float(b.mean()))
-    keep = ~np.eye(n, dtype=bool)
-    replicates = [func(float(a[row].mean()), float(b[row].mean())) for row in keep]
-    if estimate is None or any(r is None for r in replicates):
+    n = len(replicates)
+    if n < 2 or estimate is None or any(r is None for r in replicates):
         return None
     theta = np.array(replicates, dtype=np.float64)
+    if not np.isfinite(estimate) or not np.all(np.isfinite(theta)):
+        return None
     se = float(np.sqrt((n - 1) / n * np.sum((theta - theta.mean()) ** 2)))
     half = float(stats.t.ppf(0.975, n - 1)) * se
-    return JackknifeCI(
-        estimate=float(estimate),
-        standard_error=se,
-        low=float(estimate) - half,
-        high=float(estimate) + half,
-        n_experts=n,
-    )
+    return JackknifeCI(estimate=float(estimate), standard_error=se, low=float(estimate) - half,
+                       high=float(estimate) + half, n_experts=n)
+
+
+def volume_ci95(volume_cm3: float, leave_one_out_cm3: Mapping[str, float] | None) -> JackknifeCI | None:
+    """95 % leave-one-expert-out jackknife interval of the fused volume (cm³) of one visit, around that volume.
+
+    ``leave_one_out_cm3``: each voter left out -> the fused volume without it. ``None`` for fewer than two.
+    """
+    if not leave_one_out_cm3:
+        return None
+    return jackknife_interval(float(volume_cm3), [float(leave_one_out_cm3[n]) for n in sorted(leave_one_out_cm3)])
+
+
+def change_ci95(
+    baseline: FusedVolume,
+    follow_up: FusedVolume,
+    statistic: Statistic | Callable[[float, float], float | None] = "percent_change",
+) -> JackknifeCI | None:
+    """95 % leave-one-expert-out jackknife interval of the change between two visits' fused volumes.
+
+    The estimate is ``statistic(baseline.volume_cm3, follow_up.volume_cm3)``, the reported change
+    (``"percent_change"`` in %, ``"delta_cm3"`` in cm³, or a callable). One replicate per expert that voted at
+    either visit: that expert is left out at *both* visits (the same expert removed from the baseline's and the
+    follow-up's fusion), an expert that did not vote at a visit leaving that visit's volume as reported.
+    ``None`` when the voters of a visit are unknown, for fewer than two replicates, or when the statistic is
+    undefined for the estimate or a replicate (a % change from a zero baseline).
+    """
+    func = _STATISTICS[statistic] if isinstance(statistic, str) else statistic
+    voters_a, voters_b = baseline.voting, follow_up.voting
+    if voters_a is None or voters_b is None:
+        return None
+    replicates: list[float | None] = []
+    for name in sorted(set(voters_a) | set(voters_b)):
+        a, b = baseline.without(name), follow_up.without(name)
+        replicates.append(None if a is None or b is None else func(a, b))
+    return jackknife_interval(func(float(baseline.volume_cm3), float(follow_up.volume_cm3)), replicates)

@@ -11,6 +11,11 @@ follow-up image, resampled onto the baseline grid, is segmented again by the pan
 
 The transform is kept as a 4x4 matrix mapping follow-up LPS mm to baseline LPS mm, so
 the comparison can be reproduced from the stored objects.
+
+The 95 % intervals of the % change and of the difference are for the reported numbers, the change between the
+two fused volumes: a jackknife whose replicates leave the same voter out of both visits' fusions
+(:func:`oncoflow.measure.lesion_metrics.change_ci95`, from the leave-one-out volumes each job stored; for a
+benchmark holding the experts' masks, :func:`change_ci95_from_masks`). docs/uncertainty.md gives the method.
 """
 
 from __future__ import annotations
@@ -25,17 +30,23 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from oncoflow.core.change_thresholds import ChangeThresholds
+from oncoflow.core.tumour_compartments import Region
 from oncoflow.core.volume import Volume
 from oncoflow.measure.change_flags import change_flag
+from oncoflow.measure.fusion import FusionStrategy
 from oncoflow.measure.lesion_metrics import (
+    FusedVolume,
+    JackknifeCI,
     LesionMeasurements,
+    Statistic,
+    change_ci95,
     growth_rate_cm3_per_day,
     hd95_mm,
-    jackknife_ci,
     measure_lesion,
     volume_change,
 )
-from oncoflow.measure.mask_metrics import dice
+from oncoflow.measure.mask_metrics import dice, volume_cm3
+from oncoflow.measure.region_fusion import ExpertOutputRegions, fuse_regions
 
 MIN_HEAD_OVERLAP = 0.5  # fraction of the baseline head the registered follow-up must cover to be compared
 
@@ -54,6 +65,10 @@ class TimePointData:
     fused_mask: npt.NDArray[np.uint8]  # the ensemble SEG's mask on the volume's grid
     expert_volumes_cm3: Mapping[str, float]  # each expert that ran: its tumour volume
     brain_mask: npt.NDArray[np.uint8] | None = None  # the brain extraction's mask on the volume's grid, if any
+    # the job's fusion re-run with each voter left out: voter -> fused volume (cm³) of the driving region; {} with
+    # fewer than two voters, None when the job did not store them (made before they were)
+    leave_one_out_volumes_cm3: Mapping[str, float] | None = None
+    voters: tuple[str, ...] | None = None  # the experts that voted in the fusion (None: leave_one_out's keys)
     measurements: LesionMeasurements = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +80,18 @@ class TimePointData:
             self, "measurements",
             measure_lesion(self.fused_mask, self.volume.affine_lps(), self.volume.voxel_volume_mm3),
         )
+
+    @property
+    def fused_volume(self) -> FusedVolume:
+        """The reported volume (the fused mask's) with its leave-one-out re-fusions, for the intervals."""
+        return FusedVolume(self.measurements.volume_cm3, self.leave_one_out_volumes_cm3, self.voters)
+
+    @property
+    def experts_mean_volume_cm3(self) -> float | None:
+        """The mean volume of the experts that voted (all that ran when unknown); ``None`` for fewer than two."""
+        voting = self.fused_volume.voting
+        values = [v for n, v in self.expert_volumes_cm3.items() if voting is None or n in voting]
+        return float(np.mean(values)) if len(values) > 1 else None
 
 
 @dataclass(frozen=True)
@@ -192,11 +219,8 @@ def compare(
 
     a, b = baseline.measurements, follow_up.measurements
     delta_cm3, percent = volume_change(a.volume_cm3, b.volume_cm3)
-    common = sorted(set(baseline.expert_volumes_cm3) & set(follow_up.expert_volumes_cm3))
-    volumes_a = {n: baseline.expert_volumes_cm3[n] for n in common}
-    volumes_b = {n: follow_up.expert_volumes_cm3[n] for n in common}
-    percent_ci = jackknife_ci(volumes_a, volumes_b, "percent_change")
-    delta_ci = jackknife_ci(volumes_a, volumes_b, "delta_cm3")
+    percent_ci = change_ci95(baseline.fused_volume, follow_up.fused_volume, "percent_change")
+    delta_ci = change_ci95(baseline.fused_volume, follow_up.fused_volume, "delta_cm3")
     ci95 = None if percent_ci is None else (percent_ci.low, percent_ci.high)
     flag, reason = change_flag(a.volume_cm3, b.volume_cm3, ci95, registration.ncc_after, thresholds)
     if resegmented:
@@ -226,3 +250,35 @@ def compare(
         follow_up_to_baseline_lps=to_baseline,
         registered_on="brains" if brains else "heads",
     )
+
+
+def change_ci95_from_masks(
+    baseline_masks: Mapping[str, npt.NDArray[np.integer] | ExpertOutputRegions],
+    follow_up_masks: Mapping[str, npt.NDArray[np.integer] | ExpertOutputRegions],
+    baseline_voxel_volume_mm3: float,
+    follow_up_voxel_volume_mm3: float,
+    strategy: FusionStrategy = "majority",
+    weights: Mapping[str, float] | None = None,
+    driving_region: Region = "TC",
+    derived_from: Mapping[str, str] | None = None,
+    statistic: Statistic = "percent_change",
+) -> JackknifeCI | None:
+    """The 95 % interval the pipeline reports for a pair of visits, from each visit's expert masks (for benchmarks).
+
+    Each visit is fused as a job fuses it (:func:`oncoflow.measure.region_fusion.fuse_regions` with ``strategy``,
+    ``weights``, ``driving_region`` and ``derived_from``), with its leave-one-out re-fusions; the interval is
+    :func:`oncoflow.measure.lesion_metrics.change_ci95` of the driving region's fused volumes. A plain array is a
+    binary mask of ``driving_region``; an :class:`ExpertOutputRegions` may be a compartment map. Volumes are
+    measured on each visit's own grid (``*_voxel_volume_mm3``), as the reported change is. ``JackknifeCI.estimate``
+    is the reported change; ``None`` when there is no interval (fewer than two voters, a zero baseline).
+    """
+
+    def visit(masks: Mapping[str, npt.NDArray[np.integer] | ExpertOutputRegions], voxel_mm3: float) -> FusedVolume:
+        outputs = {n: m if isinstance(m, ExpertOutputRegions)
+                   else ExpertOutputRegions(np.asarray(m).astype(bool).astype(np.uint8), frozenset(), driving_region)
+                   for n, m in masks.items()}
+        fused = fuse_regions(outputs, voxel_mm3, strategy, weights, None, driving_region, derived_from)
+        return FusedVolume(volume_cm3(fused.driving.mask, voxel_mm3), fused.leave_one_out_cm3, fused.driving.voters)
+
+    return change_ci95(visit(baseline_masks, baseline_voxel_volume_mm3),
+                       visit(follow_up_masks, follow_up_voxel_volume_mm3), statistic)

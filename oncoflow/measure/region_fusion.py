@@ -13,13 +13,18 @@ Agreement per compartment: the mean pairwise Dice of each compartment among the 
 The driving region (``ONCOFLOW_DRIVING_REGION``, default ET as RANO 2.0 measures the enhancing disease) is the one
 the change and its flag follow; when no expert gives it, the next of ET, TC, WT that was fused drives, and
 :attr:`RegionFusion.driving_note` says so.
+
+Derived experts (``derived_from``: an expert whose mask was made from another expert's output, e.g. SAM2 prompted
+with a segmenter's boxes) are measured against the fused mask but do not vote. For the uncertainty of the reported
+volume, the driving region is fused again with each of its voters left out (:func:`leave_one_out_volumes`); the
+job stores those volumes and the timeline builds its intervals from them (docs/uncertainty.md).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +37,7 @@ from oncoflow.core.tumour_compartments import (
     compartments_from_regions,
     region_mask,
 )
-from oncoflow.measure.fusion import FusionError, FusionResult, FusionStrategy, fuse
+from oncoflow.measure.fusion import ExpertAgreement, FusionError, FusionResult, FusionStrategy, fuse, fuse_masks
 from oncoflow.measure.mask_metrics import dice, iou, volume_cm3
 
 
@@ -75,6 +80,10 @@ class RegionFusion:
     compartment_agreement: dict[Compartment, float | None]
     driving_region: Region
     driving_note: str | None  # why another region than the configured one drives
+    derived_from: dict[str, str] = field(default_factory=dict)  # derived expert -> the expert its mask came from
+    # each voter of the driving region left out -> the driving region's fused volume without it (cm³); empty with
+    # fewer than two voters (see leave_one_out_volumes)
+    leave_one_out_cm3: dict[str, float] = field(default_factory=dict)
 
     @property
     def driving(self) -> FusionResult:
@@ -92,9 +101,12 @@ class RegionFusion:
             "regions": {
                 region: {"name": REGION_NAMES[region], "volume_cm3": result.volume_cm3,
                          "agreement_score": result.agreement_score, "flag": result.flag,
-                         "experts": sorted(result.experts)}
+                         "experts": sorted(result.experts), "voters": list(result.voters)}
                 for region, result in self.regions.items()
             },
+            "voting_experts": list(self.driving.voters),  # the driving region's
+            "derived_experts": dict(self.derived_from),
+            "leave_one_out_volumes_cm3": {name: round(v, 3) for name, v in self.leave_one_out_cm3.items()},
             "compartments": self.compartments is not None,
             "compartment_agreement": {c.display_name: score for c, score in self.compartment_agreement.items()},
         }
@@ -118,19 +130,31 @@ def fuse_regions(
     weights: Mapping[str, float] | None = None,
     probabilities: Mapping[str, Mapping[Region, np.ndarray]] | None = None,
     driving_region: Region = "ET",
+    derived_from: Mapping[str, str] | None = None,
 ) -> RegionFusion:
     """Fuse each region among the experts that give it; ``probabilities`` (expert -> region -> probability) feed
-    the confidence strategy. Raises :class:`oncoflow.measure.fusion.FusionError` when no expert gave a mask."""
+    the confidence strategy. Raises :class:`oncoflow.measure.fusion.FusionError` when no expert gave a mask.
+
+    ``derived_from`` (expert -> the expert whose output its mask was made from) names the experts that are not
+    independent: they are measured against the fused mask but do not vote, unless no independent expert gives the
+    region (then every expert that gives it votes: :attr:`FusionResult.voters` says who did). The driving
+    region's leave-one-expert-out volumes are computed over its voters (:func:`leave_one_out_volumes`)."""
+    derived = dict(derived_from or {})
     fused: dict[Region, FusionResult] = {}
     given: dict[Region, dict[str, npt.NDArray[np.uint8]]] = {}
+    voting: dict[Region, dict[str, npt.NDArray[np.uint8]]] = {}
     for region in REGIONS:
         masks = {name: o.region_mask(region).astype(np.uint8) for name, o in outputs.items() if region in o.regions}
         if not masks:
             continue
         given[region] = masks
-        soft = {name: (probabilities or {}).get(name, {}).get(region) for name in masks}
-        region_weights = {n: w for n, w in (weights or {}).items() if n in masks} or None
-        fused[region] = fuse(masks, voxel_volume_mm3, strategy, region_weights, soft)
+        voting[region] = {n: m for n, m in masks.items() if n not in derived} or masks
+        result = fuse(voting[region], voxel_volume_mm3, strategy, *_region_inputs(region, voting[region], weights,
+                                                                                  probabilities))
+        beside = {n: ExpertAgreement(dice=round(dice(m, result.mask), 4), iou=round(iou(m, result.mask), 4),
+                                     volume_cm3=round(volume_cm3(m, voxel_volume_mm3), 3))
+                  for n, m in masks.items() if n not in voting[region]}
+        fused[region] = replace(result, experts={**result.experts, **beside}) if beside else result
     if not fused:
         raise FusionError("no expert mask to fuse")
     compartments = None
@@ -145,7 +169,57 @@ def fuse_regions(
         driving = next(r for r in (*REGIONS[REGIONS.index(driving_region):], *REGIONS) if r in fused)
         note = (f"{REGION_NAMES[driving_region]} ({driving_region}) is given by no expert of this panel: "
                 f"{REGION_NAMES[driving]} ({driving}) drives the change")
-    return RegionFusion(fused, compartments, compartment_agreement(outputs), driving, note)
+    left_out = leave_one_out_volumes(voting, voxel_volume_mm3, strategy, weights, probabilities, driving)
+    return RegionFusion(fused, compartments, compartment_agreement(outputs), driving, note,
+                        {n: s for n, s in derived.items() if n in outputs}, left_out)
+
+
+def _region_inputs(region: Region, masks: Mapping[str, np.ndarray], weights: Mapping[str, float] | None,
+                   probabilities: Mapping[str, Mapping[Region, np.ndarray]] | None,
+                   ) -> tuple[dict[str, float] | None, dict[str, np.ndarray | None]]:
+    """The fusion weights and the probabilities of ``region`` for the experts of ``masks``."""
+    region_weights = {n: w for n, w in (weights or {}).items() if n in masks} or None
+    return region_weights, {name: (probabilities or {}).get(name, {}).get(region) for name in masks}
+
+
+def leave_one_out_volumes(
+    voting: Mapping[Region, Mapping[str, np.ndarray]],
+    voxel_volume_mm3: float,
+    strategy: FusionStrategy = "majority",
+    weights: Mapping[str, float] | None = None,
+    probabilities: Mapping[str, Mapping[Region, np.ndarray]] | None = None,
+    driving_region: Region = "ET",
+) -> dict[str, float]:
+    """Each voter of ``driving_region`` left out -> the driving region's fused volume (cm³) without it.
+
+    ``voting``: region -> the masks that vote in it (the voters :func:`fuse_regions` chose). For each voter of the
+    driving region, the regions its mask depends on are fused again by the same rule
+    (:func:`oncoflow.measure.fusion.fuse_masks`, same strategy, weights renormalised over the remaining experts)
+    from their voters less that one (a voter that gives several regions is left out of each), the driving region
+    is widened to hold the regions inside it where the full fusion would rebuild the compartments, and its volume
+    is measured. Empty with fewer than two voters of the driving region (nothing would be left to fuse), or when a
+    re-fusion is impossible (the remaining experts have no fusion weight)."""
+    names = list(voting.get(driving_region, {}))
+    if len(names) < 2:
+        return {}
+    inner = REGIONS[: REGIONS.index(driving_region) + 1]  # the driving region and the regions inside it
+    volumes: dict[str, float] = {}
+    for left_out in names:
+        kept = {r: {n: m for n, m in masks.items() if n != left_out} for r, masks in voting.items()}
+        # fuse_regions rebuilds the compartments (widening each region to hold the ones inside it) only when ET,
+        # TC and WT are all fused; the regions outside the driving one change nothing else in its mask
+        nested = all(kept.get(r) for r in REGIONS)
+        mask = np.zeros(next(iter(voting[driving_region].values())).shape, bool)
+        for region in inner:
+            if (region == driving_region or nested) and kept.get(region):
+                try:
+                    fused = fuse_masks(kept[region], strategy,
+                                       *_region_inputs(region, kept[region], weights, probabilities))[0]
+                except FusionError:  # e.g. the experts left have no weight: no replicate, so no interval
+                    return {}
+                mask |= fused > 0
+        volumes[left_out] = volume_cm3(mask, voxel_volume_mm3)
+    return volumes
 
 
 def _nested(result: FusionResult, mask: npt.NDArray[np.bool_], masks: Mapping[str, npt.NDArray[np.uint8]],

@@ -21,6 +21,13 @@ Order of work (``ONCOFLOW_PANEL`` gives the experts and their priority):
 
 Nothing is made up: an expert that did not run has no mask, and the panel result says
 why (``skipped``: not ready or nothing to prompt with; ``failed``: it refused the input).
+
+Derived experts (:attr:`ExpertRun.derived_from`) are not independent opinions and do not vote in the fusion nor
+count as a leave-one-out replicate; their masks are still stored (their own SEG) and measured against the fused
+mask. Two kinds: the promptable expert prompted with a segmenter's boxes is derived from that segmenter (it
+outlines what the segmenter found); a localiser whose boxes were filled into a mask (no SAM2 ready, or SAM2
+refused them) is derived from its own boxes (a box is not an outline: its volume is the box's). A localiser whose
+boxes SAM2 outlined, or that saw no tumour while SAM2 was ready, votes: the localisation is its own.
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ class ExpertRun:
     outside_brain_cm3: float | None = None  # its mask outside the brain mask, cut off (None: no brain mask)
     compartments: frozenset[Compartment] = frozenset()  # a compartment map's compartments; empty: binary
     region: Region | None = "TC"  # the region of a binary mask
+    # not an independent opinion: the expert whose output its mask was made from (itself: its own boxes, filled)
+    derived_from: str | None = None
 
     @property
     def output(self) -> ExpertOutputRegions | None:
@@ -105,6 +114,7 @@ class ExpertRun:
             "runtime_s": None if self.runtime_s is None else round(self.runtime_s, 4), "mask_from": self.mask_from,
             "findings": self.findings, "skull_stripped_input": self.skull_stripped,
             "outside_brain_cm3": None if self.outside_brain_cm3 is None else round(self.outside_brain_cm3, 3),
+            "derived_from": self.derived_from,
         }
 
 
@@ -242,6 +252,7 @@ class ExpertPanel:
                 else:
                     boxes = boxes_from_mask(cores[prompt_source.name].astype(np.uint8))
                     runs[promptable].mask_from = f"sam2 prompted by {prompt_source.name} boxes"
+                    runs[promptable].derived_from = prompt_source.name  # outlines what that segmenter found
                     second[promptable] = pool.submit(self.worker.segment, promptable, given(runs[promptable]), boxes)
             for run in runs.values():
                 if run.role != "localiser" or run.status != "ran":
@@ -254,6 +265,8 @@ class ExpertPanel:
                 else:
                     run.mask = mask_from_boxes(boxes, volume.shape)
                     run.mask_from = "filled boxes" if boxes else "no boxes: no tumour seen"
+                    if promptable is None:  # no SAM2 to outline its boxes: a box (or nothing) is not an outline
+                        run.derived_from = run.name
             for name, future in second.items():
                 run = runs[name]
                 if run.role != "localiser":
@@ -264,6 +277,7 @@ class ExpertPanel:
                 except InputError as exc:  # SAM2 refused the boxes: the localiser's answer still counts
                     run.mask = mask_from_boxes(run.boxes, volume.shape)
                     run.mask_from = f"filled boxes ({promptable} refused them: {exc})"
+                    run.derived_from = run.name
 
         self._keep_inside(runs, brain, volume.voxel_volume_mm3)
         outputs = {n: r.output for n, r in runs.items() if r.status == "ran" and r.output is not None}
@@ -275,6 +289,7 @@ class ExpertPanel:
             outputs, volume.voxel_volume_mm3, self.settings.fusion,  # type: ignore[arg-type]
             self.settings.fusion_weights, {n: runs[n].region_probabilities() for n in outputs},
             self.settings.driving_region,  # type: ignore[arg-type]
+            {n: source for n in outputs if (source := runs[n].derived_from) is not None},
         )
         fusion_s = time.perf_counter() - fusion_started
         return PanelResult(

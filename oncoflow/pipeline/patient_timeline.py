@@ -258,11 +258,13 @@ class PatientTimeline:
             )
             self.rest.store_replacing(reg)
             reg_uid = str(reg.SOPInstanceUID)
-        volume_ci = volume_ci95(current.expert_volumes_cm3)
+        volume_ci = volume_ci95(current.measurements.volume_cm3, current.leave_one_out_volumes_cm3)
+        experts_mean = current.experts_mean_volume_cm3
         measurements = {
             "volume_cm3": round(current.measurements.volume_cm3, 3),
             "volume_ci95_cm3": None if volume_ci is None else [round(volume_ci.low, 3), round(volume_ci.high, 3)],
-            "experts_mean_volume_cm3": None if volume_ci is None else round(volume_ci.estimate, 3),
+            "volume_ci95_experts": None if volume_ci is None else volume_ci.n_experts,
+            "experts_mean_volume_cm3": None if experts_mean is None else round(experts_mean, 3),
             "longest_axial_diameter_mm": round(current.measurements.longest_axial_diameter_mm, 1),
             "max_caliper_mm": round(current.measurements.max_caliper_mm, 1),
         }

@@ -1,5 +1,5 @@
-"""A time point of the patient's timeline: a study's date, input series, fused mask, ensemble SEG, brain mask
-and experts' volumes, as the longitudinal comparison reads them."""
+"""A time point of the patient's timeline: a study's date, input series, fused mask, ensemble SEG, brain mask,
+experts' volumes and leave-one-expert-out fused volumes, as the longitudinal comparison reads them."""
 
 from __future__ import annotations
 
@@ -24,8 +24,18 @@ def loaded_time_point(study_tags: dict[str, str], stack: SortedSeries, fused_mas
         if entry.get("status") == "ran" and entry.get("volume_cm3") is not None
     }
     data = TimePointData(str(study_tags["StudyInstanceUID"]), study_date(study_tags), stack.volume, fused_mask,
-                         experts, brain_mask)
+                         experts, brain_mask, *leave_one_out(outputs))
     return data, stack, seg
+
+
+def leave_one_out(outputs: dict[str, Any]) -> tuple[dict[str, float] | None, tuple[str, ...] | None]:
+    """The job's leave-one-expert-out fused volumes of the driving region and the experts that voted, as
+    :func:`oncoflow.measure.region_fusion.fuse_regions` stored them; ``(None, None)`` for a job made before they
+    were stored (its change then has no interval until the study is analysed again)."""
+    volumes, voters = outputs.get("leave_one_out_volumes_cm3"), outputs.get("voting_experts")
+    if volumes is None or voters is None:
+        return None, None
+    return {str(n): float(v) for n, v in volumes.items()}, tuple(str(n) for n in voters)
 
 
 def study_date(tags: dict[str, str]) -> date:
