@@ -9,6 +9,7 @@ and bad pairs (another patient behind the same PatientID, a baseline SEG deleted
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -252,3 +253,35 @@ def test_two_lesions_over_three_visits_are_tracked_and_assessed(one_expert: Stac
     assert status == 200
     assert [[r["tracking_id"] for r in p["lesions"]] for p in timeline["time_points"]] == [
         [r["tracking_id"] for r in visit] for visit in lesions]
+    # the clinician's word: clinical deterioration at visit 2 (measured PR) is PD whatever the sum (RANO 2.0)
+    visit_2 = str(srs[1].StudyInstanceUID)
+    status, body = one_expert.request("PUT", f"/oncoflow/studies/{visit_2}/clinical-state",
+                                      b'{"status": "sometimes", "steroid_mg_per_day": 4}')
+    assert status == 400 and b"status must be one of" in body
+    status, body = one_expert.request("PUT", f"/oncoflow/studies/{visit_2}/clinical-state",
+                                      b'{"status": "worse", "steroid_mg_per_day": 4}')
+    assert status == 200, body
+    entered = json.loads(body)
+    assert (entered["status"], entered["steroid_mg_per_day"]) == ("worse", 4.0)
+    assert entered["response"]["category"] == "PD" and "clinical deterioration" in " ".join(
+        entered["response"]["reasons"]), entered["response"]
+    assert one_expert.get(f"/oncoflow/studies/{visit_2}/clinical-state")[1]["status"] == "worse"
+    one_expert.wait_event(visit_2, "reassessed", timeout_s=180)
+    (sr,) = oncoflow_srs(one_expert, visit_2)
+    assert sr_response_category(sr) == "RESPPD"  # the SR stored in the PACS says so too
+    assert sr_response_category(srs[1]) == "RESPPR"  # (and said PR before)
+
+
+def sr_response_category(sr: pydicom.Dataset) -> str | None:
+    """The code of the SR's overall response category (private RESPCAT), read from the content tree with pydicom."""
+    def walk(items: pydicom.Sequence) -> str | None:
+        for item in items:
+            name = item.ConceptNameCodeSequence[0] if "ConceptNameCodeSequence" in item else None
+            if name is not None and name.CodeValue == "RESPCAT" and "ConceptCodeSequence" in item:
+                return str(item.ConceptCodeSequence[0].CodeValue)
+            found = walk(item.ContentSequence) if "ContentSequence" in item else None
+            if found:
+                return found
+        return None
+
+    return walk(sr.ContentSequence)

@@ -26,6 +26,9 @@ DEFAULT_PANEL = "nnunet_demo,nnunet_demo_2d,nnunet_demo_3d_seed2,sam2,medgemma"
 BASELINE_RULES = ("previous", "nadir", "first")
 # ONCOFLOW_RESPONSE_CRITERIA: the names of oncoflow.measure.rano_response.CRITERIA
 RESPONSE_CRITERIA = ("rano2-volumetric", "rano2-bidimensional", "rano2-non-enhancing", "rano-bm")
+# RANO 2.0: "mixed" assesses the T2/FLAIR (non-enhancing) disease in parallel with the enhancing disease and combines
+# the two categories; "enhancing" (a trial of contrast-enhancing tumours, e.g. glioblastoma) assesses enhancing only
+TUMOUR_PRESENTATIONS = ("mixed", "enhancing")
 # `oncoflow push` and dcmtk's storescu default, on this machine: development only
 DEFAULT_STORE_PEERS = "ONCOFLOWCLI@127.0.0.1,STORESCU@127.0.0.1"
 QUERY_RIGHTS = ("find", "move", "get")
@@ -149,6 +152,7 @@ class Settings:
     baseline_rule: str = "previous"  # ONCOFLOW_BASELINE: previous | nadir | first
     response_criteria: str = "rano2-volumetric"  # ONCOFLOW_RESPONSE_CRITERIA: one of RESPONSE_CRITERIA
     lesion_join_distance_mm: float = 5.0  # ONCOFLOW_LESION_JOIN_MM: fragments closer than this are one lesion
+    tumour_presentation: str = "mixed"  # ONCOFLOW_TUMOUR_PRESENTATION: one of TUMOUR_PRESENTATIONS
     registration_method: str = "elastix"  # ONCOFLOW_REGISTRATION: elastix (SimpleITK fallback) | sitk
     change_thresholds: ChangeThresholds = field(default_factory=ChangeThresholds)  # ONCOFLOW_*_PERCENT, ...
     torch_threads: int = field(default=2)  # ONCOFLOW_TORCH_THREADS: per model call (default cores ÷ concurrency)
@@ -539,6 +543,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     response_criteria = env.get("ONCOFLOW_RESPONSE_CRITERIA", "rano2-volumetric").strip().lower()
     if response_criteria not in RESPONSE_CRITERIA:
         errors.append(f"ONCOFLOW_RESPONSE_CRITERIA={response_criteria!r} is not one of {', '.join(RESPONSE_CRITERIA)}")
+    tumour_presentation = env.get("ONCOFLOW_TUMOUR_PRESENTATION", "mixed").strip().lower()
+    if tumour_presentation not in TUMOUR_PRESENTATIONS:
+        errors.append(f"ONCOFLOW_TUMOUR_PRESENTATION={tumour_presentation!r} is not one of "
+                      f"{', '.join(TUMOUR_PRESENTATIONS)}")
     baseline_rule = env.get("ONCOFLOW_BASELINE", "previous").strip().lower()
     if baseline_rule not in BASELINE_RULES:
         errors.append(f"ONCOFLOW_BASELINE={baseline_rule!r} is not one of {', '.join(BASELINE_RULES)}")
@@ -648,6 +656,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         job_max_attempts=_int(env, "ONCOFLOW_JOB_MAX_ATTEMPTS", 20, 1, 1000, errors),
         baseline_rule=baseline_rule,
         response_criteria=response_criteria,
+        tumour_presentation=tumour_presentation,
         lesion_join_distance_mm=_float(env, "ONCOFLOW_LESION_JOIN_MM", 5.0, 0.0, errors),
         registration_method=registration_method,
         change_thresholds=thresholds,

@@ -20,6 +20,8 @@ Document tree (all under the TID 1500 root "Oncology Measurement Report")::
                         is the first of that region's segments in the ensemble SEG
           CONTAINS NUM  99ONCOFLOW VOLET, VOLTC, VOLWT (cm3): the fused volume of each region measured
           CONTAINS TEXT 99ONCOFLOW PLAUSIBLE: "plausible" or "segmentation implausible: review (reasons)"
+          CONTAINS TEXT 99ONCOFLOW SEGSOURCE (only when a radiologist's approved SEG is measured instead of the
+                        ensemble, which is then the referenced SEG): "approved by radiologist <user>, <time>: ..."
           -- only with a LongitudinalChange (this study B against its baseline A) --
           CONTAINS UIDREF 99ONCOFLOW BASESTUDYUID, DATE 99ONCOFLOW BASESTUDYDATE
           CONTAINS COMPOSITE DCM 122075 "Prior report for current patient" -> the baseline's OncoFlow SR (if given)
@@ -99,6 +101,7 @@ then warns "Unrecognized defined term <99ONCOFLOW>", which is expected for any p
                           VOLTC           Tumour core volume                                    cm3
                           VOLWT           Whole tumour volume                                   cm3
     plausibility          PLAUSIBLE       Segmentation plausibility                             TEXT
+    segmentation_note     SEGSOURCE       Segmentation measured                                 TEXT
     ====================  ==============  ====================================================  ======
 
 UIDs derive from the fingerprint, the baseline's StudyInstanceUID (empty without one) and a digest of
@@ -161,6 +164,7 @@ PRIVATE_CODES: dict[str, tuple[str, str]] = {
     "region:WT": ("VOLWT", "Whole tumour volume"),
     "driving_region": ("DRIVREGION", "Tumour region measured"),
     "plausibility": ("PLAUSIBLE", "Segmentation plausibility"),
+    "segmentation_source": ("SEGSOURCE", "Segmentation measured"),  # an approved SEG measured, by whom and when
     # lesion by lesion (issue 18)
     "product_mm2": ("SPDPRODUCT", "Product of perpendicular diameters"),
     "measurable": ("MEASURABLE", "Measurable lesion"),
@@ -570,13 +574,16 @@ def write_measurement_report(
     series_number: int = SR_SERIES_NUMBER,
     lesions: Sequence[LesionAtTimePoint] | None = None,
     response: ResponseAssessment | None = None,
+    segmentation_note: str | None = None,
 ) -> Dataset:
     """The TID 1500 report of ``lesion`` (and its ``change`` against the baseline) for this study.
 
     ``lesions``, when given, wins over ``lesion`` (which may then be None): one group set per lesion, in
     order; ``change`` goes into the first lesion's group. ``response`` adds the report's Qualitative
-    Evaluations. ``seg`` is the ensemble SEG of ``source_images``; ``experts_not_run`` maps an
-    expert's name to why it did not run. Returns a :class:`highdicom.sr.Comprehensive3DSR`.
+    Evaluations. ``seg`` is the ensemble SEG of ``source_images``, or the radiologist's approved SEG measured
+    instead, which ``segmentation_note`` then says (a TEXT item in each lesion group: "approved by radiologist
+    <user>, <time>: ..."); ``experts_not_run`` maps an expert's name to why it did not run. Returns a
+    :class:`highdicom.sr.Comprehensive3DSR`.
     """
     if not source_images:
         raise ValueError("no source images")
@@ -622,6 +629,9 @@ def write_measurement_report(
             qualitative_evaluations=_lesion_evaluations(each) or None,
         )
         group[0].ContentSequence.extend(_region_items(each))
+        if segmentation_note:
+            group[0].ContentSequence.append(hd.sr.TextContentItem(
+                private_code("segmentation_source"), segmentation_note, hd.sr.RelationshipTypeValues.CONTAINS))
         if change is not None and index == 0:
             group[0].ContentSequence.extend(_change_items(change))
         groups.append(group)
@@ -654,6 +664,8 @@ def write_measurement_report(
     if change is not None and change.prior_sr is not None:
         evidence.append(change.prior_sr)  # another study: PertinentOtherEvidenceSequence
     extra = [] if response is None else [repr(response)]
+    if segmentation_note:
+        extra.append(f"segmentation: {segmentation_note}")
     content = content_digest(*(_lesion_content(each) for each in all_lesions), _change_content(change),
                              *experts_ran, repr(sorted(experts_not_run.items())), str(seg.SOPInstanceUID),
                              str(series_number), *(str(ds.SOPInstanceUID) for ds in source_images), __version__,
@@ -818,9 +830,11 @@ def read_measurement_report(sr: Dataset) -> dict[str, Any]:
     together, the patient's tumour at this time point), the :class:`LongitudinalChange`
     fields (``None`` when absent; ``prior_sr`` becomes ``prior_sr_sop_instance_uid``), plus ``has_change``,
     ``experts_ran``, ``experts_not_run``, ``fingerprint``, ``time_point`` and ``study_instance_uid``;
-    ``lesions``: every lesion's :class:`LesionAtTimePoint` fields (a dict each, in order, compartments and
-    diameter endpoints included); ``response``: the :class:`ResponseAssessment` fields plus ``method_code``
-    ((scheme, code) of DCM 112021's value), or None.
+    ``segmentation_note`` (an approved SEG measured: who approved it and when; else ``None``) and
+    ``referenced_seg_sop_instance_uid`` (the SEG the first lesion group references); ``lesions``: every lesion's
+    :class:`LesionAtTimePoint` fields (a dict each, in order, compartments and diameter endpoints included);
+    ``response``: the :class:`ResponseAssessment` fields plus ``method_code`` ((scheme, code) of DCM 112021's
+    value), or None.
     """
     parsed = hd.sr.Comprehensive3DSR.from_dataset(sr)
     content = parsed.content
@@ -877,6 +891,9 @@ def read_measurement_report(sr: Dataset) -> dict[str, Any]:
         "experts_not_run": experts_not_run,
         "fingerprint": fingerprints[0] if fingerprints else None,
         "time_point": text(Code("C2348792", "UMLS", "Time Point")),
+        "segmentation_note": text(private_code("segmentation_source")),
+        "referenced_seg_sop_instance_uid": None if group.referenced_segment is None
+        else str(group.referenced_segment.referenced_sop_instance_uid),
         "lesions": lesions,
         "response": _read_response(sr),
     }

@@ -90,6 +90,29 @@ CREATE TABLE IF NOT EXISTS refinements (
     created_at REAL NOT NULL,
     PRIMARY KEY (study_instance_uid, version)
 );
+CREATE TABLE IF NOT EXISTS clinical_states (
+    study_instance_uid TEXT PRIMARY KEY,
+    status TEXT,
+    steroid_mg_per_day REAL,
+    entered_by TEXT NOT NULL,
+    entered_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segmentation_approvals (
+    id {serial},
+    study_instance_uid TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    series_instance_uid TEXT,
+    segment_numbers_json TEXT NOT NULL,
+    source TEXT NOT NULL,
+    input_series_instance_uid TEXT,
+    volume_cm3 REAL NOT NULL,
+    approved_by TEXT NOT NULL,
+    approved_role TEXT NOT NULL,
+    approved_at REAL NOT NULL,
+    withdrawn_by TEXT,
+    withdrawn_at REAL
+);
+CREATE INDEX IF NOT EXISTS segmentation_approvals_study ON segmentation_approvals(study_instance_uid);
 """
 _DIALECT_SCHEMA = {
     # SQLite orders events by rowid; PostgreSQL has none, so its events carry a sequence
@@ -461,6 +484,94 @@ class JobStore:
              "prompts": json.loads(r["prompts_json"]), "volume_cm3": r["volume_cm3"], "created_at": r["created_at"]}
             for r in rows
         ]
+
+    # -- clinical state of a time point ----------------------------------------------------------
+
+    def set_clinical_state(self, study_instance_uid: str, status: str | None, steroid_mg_per_day: float | None,
+                           entered_by: str) -> dict[str, Any]:
+        """Record (replace) what a clinician entered for a study's time point: the clinical status (improved,
+        stable, worse; ``None``: not known) and the dexamethasone-equivalent dose in mg/day (``None``: not known)."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO clinical_states (study_instance_uid, status, steroid_mg_per_day, entered_by, entered_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (study_instance_uid) DO UPDATE SET status=excluded.status, "
+                "steroid_mg_per_day=excluded.steroid_mg_per_day, entered_by=excluded.entered_by, "
+                "entered_at=excluded.entered_at",
+                (study_instance_uid, status, steroid_mg_per_day, entered_by, now),
+            )
+        return {"study_instance_uid": study_instance_uid, "status": status, "steroid_mg_per_day": steroid_mg_per_day,
+                "entered_by": entered_by, "entered_at": now}
+
+    def clinical_state(self, study_instance_uid: str) -> dict[str, Any] | None:
+        """The study's recorded clinical state (the fields of :meth:`set_clinical_state`), or ``None``."""
+        with self._database.reading() as db:
+            row = db.execute("SELECT * FROM clinical_states WHERE study_instance_uid=?",
+                             (study_instance_uid,)).fetchone()
+        return row_dict(row) if row else None
+
+    # -- approved segmentations ------------------------------------------------------------------
+
+    @staticmethod
+    def _approval(row: Mapping[str, Any]) -> dict[str, Any]:
+        return {"approval_id": int(row["id"]), "study_instance_uid": row["study_instance_uid"],
+                "sop_instance_uid": row["sop_instance_uid"], "series_instance_uid": row["series_instance_uid"],
+                "segment_numbers": json.loads(row["segment_numbers_json"]), "source": row["source"],
+                "input_series_instance_uid": row["input_series_instance_uid"], "volume_cm3": row["volume_cm3"],
+                "approved_by": row["approved_by"], "approved_role": row["approved_role"],
+                "approved_at": row["approved_at"], "withdrawn_by": row["withdrawn_by"],
+                "withdrawn_at": row["withdrawn_at"]}
+
+    def approve_segmentation(
+        self, study_instance_uid: str, sop_instance_uid: str, series_instance_uid: str | None,
+        segment_numbers: list[int], source: str, input_series_instance_uid: str | None, volume_cm3: float,
+        approved_by: str, approved_role: str,
+    ) -> dict[str, Any]:
+        """Record that ``approved_by`` approved the SEG's ``segment_numbers`` as the study's tumour; an approval
+        already in force is withdrawn by the same user at the same time (one approval in force per study)."""
+        now = time.time()
+        with self._transaction() as db:
+            self._database.lock_in_transaction(db, f"approval:{study_instance_uid}")
+            db.execute("UPDATE segmentation_approvals SET withdrawn_by=?, withdrawn_at=? WHERE study_instance_uid=? "
+                       "AND withdrawn_at IS NULL", (approved_by, now, study_instance_uid))
+            row = db.execute(
+                "INSERT INTO segmentation_approvals (study_instance_uid, sop_instance_uid, series_instance_uid, "
+                "segment_numbers_json, source, input_series_instance_uid, volume_cm3, approved_by, approved_role, "
+                "approved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (study_instance_uid, sop_instance_uid, series_instance_uid, json.dumps(sorted(segment_numbers)),
+                 source, input_series_instance_uid, volume_cm3, approved_by, approved_role, now),
+            ).fetchone()
+            stored = db.execute("SELECT * FROM segmentation_approvals WHERE id=?", (int(row["id"]),)).fetchone()
+            return self._approval(stored)
+
+    def withdraw_segmentation_approval(self, study_instance_uid: str, withdrawn_by: str) -> dict[str, Any] | None:
+        """Withdraw the study's approval in force (the automatic result is measured again); returns it as
+        withdrawn, or ``None`` when none was in force."""
+        now = time.time()
+        with self._transaction() as db:
+            self._database.lock_in_transaction(db, f"approval:{study_instance_uid}")
+            row = db.execute("SELECT id FROM segmentation_approvals WHERE study_instance_uid=? AND withdrawn_at IS "
+                             "NULL ORDER BY id DESC LIMIT 1", (study_instance_uid,)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE segmentation_approvals SET withdrawn_by=?, withdrawn_at=? WHERE id=?",
+                       (withdrawn_by, now, int(row["id"])))
+            stored = db.execute("SELECT * FROM segmentation_approvals WHERE id=?", (int(row["id"]),)).fetchone()
+            return self._approval(stored)
+
+    def segmentation_approval(self, study_instance_uid: str) -> dict[str, Any] | None:
+        """The study's approval in force (the fields of :meth:`approve_segmentation`), or ``None``."""
+        with self._database.reading() as db:
+            row = db.execute("SELECT * FROM segmentation_approvals WHERE study_instance_uid=? AND withdrawn_at IS "
+                             "NULL ORDER BY id DESC LIMIT 1", (study_instance_uid,)).fetchone()
+        return self._approval(row) if row else None
+
+    def segmentation_approvals(self, study_instance_uid: str) -> list[dict[str, Any]]:
+        """Every approval of the study, withdrawn ones included, oldest first."""
+        with self._database.reading() as db:
+            rows = db.execute("SELECT * FROM segmentation_approvals WHERE study_instance_uid=? ORDER BY id",
+                              (study_instance_uid,)).fetchall()
+        return [self._approval(r) for r in rows]
 
     # -- patient timeline -----------------------------------------------------------------------
 

@@ -43,6 +43,8 @@ from oncoflow.measure.rano_response import (
     Response,
     ResponseCriteria,
     assess_time_points,
+    choose_targets,
+    combine_enhancing_and_non_enhancing,
 )
 from oncoflow.measure.rano_response import TimePointLesions as ResponseTimePoint
 
@@ -186,3 +188,38 @@ def current_response(visits: Sequence[ResponseTimePoint], criteria: ResponseCrit
     """The last visit's response against the first (``None`` for a single visit)."""
     responses = assess_time_points(visits, criteria)
     return responses[-1] if responses else None
+
+
+def assess_last_visit(visits: Sequence[tuple[date, Sequence[Mapping[str, Any]], ClinicalState]],
+                      criteria: ResponseCriteria) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+    """The target lesions and the response (as :func:`response_json`; ``None`` for a single visit) of the last of
+    ``visits``: each its study date, its lesion rows (:func:`lesion_row`) and what the clinician entered."""
+    time_points = [response_time_point(day, rows, criteria, clinical) for day, rows, clinical in visits]
+    response = current_response(time_points, criteria)
+    if response is None:
+        return choose_targets(time_points[0], criteria), None
+    return response.targets, response_json(response, criteria)
+
+
+def combined_response(enhancing: dict[str, Any] | None, non_enhancing: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The response of a mixed tumour (RANO 2.0, docs/response-criteria.md section 6): the enhancing and the
+    non-enhancing (T2/FLAIR) disease assessed in parallel, each as :func:`response_json`, and their categories
+    combined. The sums and targets stay the enhancing ones; both categories and all reasons are kept. Either
+    ``None`` (a first visit, or no T2/FLAIR region): the enhancing response as it is."""
+    if enhancing is None or non_enhancing is None:
+        return enhancing
+    category = combine_enhancing_and_non_enhancing(enhancing["category"], non_enhancing["category"])
+    decided_by = enhancing if category == enhancing["category"] else non_enhancing
+    confirmation = decided_by["confirmation"]
+    return {
+        **enhancing,
+        "category": category,
+        "confirmation": confirmation,
+        "label": category if confirmation == "not needed" else f"{category} ({confirmation})",
+        "reasons": [*(f"enhancing: {r}" for r in enhancing["reasons"]),
+                    *(f"non-enhancing (T2/FLAIR): {r}" for r in non_enhancing["reasons"]),
+                    f"mixed tumour: enhancing {enhancing['category']} with non-enhancing {non_enhancing['category']} "
+                    f"is {category}"],
+        "enhancing": {k: enhancing[k] for k in ("category", "confirmation", "label", "criteria")},
+        "non_enhancing": non_enhancing,
+    }

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -35,23 +37,26 @@ from oncoflow.dicom.sr_writer import (
 from oncoflow.dicom.volume_builder import InputError, SortedSeries
 from oncoflow.measure.lesion_metrics import volume_ci95
 from oncoflow.measure.longitudinal_comparison import Comparison, ComparisonError, TimePointData, compare
-from oncoflow.measure.rano_response import CRITERIA, choose_targets
+from oncoflow.measure.rano_response import CRITERIA, RANO2_NON_ENHANCING, ClinicalState, ResponseCriteria
 from oncoflow.pacs.orthanc_http import OrthancUnavailable
 from oncoflow.pacs.orthanc_rest import OrthancRest
+from oncoflow.pipeline.approved_segmentation import PANEL_SPREAD_OUTPUTS, ApprovalError, ApprovedSegmentation
+from oncoflow.pipeline.approved_segmentation import describe as describe_approval
 from oncoflow.pipeline.brain_extraction import BrainExtraction
+from oncoflow.pipeline.clinical_state import clinical_state_of
 from oncoflow.pipeline.expert_panel import ExpertPanel
 from oncoflow.pipeline.job_store import Job, JobStore
 from oncoflow.pipeline.lesion_tracking import (
     LESION_PREFIX,
     TrackedVisit,
-    current_response,
+    assess_last_visit,
+    combined_response,
     first_visit,
     follow_visit,
     lesion_row,
     lesions_of,
-    response_json,
-    response_time_point,
 )
+from oncoflow.pipeline.measurement_basis import MeasurementBasis, comparability
 from oncoflow.pipeline.report_stage import ClinicalReportWriter, ReportError, ReportInputs
 from oncoflow.pipeline.study_input import StudyInput
 from oncoflow.pipeline.time_point import LoadedTimePoint, loaded_time_point, study_date
@@ -75,7 +80,12 @@ class PatientTimeline:
     # -- gathering -----------------------------------------------------------------------------
 
     def _time_point(self, study_id: str, job: Job) -> LoadedTimePoint:
-        """The study's input volume, its ensemble SEG's mask, its brain SEG's mask and its experts' volumes."""
+        """The study's input volume, its ensemble SEG's mask, its brain SEG's mask and its experts' volumes.
+
+        With a radiologist's approved segmentation in force (:mod:`.approved_segmentation`), its SEG and mask
+        instead of the ensemble's, and no panel volumes (the experts' spread says nothing about a radiologist's
+        mask); an approved SEG gone from the PACS, or no longer fitting the input, is a :class:`ComparisonError`
+        (never silently the automatic result)."""
         study = self.rest.get_json(f"/studies/{study_id}")
         uid = str(study["MainDicomTags"]["StudyInstanceUID"])
         timings: dict[str, float] = {}
@@ -84,6 +94,17 @@ class PatientTimeline:
             stack = self.input.build(instance_ids, timings, selection.candidate.stack_id)
         except InputError as exc:
             raise ComparisonError(f"study {uid}: its input series cannot be read again: {exc}") from exc
+        brain_uid = (job.outputs.get("brain_extraction") or {}).get("seg_sop_instance_uid")
+        approval = self.store.segmentation_approval(uid)
+        if approval is not None:
+            try:
+                approved_seg, approved = ApprovedSegmentation(self.rest, self.store, self.input).mask(approval, stack)
+            except ApprovalError as exc:
+                raise ComparisonError(f"study {uid}: {exc.message}") from exc
+            brain_seg = self.rest.instance_dataset(brain_uid) if brain_uid else None
+            brain = read_source_mask(brain_seg, stack.datasets) if brain_seg is not None else None
+            outputs = {k: v for k, v in job.outputs.items() if k not in PANEL_SPREAD_OUTPUTS}
+            return loaded_time_point(study["MainDicomTags"], stack, approved, approved_seg, outputs, brain)
         seg_uid = job.outputs.get("ensemble_seg_sop_instance_uid")
         seg = self.rest.instance_dataset(seg_uid) if seg_uid else None
         if seg is None:
@@ -91,7 +112,6 @@ class PatientTimeline:
         # the region the change follows, as that study's job fused it (an older job: its one tumour segment)
         region = job.outputs.get("driving_region", "TC")
         mask = read_source_mask(seg, stack.datasets, region_segment_numbers(seg, region) or [1])
-        brain_uid = (job.outputs.get("brain_extraction") or {}).get("seg_sop_instance_uid")
         brain_seg = self.rest.instance_dataset(brain_uid) if brain_uid else None
         brain = read_source_mask(brain_seg, stack.datasets) if brain_seg is not None else None
         return loaded_time_point(study["MainDicomTags"], stack, mask, seg, job.outputs, brain)
@@ -167,22 +187,31 @@ class PatientTimeline:
             return cache[orthanc_id]
 
         volumes = [_volume_or_none(s[3].outputs.get("tumour_volume_cm3")) for s in studies]
-        tracked: dict[int, TrackedVisit] = {}
         to_previous: dict[int, np.ndarray] = {}  # follow-up index -> 4x4 LPS registration to the visit before
 
-        def track(index: int) -> TrackedVisit:
-            if index not in tracked:
-                current = load(index)[0]
-                lesions = lesions_of(current.fused_mask, current.volume, self.settings.lesion_join_distance_mm)
-                if index == 0:
-                    tracked[index] = first_visit(lesions)
-                else:
-                    previous = track(index - 1)
-                    used = sorted({i for k in range(index) for i in (*track(k).tracking_ids.values(),
-                                                                        *track(k).ended_ids)})
-                    tracked[index] = follow_visit(previous, load(index - 1)[0].volume, lesions, current.volume,
-                                                  self._to_previous(studies, index, load, to_previous), used)
-            return tracked[index]
+        def tracker(mask_of: Callable[[int], np.ndarray]) -> Callable[[int], TrackedVisit]:
+            """Lesion tracking over the visits of one region's masks (``mask_of(index)``)."""
+            tracked: dict[int, TrackedVisit] = {}
+
+            def track(index: int) -> TrackedVisit:
+                if index not in tracked:
+                    volume = load(index)[0].volume
+                    lesions = lesions_of(mask_of(index), volume, self.settings.lesion_join_distance_mm)
+                    if index == 0:
+                        tracked[index] = first_visit(lesions)
+                    else:
+                        previous = track(index - 1)
+                        used = sorted({i for k in range(index) for i in (*track(k).tracking_ids.values(),
+                                                                            *track(k).ended_ids)})
+                        tracked[index] = follow_visit(previous, load(index - 1)[0].volume, lesions, volume,
+                                                      self._to_previous(studies, index, load, to_previous), used)
+                return tracked[index]
+
+            return track
+
+        track = Tracks(tracker(lambda k: load(k)[0].fused_mask),
+                       tracker(lambda k: _region_mask(load(k), NON_ENHANCING_REGION)),
+                       lambda k: bool(region_segment_numbers(load(k)[2], NON_ENHANCING_REGION)))
 
         outcome: dict[str, Any] = {}
         for index in range(position, len(studies)):
@@ -214,17 +243,74 @@ class PatientTimeline:
                                        self.settings.registration_method).follow_up_to_baseline_lps
         return known[index]
 
-    def _lesions_and_response(self, studies: list[tuple[date, str, str, Job]], index: int,
-                              track: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """The lesions of visit ``index`` (rows) and its response against the first visit (``None`` for the first)."""
-        criteria = CRITERIA[self.settings.response_criteria]
-        rows = [[lesion_row(track(k), lesion, target=False) for lesion in track(k).lesions.lesions]
-                for k in range(index + 1)]
-        visits = [response_time_point(studies[k][0], rows[k], criteria) for k in range(index + 1)]
-        response = current_response(visits, criteria)
-        targets = set(response.targets if response is not None else choose_targets(visits[0], criteria))
-        current = [{**row, "target": row["tracking_id"] in targets} for row in rows[index]]
-        return current, None if response is None else response_json(response, criteria)
+    def _lesions_and_response(self, studies: list[tuple[date, str, str, Job]], index: int, track: Tracks) -> tuple[
+            list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]] | None]:
+        """The lesions of visit ``index`` (rows), its response against the first visit (``None`` for the first) and,
+        for a mixed tumour, its non-enhancing (T2/FLAIR) lesions (``None`` when that disease is not assessed: an
+        enhancing presentation, other criteria, or a visit whose SEG has no whole-tumour region)."""
+        alike = [k for k in range(index) if not _refusal(studies, 0, k)]  # a visit refused against the first: left out
+        with_non_enhancing = self._assesses_non_enhancing() and all(track.has_non_enhancing(k) for k in (*alike, index))
+        return self._assess([
+            VisitRows(studies[k][0], [lesion_row(track.enhancing(k), lesion, target=False)
+                                      for lesion in track.enhancing(k).lesions.lesions],
+                      [lesion_row(track.non_enhancing(k), lesion, target=False)
+                       for lesion in track.non_enhancing(k).lesions.lesions] if with_non_enhancing else None,
+                      self._clinical(studies[k][3]))
+            for k in (*alike, index)])
+
+    def _assess(self, visits: list[VisitRows]) -> tuple[list[dict[str, Any]], dict[str, Any] | None,
+                                                         list[dict[str, Any]] | None]:
+        """The last visit's lesion rows (targets marked), its response, and its non-enhancing rows (``None`` unless
+        every visit has them): the enhancing disease by the configured criteria, the non-enhancing one in parallel
+        by RANO 2.0's non-enhancing criteria, the two categories combined."""
+
+        def assess(rows: list[list[dict[str, Any]]], criteria: ResponseCriteria) -> tuple[
+                list[dict[str, Any]], dict[str, Any] | None]:
+            targets, response = assess_last_visit(
+                [(v.study_date, visit_rows, v.clinical) for v, visit_rows in zip(visits, rows, strict=True)], criteria)
+            return [{**row, "target": row["tracking_id"] in targets} for row in rows[-1]], response
+
+        lesions, response = assess([v.lesions for v in visits], CRITERIA[self.settings.response_criteria])
+        non_enhancing_rows = [v.non_enhancing_lesions for v in visits]
+        if not self._assesses_non_enhancing() or any(rows is None for rows in non_enhancing_rows):
+            return lesions, response, None
+        non_enhancing_lesions, non_enhancing = assess(non_enhancing_rows, RANO2_NON_ENHANCING)  # type: ignore[arg-type]
+        return lesions, combined_response(response, non_enhancing), non_enhancing_lesions
+
+    def _assesses_non_enhancing(self) -> bool:
+        """RANO 2.0 for a mixed tumour: the T2/FLAIR disease in parallel with the enhancing disease."""
+        return self.settings.tumour_presentation == "mixed" and self.settings.response_criteria in (
+            "rano2-volumetric", "rano2-bidimensional")
+
+    def _clinical(self, job: Job) -> ClinicalState:
+        """What the clinician entered for the study of ``job`` (nothing entered: not known)."""
+        return clinical_state_of(self.store.clinical_state(job.study_instance_uid) if job.study_instance_uid
+                                 else None)
+
+    def reassess(self, study_id: str) -> dict[str, Any]:
+        """The responses of the patient's time points from ``study_id`` on, again from their stored lesion rows
+        and the clinical states entered now (no image is read; the SRs and reports follow in a queued job).
+        Returns the response of ``study_id`` (``None`` for a first visit). Raises ``KeyError`` when the study has
+        no time point with lesions."""
+        row = self.store.time_point(study_id)
+        if row is None or row.get("error") or row.get("lesions") is None:
+            raise KeyError("the study has no assessed time point"
+                           + (f" ({row['error']})" if row and row.get("error") else ""))
+        points = [p for p in self.store.timeline(str(row["patient_id"])) if not p.get("error")
+                  and p.get("lesions") is not None]
+        position = next(i for i, p in enumerate(points) if p["orthanc_study_id"] == study_id)
+        visits = [VisitRows(date.fromisoformat(str(p["study_date"])), p["lesions"], p.get("non_enhancing_lesions"),
+                            clinical_state_of(self.store.clinical_state(str(p["study_instance_uid"]))))
+                  for p in points]
+        outcome = None
+        for index in range(position, len(points)):
+            lesions, response, non_enhancing_lesions = self._assess(visits[:index + 1])
+            self.store.update_time_point(points[index]["orthanc_study_id"], lesions=lesions, response=response,
+                                         non_enhancing_lesions=non_enhancing_lesions,
+                                         clinical=self.store.clinical_state(str(points[index]["study_instance_uid"])))
+            if index == position:
+                outcome = response
+        return {"response": outcome}
 
     def _update_time_point(self, patient_id: str, studies: list[tuple[date, str, str, Job]], index: int,
                            load: Any, volumes: list[float | None], track: Any,
@@ -235,8 +321,10 @@ class PatientTimeline:
         prior_sr: Dataset | None = None
         baseline_uid: str | None = None
         baseline: TimePointData | None = None
+        differences: tuple[str, ...] = ()
         if index > 0:
             baseline_index = self._baseline_index(index, volumes)
+            differences = _like_with_like(studies, baseline_index, index)
             baseline, baseline_stack, _ = load(baseline_index)
             baseline_uid = baseline.study_instance_uid
             comparison = compare(
@@ -248,7 +336,7 @@ class PatientTimeline:
             prior_row = self.store.time_point(studies[baseline_index][2])
             if prior_row and prior_row.get("sr_sop_instance_uid"):
                 prior_sr = self.rest.instance_dataset(prior_row["sr_sop_instance_uid"])
-        lesions, response = self._lesions_and_response(studies, index, track)
+        lesions, response, non_enhancing_lesions = self._lesions_and_response(studies, index, track)
         sr = self._write_sr(patient_id, current, stack, seg, job, comparison, prior_sr, lesions, response)
         reg_uid = None
         if comparison is not None:
@@ -258,6 +346,7 @@ class PatientTimeline:
             )
             self.rest.store_replacing(reg)
             reg_uid = str(reg.SOPInstanceUID)
+        # around the reported (fused) volume, from the job's leave-one-expert-out re-fusions (docs/uncertainty.md)
         volume_ci = volume_ci95(current.measurements.volume_cm3, current.leave_one_out_volumes_cm3)
         experts_mean = current.experts_mean_volume_cm3
         measurements = {
@@ -268,9 +357,11 @@ class PatientTimeline:
             "longest_axial_diameter_mm": round(current.measurements.longest_axial_diameter_mm, 1),
             "max_caliper_mm": round(current.measurements.max_caliper_mm, 1),
         }
+        comparison_json = None if comparison is None else {**comparison.as_json(), "like_with_like": list(differences)}
         row: dict[str, Any] = {
-            "measurements": measurements, "comparison": None if comparison is None else comparison.as_json(),
-            "lesions": lesions, "response": response,
+            "measurements": measurements, "comparison": comparison_json,
+            "lesions": lesions, "response": response, "clinical": _clinical_json(self.store, job),
+            "non_enhancing_lesions": non_enhancing_lesions,
             "tracking_to_previous_lps": None if index == 0 else
             [round(float(v), 8) for v in np.asarray(to_previous[index]).reshape(-1)],
             "seg_sop_instance_uid": str(seg.SOPInstanceUID), "sr_sop_instance_uid": str(sr.SOPInstanceUID),
@@ -280,8 +371,7 @@ class PatientTimeline:
         self.store.save_time_point(orthanc_id, patient_id, current.study_instance_uid,
                                    current.study_date.isoformat(), baseline_uid, row, None)
         outcome = {"sr_sop_instance_uid": str(sr.SOPInstanceUID), "baseline_study_instance_uid": baseline_uid,
-                   "comparison": None if comparison is None else comparison.as_json(),
-                   "lesions": lesions, "response": response}
+                   "comparison": comparison_json, "lesions": lesions, "response": response}
         if self.report is not None:
             try:
                 outcome["report"] = self.report.write(ReportInputs(patient_id, orthanc_id, job, current,
@@ -331,16 +421,31 @@ class PatientTimeline:
                   comparison: Comparison | None, prior_sr: Dataset | None, lesion_rows: list[dict[str, Any]],
                   response: dict[str, Any] | None) -> Dataset:
         """The time point's SR: one measurement group per lesion (largest first; the change against the baseline,
-        of the whole tumour, in the first), and the response when there is one."""
+        of the whole tumour, in the first), and the response when there is one. When ``seg`` is the radiologist's
+        approved SEG (:meth:`_time_point`), the groups reference it and say who approved it and when, and the
+        panel's own region volumes and plausibility verdict (of the automatic mask) are left out."""
         region = str(job.outputs.get("driving_region", "TC"))
+        approval = self.store.segmentation_approval(current.study_instance_uid)
+        if approval is not None and approval["sop_instance_uid"] != str(seg.SOPInstanceUID):
+            approval = None
         common = {
             "region": region,
-            "segment_number": (region_segment_numbers(seg, region) or [1])[0],
-            "region_volumes_cm3": {r: float(v["volume_cm3"]) for r, v in job.outputs.get("regions", {}).items()
-                                   if v.get("volume_cm3") is not None},
-            "plausibility": job.outputs.get("plausibility", {}).get("verdict"),
+            "segment_number": (region_segment_numbers(seg, region) or [1])[0] if approval is None
+            else int(approval["segment_numbers"][0]),
+            "region_volumes_cm3": {} if approval is not None else {
+                r: float(v["volume_cm3"]) for r, v in job.outputs.get("regions", {}).items()
+                if v.get("volume_cm3") is not None},
+            "plausibility": None if approval is not None else job.outputs.get("plausibility", {}).get("verdict"),
         }
-        lesions = [_sr_lesion(patient_id, row, common) for row in lesion_rows] or [LesionAtTimePoint(
+        note = None if approval is None else (
+            f"{describe_approval(approval)}: {approval['source']}, SEG {approval['sop_instance_uid']} segment"
+            f"{'s' if len(approval['segment_numbers']) > 1 else ''} "
+            f"{', '.join(str(n) for n in approval['segment_numbers'])}")
+        # the whole tumour's region volumes and plausibility verdict once, in the first (largest) lesion's group,
+        # which also holds the change of the whole tumour; the other groups hold their lesion's own measurements
+        per_lesion = {**common, "region_volumes_cm3": {}, "plausibility": None}
+        lesions = [_sr_lesion(patient_id, row, common if number == 0 else per_lesion)
+                   for number, row in enumerate(lesion_rows)] or [LesionAtTimePoint(
             tracking_id="Lesion 1", tracking_uid=derived_uid("lesion-tracking", patient_id, "1"),
             volume_cm3=current.measurements.volume_cm3,
             longest_axial_diameter_mm=current.measurements.longest_axial_diameter_mm,
@@ -373,10 +478,63 @@ class PatientTimeline:
         key += f"|{lesion_rows}|{response}"
         sr = write_measurement_report(
             stack.datasets, seg, None, change, list(panel.get("ran", [])), dict(panel.get("skipped", {})), key,
-            lesions=lesions, response=None if response is None else _sr_response(response),
+            lesions=lesions, response=None if response is None else _sr_response(response), segmentation_note=note,
         )
         self.rest.store_replacing(sr)
         return sr
+
+
+@dataclass(frozen=True)
+class VisitRows:
+    """One visit as the response reads it: its date, its lesion rows (enhancing; non-enhancing or ``None``) and
+    the clinical state entered for it."""
+
+    study_date: date
+    lesions: list[dict[str, Any]]
+    non_enhancing_lesions: list[dict[str, Any]] | None
+    clinical: ClinicalState
+
+
+NON_ENHANCING_REGION = "WT"  # the T2/FLAIR abnormality: enhancing tumour, necrosis and oedema
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """A patient's lesion tracking, per visit index: of the enhancing (driving) region, of the non-enhancing
+    (T2/FLAIR, whole-tumour) region, and whether a visit's SEG has that region at all."""
+
+    enhancing: Callable[[int], TrackedVisit]
+    non_enhancing: Callable[[int], TrackedVisit]
+    has_non_enhancing: Callable[[int], bool]
+
+
+def _region_mask(loaded: LoadedTimePoint, region: str) -> np.ndarray:
+    """One region's mask of a loaded time point, read from its SEG on its input series."""
+    _, stack, seg = loaded
+    return read_source_mask(seg, stack.datasets, region_segment_numbers(seg, region))
+
+
+def _refusal(studies: list[tuple[date, str, str, Job]], earlier: int, later: int) -> str | None:
+    """Why visit ``later`` may not be compared with visit ``earlier`` (another sequence or region), or ``None``."""
+    return comparability(MeasurementBasis.of(studies[earlier][3].outputs),
+                         MeasurementBasis.of(studies[later][3].outputs)).refused
+
+
+def _like_with_like(studies: list[tuple[date, str, str, Job]], baseline: int, index: int) -> tuple[str, ...]:
+    """The differences of visit ``index`` from its ``baseline`` that leave the comparison standing; raises
+    :class:`ComparisonError` when it is not like with like, with the baseline or with the first visit (the
+    response's reference)."""
+    found = comparability(MeasurementBasis.of(studies[baseline][3].outputs),
+                          MeasurementBasis.of(studies[index][3].outputs))
+    refused = found.refused or (_refusal(studies, 0, index) if baseline != 0 else None)
+    if refused:
+        raise ComparisonError(refused)
+    return found.differences
+
+
+def _clinical_json(store: JobStore, job: Job) -> dict[str, Any] | None:
+    """The clinical state entered for the study of ``job`` as the timeline row shows it, or ``None``."""
+    return store.clinical_state(job.study_instance_uid) if job.study_instance_uid else None
 
 
 def _volume_or_none(value: Any) -> float | None:

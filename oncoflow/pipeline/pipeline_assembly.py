@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from oncoflow.core.config import Settings
 from oncoflow.core.disk_space import DiskSpace, disk_space
 from oncoflow.pacs.orthanc_rest import OrthancRest
+from oncoflow.pipeline.approved_segmentation import ApprovedSegmentation
 from oncoflow.pipeline.brain_extraction import BrainExtraction
 from oncoflow.pipeline.expert_panel import ExpertPanel
 from oncoflow.pipeline.job_runner import JobRunner
@@ -88,7 +89,8 @@ def assemble_pipeline(settings: Settings, rest: OrthancRest) -> PipelineParts:
     audit = AccessAudit(audit_log, secret)
     reports = ClinicalReportWriter(settings, rest, store, notes, secret, audit)
     timeline = PatientTimeline(settings, rest, store, study_input, brain, panel, reports)
-    pipeline.timeline = timeline.update
+    # a radiologist's approved SEG stays the one measured when a job re-analyses its study (the job says so)
+    pipeline.timeline = ApprovedSegmentation(rest, store, study_input).around_timeline(timeline.update)
     routing = ResultRouting(settings, rest, store, audit_log) if settings.route_to is not None else None
     if routing is not None:
         pipeline.results_done = routing.submit  # on to the hospital's PACS, from the routing's own thread

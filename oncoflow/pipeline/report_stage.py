@@ -28,6 +28,7 @@ from oncoflow.core.config import Settings
 from oncoflow.dicom.encapsulated_pdf_writer import write_encapsulated_pdf
 from oncoflow.measure.longitudinal_comparison import TimePointData
 from oncoflow.pacs.orthanc_rest import OrthancRest
+from oncoflow.pipeline.approved_segmentation import report_note
 from oncoflow.pipeline.job_store import Job, JobStore
 from oncoflow.pipeline.notes_service import NotesService
 from oncoflow.report.lesion_content import LesionChange, LesionRow, ResponseSummary
@@ -70,7 +71,7 @@ class ReportInputs:
     job: Job
     current: TimePointData
     study_image: Dataset  # any image of the study's input series: patient and study attributes
-    seg: Dataset  # the ensemble SEG
+    seg: Dataset  # the ensemble SEG, or the radiologist's approved SEG measured instead
     sr: Dataset  # the time point's SR
     baseline: TimePointData | None
 
@@ -332,6 +333,13 @@ class ClinicalReportWriter:
                                   entry.get("iou_vs_fused"), entry.get("version"), note))
         return tuple(rows)
 
+    def _approved_note(self, inputs: ReportInputs) -> str | None:
+        """What the report says when the SEG measured is the radiologist's approved one (``None``: the ensemble)."""
+        approval = self.store.segmentation_approval(inputs.current.study_instance_uid)
+        if approval is None or approval["sop_instance_uid"] != str(inputs.seg.SOPInstanceUID):
+            return None
+        return report_note(approval)
+
     # -- the report ----------------------------------------------------------------------------
 
     def write(self, inputs: ReportInputs) -> dict[str, Any]:
@@ -394,6 +402,7 @@ class ClinicalReportWriter:
             lesions=lesion_rows(rows, current),
             response=response,
             lesion_overlay_png=lesion_overlay,
+            segmentation_note=self._approved_note(inputs),
             volume_plot_png=plot,
             software=(("OncoFlow", __version__), ("fusion", str(inputs.job.outputs.get("fusion", {}).get("strategy"))),
                       ("registration", str((registration or {}).get("method", "n/a"))),

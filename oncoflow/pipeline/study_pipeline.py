@@ -53,6 +53,7 @@ from oncoflow.pipeline.study_input import StudyInput
 from oncoflow.pipeline.time_point import loaded_time_point
 
 REANALYSE_TRIGGER = "reanalyse"  # a radiologist asked: run the whole pipeline even when the input is unchanged
+REASSESS_TRIGGER = "reassess"  # the clinical state changed: the timeline (response, SRs, reports) again, same SEGs
 
 log = logging.getLogger("oncoflow.pipeline")
 
@@ -138,6 +139,9 @@ class StudyPipeline:
         if previous and previous.fingerprint == fingerprint and job.trigger != REANALYSE_TRIGGER and any(
             s["ID"] == previous.outputs.get("seg_orthanc_series_id") for s in existing
         ):
+            if job.trigger == REASSESS_TRIGGER and self.timeline is not None:
+                self._reassess(job, previous, timings)
+                return
             self.store.discard(job.id, previous.id, f"re-triggered ({job.trigger}); input unchanged, SEGs kept")
             return
 
@@ -267,6 +271,17 @@ class StudyPipeline:
             self.results_done(study_id)
         log.info("study %s: %d SEGs stored (%s, agreement %s) in %.2f s", study_id, len(segs), fusion.strategy,
                  fusion.agreement_score, sum(timings.values()))
+
+    def _reassess(self, job: Job, previous: Job, timings: dict[str, float]) -> None:
+        """The timeline of an unchanged study again (its SRs and reports, from the study on), e.g. after a clinical
+        state was entered; the SEGs and the done job stay, and this job is folded into it."""
+        assert self.timeline is not None
+        with timed(timings, "longitudinal"):
+            outcome = self.timeline(job.orthanc_study_id, previous, None)
+        detail = outcome.get("error") or (outcome.get("response") or {}).get("label") or "no response (first visit)"
+        self.store.discard(job.id, previous.id, f"reassessed ({job.trigger}): {detail}")
+        if self.results_done is not None:
+            self.results_done(job.orthanc_study_id)
 
     def _write_segs(self, datasets: list[Dataset], panel: PanelResult, brain: BrainMask, fingerprint: str,
                     input_series: dict[str, str]) -> dict[str, Dataset]:

@@ -100,6 +100,8 @@ class ReportContent:
     lesions: tuple[LesionRow, ...] = ()  # this study's lesions (and those gone); empty: the timeline tracked none
     response: ResponseSummary | None = None  # None: the first visit, or no response stored
     lesion_overlay_png: bytes | None = None  # axial views of the target lesions with their diameters
+    # a radiologist's approved SEG was measured instead of the panel's: which, who approved it and when
+    segmentation_note: str | None = None
 
 
 def _f(value: float | None, digits: int, signed: bool = False, unit: str = "") -> str:
@@ -262,7 +264,13 @@ def render_report_pdf(content: ReportContent) -> bytes:
     if content.summary.note:
         story.append(Paragraph(escape(f"Note: {content.summary.note}"), small))
 
-    if content.review_reasons:
+    if content.segmentation_note:
+        story.append(Paragraph('<font color="#2b6cb0"><b>Approved segmentation.</b></font> '
+                               + escape(content.segmentation_note), body))
+    if content.review_reasons and content.segmentation_note:
+        story.append(Paragraph(escape("The panel's automatic segmentation failed a plausibility check ("
+                                      + "; ".join(content.review_reasons) + "); it is not the one measured."), small))
+    elif content.review_reasons:
         story.append(Paragraph(
             '<font color="#c53030"><b>Segmentation implausible: review.</b></font> '
             + escape("The numbers below come from a segmentation that failed a plausibility check ("
@@ -298,7 +306,8 @@ def render_report_pdf(content: ReportContent) -> bytes:
     if findings.time_points and findings.time_points[-1].volume_cm3 == 0:
         story.append(Paragraph(escape(NO_TUMOUR), body))
     if content.regions:
-        story += [Spacer(1, 3 * mm), Paragraph("Tumour regions, this study", h2)]
+        story += [Spacer(1, 3 * mm), Paragraph("Tumour regions, this study" + (
+            " (automatic panel, for reference)" if content.segmentation_note else ""), h2)]
         rows = [["Region", "Volume (cm³)", "Agreement", "Experts", ""]]
         for row in content.regions:
             agreement = "n/a" if row.agreement_score is None else f"{row.agreement_score:.3f} ({row.agreement_flag})"
@@ -306,14 +315,18 @@ def render_report_pdf(content: ReportContent) -> bytes:
                          Paragraph(escape(", ".join(row.experts)), small), "measured" if row.measured else ""])
         story.append(_table(rows, [44 * mm, 24 * mm, 34 * mm, 52 * mm, 20 * mm]))
         measured = next((r for r in content.regions if r.measured), None)
-        if measured is not None:
+        if content.segmentation_note:
+            story.append(Paragraph(escape("Volumes, diameters and the change are measured on the approved "
+                                          "segmentation, not on these automatic regions."), small))
+        elif measured is not None:
             story.append(Paragraph(escape(f"Volumes, diameters and the change are measured on the "
                                           f"{measured.name.lower()} ({measured.region})."), small))
 
     if content.lesions:  # flows on from page 1 (its length varies with the summary), a page of its own at most
         story += [CondPageBreak(70 * mm), *_lesion_page(content, h2, small)]
     story += [PageBreak(), Paragraph("Segmentation overlays", h2),
-              Paragraph("Fused (ensemble) mask in red, each time point cut through its own lesion centre; "
+              Paragraph(("The measured mask in red (this study: the approved segmentation)" if content.segmentation_note
+                         else "Fused (ensemble) mask in red") + ", each time point cut through its own lesion centre; "
                         "radiological convention (R = patient's right, A = anterior).", small),
               _image(content.overlay_png, 100 if len(findings.time_points) > 1 else 60),
               Paragraph("Volume over time", h2), _image(content.volume_plot_png, 150)]

@@ -8,9 +8,12 @@ ask :func:`is_allowed` with the caller's validated token (:mod:`oncoflow.securit
 role        may
 =========== ===============================================================
 clinician   read reports of assigned patients
-doctor      read images and results of assigned patients; upload notes and images (STOW-RS, viewer)
-radiologist the same, plus re-analyse, refine and report again
-admin       everything, plus assignments, the audit log and Orthanc's admin
+doctor      read images and results of assigned patients; upload notes and images (STOW-RS, viewer);
+            enter a time point's clinical status and steroid dose
+radiologist the same, plus re-analyse, refine and report again, and approve a study's segmentation (the SEG
+            the timeline, SR and report then measure)
+admin       everything but approving a segmentation (a radiologist's clinical act), plus assignments, the
+            audit log and Orthanc's admin
 worker      the service account: read images and results of any patient
 pipeline    pipeline workers' service account: read any patient; store, look up and replace
             the derived objects (``POST /instances``, ``DELETE /series/<id>``, ``/tools/lookup``); send them
@@ -42,6 +45,8 @@ class Permission(Enum):
     READ_RESULTS = "read images and results"
     UPLOAD_NOTES = "upload notes"
     ANALYSE = "analyse"  # re-analyse, refine, report again
+    APPROVE_SEGMENTATION = "approve segmentation"  # a SEG approved (or the approval withdrawn): radiologists only
+    RECORD_CLINICAL = "record clinical state"  # a time point's clinical status and steroid dose (RANO 2.0)
     UPLOAD_IMAGES = "upload images"  # STOW-RS through OncoFlow's checks, for assigned patients
     STORE_RESULTS = "store results"  # a pipeline worker storing, looking up and replacing derived SEG/SR/PDF
     ROUTE_RESULTS = "route results"  # a pipeline worker sending results to ONCOFLOW_ROUTE_TO (Orthanc's store job)
@@ -52,10 +57,11 @@ class Permission(Enum):
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "clinician": frozenset({Permission.READ_REPORT}),
     "doctor": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.UPLOAD_NOTES,
-                         Permission.UPLOAD_IMAGES}),
+                         Permission.UPLOAD_IMAGES, Permission.RECORD_CLINICAL}),
     "radiologist": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.UPLOAD_NOTES,
-                              Permission.UPLOAD_IMAGES, Permission.ANALYSE}),
-    "admin": frozenset(set(Permission) - {Permission.INTERNAL}),
+                              Permission.UPLOAD_IMAGES, Permission.RECORD_CLINICAL, Permission.ANALYSE,
+                              Permission.APPROVE_SEGMENTATION}),
+    "admin": frozenset(set(Permission) - {Permission.INTERNAL, Permission.APPROVE_SEGMENTATION}),
     "worker": frozenset({Permission.READ_RESULTS}),
     "pipeline": frozenset({Permission.READ_REPORT, Permission.READ_RESULTS, Permission.STORE_RESULTS,
                            Permission.ROUTE_RESULTS}),
@@ -87,6 +93,11 @@ _RULES: tuple[tuple[str, re.Pattern[str], Permission, PatientReference], ...] = 
         ("GET", rf"/oncoflow/reports/{_UID}\.pdf", Permission.READ_REPORT, "sop_instance_uid"),
         ("GET", rf"/oncoflow/studies/{_UID}", Permission.READ_RESULTS, "study_uid"),
         ("POST", rf"/oncoflow/studies/{_UID}/(?:refine|reanalyse|report)", Permission.ANALYSE, "study_uid"),
+        ("GET", rf"/oncoflow/studies/{_UID}/clinical-state", Permission.READ_RESULTS, "study_uid"),
+        ("PUT", rf"/oncoflow/studies/{_UID}/clinical-state", Permission.RECORD_CLINICAL, "study_uid"),
+        ("GET", rf"/oncoflow/studies/{_UID}/approved-seg", Permission.READ_RESULTS, "study_uid"),
+        ("POST", rf"/oncoflow/studies/{_UID}/approved-seg", Permission.APPROVE_SEGMENTATION, "study_uid"),
+        ("DELETE", rf"/oncoflow/studies/{_UID}/approved-seg", Permission.APPROVE_SEGMENTATION, "study_uid"),
         ("GET", r"/oncoflow/patients/([^/]{1,200})/(?:timeline|documents|documents/search)",
          Permission.READ_RESULTS, "patient_id"),
         ("POST", r"/oncoflow/patients/([^/]{1,200})/documents", Permission.UPLOAD_NOTES, "patient_id"),
@@ -144,3 +155,9 @@ def is_allowed(roles: Collection[str], assigned_patients: Collection[str], rule:
     if rule.patient_from == "none" or ALL_PATIENTS_ROLES & set(roles):
         return True
     return patient_id is not None and patient_id in assigned_patients
+
+
+def may_approve_segmentation(roles: Collection[str]) -> bool:
+    """Whether a caller with ``roles`` may approve a study's segmentation or withdraw an approval (the API's own
+    check, besides the request filter's: a radiologist's clinical act, not an administrator's)."""
+    return any(Permission.APPROVE_SEGMENTATION in ROLE_PERMISSIONS.get(role, frozenset()) for role in roles)

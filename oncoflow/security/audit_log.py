@@ -122,6 +122,9 @@ ACTIONS: frozenset[str] = frozenset(
     {
         "study.read",  # a study's results, images or timeline were read
         "study.analyse",  # an analysis was started (or refused / failed)
+        "study.clinical",  # a time point's clinical status or steroid dose entered (or refused)
+        "segmentation.approve",  # a radiologist approved a SEG as the study's measured segmentation (or was refused)
+        "segmentation.withdraw",  # an approval withdrawn: the automatic segmentation is measured again
         "report.create",
         "report.read",
         "notes.upload",  # clinical notes added to the patient's document store

@@ -3,7 +3,9 @@
 Each route parses Orthanc's request, calls the domain (:mod:`oncoflow.api`) and sends its answer:
 
 * ``GET /oncoflow/health``, ``GET /oncoflow/studies/{StudyInstanceUID}``, ``POST .../refine``,
-  ``POST .../reanalyse``, ``POST .../report``, ``GET /oncoflow/patients/{PatientID}/timeline``,
+  ``POST .../reanalyse``, ``POST .../report``, ``GET``/``PUT .../clinical-state``,
+  ``GET``/``POST``/``DELETE .../approved-seg``,
+  ``GET /oncoflow/patients/{PatientID}/timeline``,
   ``GET /oncoflow/reports/{SOPInstanceUID}.pdf``, ``GET /oncoflow/panel``, ``GET /oncoflow/model-stats[.png]``
   (:mod:`oncoflow.api.study_routes`);
 * ``POST``, ``GET``, ``DELETE /oncoflow/patients/{PatientID}/documents`` and ``GET .../documents/search``
@@ -178,6 +180,20 @@ def register(orthanc: Any) -> None:
     def report_again(output: Any, uri: str, **request: Any) -> None:
         send_answer(output, studies.report_again(request["groups"][0]))
 
+    def clinical_state(output: Any, uri: str, **request: Any) -> None:
+        if request["method"] not in ("GET", "PUT"):
+            output.SendMethodNotAllowed("GET,PUT")
+            return
+        send_answer(output, studies.clinical_state(request["groups"][0], request["method"],
+                                                   bytes(request.get("body", b""))))
+
+    def approved_seg(output: Any, uri: str, **request: Any) -> None:
+        if request["method"] not in ("GET", "POST", "DELETE"):
+            output.SendMethodNotAllowed("GET,POST,DELETE")
+            return
+        send_answer(output, studies.approved_seg(request["groups"][0], request["method"],
+                                                 bytes(request.get("body", b""))))
+
     @only("GET")
     def panel(output: Any, uri: str, **request: Any) -> None:
         send_answer(output, studies.panel())
@@ -212,6 +228,8 @@ def register(orthanc: Any) -> None:
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/timeline", timeline)
     orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/report", report_again)
     orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/reanalyse", reanalyse)
+    orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/clinical-state", clinical_state)
+    orthanc.RegisterRestCallback("/oncoflow/studies/([0-9.]{1,64})/approved-seg", approved_seg)
     orthanc.RegisterRestCallback("/oncoflow/reports/([0-9.]{1,64})\\.pdf", report_pdf)
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents", documents)
     orthanc.RegisterRestCallback("/oncoflow/patients/([^/]{1,200})/documents/search", documents_search)
