@@ -21,7 +21,7 @@ status:
 test: env
 	$(PY) -m ruff check .
 	cd ohif-extension && npm run --silent typecheck && npm test --silent
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=30 tests
 
 bench: env
 	$(PY) bench/turnaround.py
@@ -34,9 +34,12 @@ bench: env
 	$(PY) bench/scale_out.py
 	$(PY) bench/sequence_stages.py
 
-# 40 longitudinal phantom pairs: % change error, flag accuracy, registration target error (about 20 min)
+# 40 longitudinal phantom pairs: % change error, flag accuracy, registration target error (about 20 min); then
+# 40 multi-lesion phantom patients: lesion tracking and RANO 2.0 response, truth masks and the demo panel (about
+# 1 h on 2 idle CPU cores; ONCOFLOW_BENCH_PATIENTS, ONCOFLOW_BENCH_MODES=truth,panel, ONCOFLOW_BENCH_DEADLINE_UTC)
 bench-longitudinal: env
 	$(PY) bench/longitudinal.py
+	$(PY) bench/longitudinal_lesions.py
 
 # The default panel's three demo nnU-Nets, trained on synthetic MNI152 heads (inference/training/train_demo_model.py;
 # the 240 cases are generated once and shared; about 1-2 h each on 2 CPU cores, minutes on a GPU; never in CI):
