@@ -117,6 +117,8 @@ export interface LongitudinalOutput {
   /** This visit's response against the first visit; null for the first visit, absent in jobs stored before. */
   response?: ResponseAssessment | null;
   report?: ReportOutcome | null;
+  /** The radiologist's approved segmentation in force when the timeline was computed (what was measured). */
+  approved_segmentation?: ApprovalInForce | null;
   error?: string;
 }
 
@@ -168,6 +170,8 @@ export interface StudyJob {
   events: JobEvent[];
   history?: JobHistoryEntry[];
   refinements?: RefinementEntry[];
+  /** The radiologist's approved segmentation in force (with its `statement`); null: the automatic one is measured. */
+  approved_segmentation?: SegmentationApproval | null;
 }
 
 export interface TimePointMeasurements {
@@ -252,6 +256,30 @@ export interface TimePoint {
   lesions?: LesionRecord[] | null;
   /** The visit's response against the first visit; null for the first, absent in time points stored before. */
   response?: ResponseAssessment | null;
+  /** What a clinician entered for this visit (status, steroid dose); null or absent when nothing was entered. */
+  clinical?: ClinicalEntry | null;
+}
+
+/** A clinician's assessment of a visit, which RANO's response reads beside the images. */
+export type ClinicalStatus = 'improved' | 'stable' | 'worse';
+
+export const CLINICAL_STATUSES: readonly ClinicalStatus[] = ['improved', 'stable', 'worse'];
+
+/** `PUT /oncoflow/studies/{uid}/clinical-state` body: null for "not known" (never read as stable). */
+export interface ClinicalEntry {
+  status: ClinicalStatus | null;
+  /** Dexamethasone-equivalent dose, mg per day (0 for none). */
+  steroid_mg_per_day: number | null;
+}
+
+/** `GET` / `PUT /oncoflow/studies/{uid}/clinical-state` answer (fields null when nothing was entered). */
+export interface ClinicalStateAnswer extends ClinicalEntry {
+  study_instance_uid: string;
+  entered_by: string | null;
+  /** When it was entered, as the route gives it (ISO text or seconds since the epoch). */
+  entered_at: string | number | null;
+  /** The visit's response recomputed with the entry (the PUT's answer); null or absent otherwise. */
+  response?: ResponseAssessment | null;
 }
 
 /** `GET /oncoflow/patients/{PatientID}/timeline`. */
@@ -289,6 +317,95 @@ export interface RefineResult {
   inference_s?: number;
 }
 
+/** A radiologist's approval of a SEG as the study's tumour (`JobStore._approval`). */
+export interface SegmentationApproval {
+  approval_id?: number;
+  study_instance_uid?: string;
+  sop_instance_uid: string;
+  series_instance_uid?: string | null;
+  /** The SEG's segments that are the tumour. */
+  segment_numbers: number[];
+  /** e.g. `refined SEG v2`, `SEG stored by OHIF ('Tumour')`. */
+  source: string;
+  input_series_instance_uid?: string | null;
+  volume_cm3: number | null;
+  approved_by: string;
+  /** `radiologist`, or `anonymous` with login off. */
+  approved_role: string;
+  /** Seconds since the Unix epoch. */
+  approved_at: number;
+  withdrawn_by?: string | null;
+  withdrawn_at?: number | null;
+  /** `approved by radiologist alice, 2026-03-01 10:15 UTC` (the study route adds it). */
+  statement?: string;
+}
+
+/** The approval in force and how far the automatic result is from it (`approved_segmentation.summary`). */
+export interface ApprovalInForce {
+  sop_instance_uid?: string;
+  statement?: string;
+  volume_cm3?: number | null;
+  automatic_volume_cm3?: number | null;
+  dice_vs_automatic?: number | null;
+  volume_change_percent?: number | null;
+  /** True: the automatic result differs a lot from the approved segmentation (review the approval). */
+  automatic_differs?: boolean | null;
+  /** The same in words. */
+  note?: string;
+  /** Why the approved SEG could not be compared (no longer in the PACS, no longer fits the input). */
+  error?: string;
+}
+
+/** `GET /oncoflow/studies/{uid}/approved-seg`. */
+export interface ApprovedSegAnswer {
+  study_instance_uid?: string;
+  /** Null: the automatic (panel ensemble) SEG is measured. */
+  approval: SegmentationApproval | null;
+  statement: string | null;
+  measured_seg_sop_instance_uid: string | null;
+  automatic_seg_sop_instance_uid: string | null;
+  /** Every approval of the study, withdrawn ones included, oldest first. */
+  history: SegmentationApproval[];
+}
+
+/** `POST /oncoflow/studies/{uid}/approved-seg` body. */
+export interface ApproveSegRequest {
+  sop_instance_uid: string;
+  /** The tumour's segments; left out, the route finds them from the SEG's codes (422 when it cannot). */
+  segment_numbers?: number[];
+}
+
+/** What a recomputed timeline answers after an approval or a withdrawal (`PatientTimeline.update`). */
+export interface TimelineOutcome {
+  error?: string;
+  response?: ResponseAssessment | null;
+  [key: string]: unknown;
+}
+
+/** `POST /oncoflow/studies/{uid}/approved-seg` answers 200 with this. */
+export interface ApproveSegResult {
+  approval: SegmentationApproval;
+  statement: string;
+  automatic_seg_sop_instance_uid: string | null;
+  in_force: ApprovalInForce;
+  timeline: TimelineOutcome | null;
+}
+
+/** `DELETE /oncoflow/studies/{uid}/approved-seg` answers 200 with this. */
+export interface WithdrawSegResult {
+  withdrawn: SegmentationApproval;
+  timeline: TimelineOutcome | null;
+}
+
+/** A SEG instance of a study, from a QIDO-RS search (`/oncoflow/dicom-web/studies/{uid}/instances?Modality=SEG`). */
+export interface StudySeg {
+  sopInstanceUid: string;
+  seriesInstanceUid: string | null;
+  seriesDescription: string | null;
+  seriesNumber: number | null;
+  manufacturer: string | null;
+}
+
 // -- URLs ------------------------------------------------------------------------------------
 
 /** One path segment, percent-encoded (a PatientID may hold spaces, slashes, `?`, `#`, `%`). */
@@ -316,6 +433,25 @@ export function timelineUrl(baseUrl: string, patientId: string): string {
   return joinBase(baseUrl, `/oncoflow/patients/${pathSegment(patientId)}/timeline`);
 }
 
+export function clinicalStateUrl(baseUrl: string, studyInstanceUid: string): string {
+  return `${studyJobUrl(baseUrl, studyInstanceUid)}/clinical-state`;
+}
+
+export function approvedSegUrl(baseUrl: string, studyInstanceUid: string): string {
+  return `${studyJobUrl(baseUrl, studyInstanceUid)}/approved-seg`;
+}
+
+/** The QIDO-RS proxy OHIF searches through (`app-config.js` `qidoRoot`). */
+export const QIDO_ROOT = '/oncoflow/dicom-web';
+/** SeriesDescription, Manufacturer, SeriesNumber: one comma-separated `includefield` (the proxy splits it). */
+export const SEG_INCLUDE_FIELDS = ['0008103E', '00080070', '00200011'];
+
+/** The study's SEG instances, QIDO-RS. */
+export function studySegsUrl(baseUrl: string, studyInstanceUid: string): string {
+  const query = `Modality=SEG&includefield=${SEG_INCLUDE_FIELDS.join('%2C')}`;
+  return joinBase(baseUrl, `${QIDO_ROOT}/studies/${pathSegment(studyInstanceUid)}/instances?${query}`);
+}
+
 export function reportPdfUrl(baseUrl: string, reportSopInstanceUid: string): string {
   return joinBase(baseUrl, `/oncoflow/reports/${pathSegment(reportSopInstanceUid)}.pdf`);
 }
@@ -328,6 +464,8 @@ export class OncoFlowApiError extends Error {
     readonly status: number,
     message: string,
     readonly url: string,
+    /** The refusal's JSON body, for what it carries beside `error` (e.g. a 422's `segments`). */
+    readonly body: unknown = null,
   ) {
     super(message);
     this.name = 'OncoFlowApiError';
@@ -352,6 +490,18 @@ export interface OncoFlowApi {
   reanalyse(studyInstanceUid: string): Promise<ReanalyseAccepted>;
   refine(studyInstanceUid: string, request: RefineRequest): Promise<RefineResult>;
   reportPdfUrl(reportSopInstanceUid: string): string;
+  /** The clinical state entered for the study's visit (fields null when none was entered). */
+  clinicalState(studyInstanceUid: string): Promise<ClinicalStateAnswer>;
+  /** Records the clinical state; the answer carries the recomputed response. 4xx: OncoFlowApiError with the route's `error`. */
+  saveClinicalState(studyInstanceUid: string, entry: ClinicalEntry): Promise<ClinicalStateAnswer>;
+  /** Which segmentation of the study is measured: the approval in force (null: the automatic one) and the history. */
+  approvedSeg(studyInstanceUid: string): Promise<ApprovedSegAnswer>;
+  /** Approves a SEG as the study's tumour. 4xx: OncoFlowApiError with the route's `error` (422 with several segments lists them). */
+  approveSeg(studyInstanceUid: string, request: ApproveSegRequest): Promise<ApproveSegResult>;
+  /** Withdraws the approval in force (404 when there is none): the automatic result is measured again. */
+  withdrawSegApproval(studyInstanceUid: string): Promise<WithdrawSegResult>;
+  /** The study's SEG instances (QIDO-RS), OncoFlow's automatic ones included. */
+  studySegs(studyInstanceUid: string): Promise<StudySeg[]>;
   /**
    * True when requests carry headers of their own (the viewer signed in: `Authorization: Bearer …`).
    * A plain link (a new tab) sends none of them, so the signed PDF is then fetched with `reportPdf`.
@@ -407,6 +557,165 @@ export function asPatientTimeline(value: unknown, url: string): PatientTimeline 
   return value as unknown as PatientTimeline;
 }
 
+function isClinicalStatus(value: unknown): value is ClinicalStatus {
+  return typeof value === 'string' && (CLINICAL_STATUSES as readonly string[]).includes(value);
+}
+
+/** Checks a clinical-state answer field by field; throws on a payload of another shape. */
+export function asClinicalStateAnswer(value: unknown, url: string, status = 200): ClinicalStateAnswer {
+  const fail = (why: string): never => {
+    throw new OncoFlowApiError(status, `the clinical-state route answered an unexpected body: ${why}`, url);
+  };
+  if (!isRecord(value)) {
+    return fail('not an object');
+  }
+  const { study_instance_uid: uid, status: clinicalStatus, steroid_mg_per_day: dose, entered_by: by, entered_at: at } = value;
+  if (typeof uid !== 'string' || !uid) {
+    fail('no study_instance_uid');
+  }
+  if (clinicalStatus !== null && clinicalStatus !== undefined && !isClinicalStatus(clinicalStatus)) {
+    fail(`status ${JSON.stringify(clinicalStatus)}`);
+  }
+  if (dose !== null && dose !== undefined && (typeof dose !== 'number' || !Number.isFinite(dose))) {
+    fail(`steroid_mg_per_day ${JSON.stringify(dose)}`);
+  }
+  if (by !== null && by !== undefined && typeof by !== 'string') {
+    fail('entered_by is not text');
+  }
+  if (at !== null && at !== undefined && typeof at !== 'string' && typeof at !== 'number') {
+    fail('entered_at is neither text nor a number');
+  }
+  const response = value.response;
+  if (response !== null && response !== undefined && (!isRecord(response) || typeof response.category !== 'string')) {
+    fail('response is not a response (no category)');
+  }
+  return {
+    study_instance_uid: uid as string,
+    status: (clinicalStatus ?? null) as ClinicalStatus | null,
+    steroid_mg_per_day: (dose ?? null) as number | null,
+    entered_by: (by ?? null) as string | null,
+    entered_at: (at ?? null) as string | number | null,
+    response: (response ?? null) as ResponseAssessment | null,
+  };
+}
+
+/** Checks an approval (the fields the panel shows); throws on a payload of another shape. */
+export function asSegmentationApproval(value: unknown, url: string, status = 200): SegmentationApproval {
+  const fail = (why: string): never => {
+    throw new OncoFlowApiError(status, `the approved-seg route answered an unexpected approval: ${why}`, url);
+  };
+  if (!isRecord(value)) {
+    return fail('not an object');
+  }
+  if (typeof value.sop_instance_uid !== 'string' || !value.sop_instance_uid) {
+    fail('no sop_instance_uid');
+  }
+  const numbers = value.segment_numbers;
+  if (!Array.isArray(numbers) || !numbers.every((n) => typeof n === 'number' && Number.isInteger(n))) {
+    fail('segment_numbers is not a list of numbers');
+  }
+  if (typeof value.approved_by !== 'string' || typeof value.approved_role !== 'string') {
+    fail('approved_by / approved_role is not text');
+  }
+  if (typeof value.approved_at !== 'number' || !Number.isFinite(value.approved_at)) {
+    fail('approved_at is not a number');
+  }
+  if (value.volume_cm3 !== null && value.volume_cm3 !== undefined && typeof value.volume_cm3 !== 'number') {
+    fail('volume_cm3 is not a number');
+  }
+  return {
+    ...value,
+    source: typeof value.source === 'string' ? value.source : '',
+    volume_cm3: typeof value.volume_cm3 === 'number' ? value.volume_cm3 : null,
+  } as unknown as SegmentationApproval;
+}
+
+function optionalText(value: unknown): string | null {
+  return typeof value === 'string' && value ? value : null;
+}
+
+function asTimelineOutcome(value: unknown): TimelineOutcome | null {
+  return isRecord(value) ? (value as TimelineOutcome) : null;
+}
+
+/** Checks the GET answer of `…/approved-seg`. */
+export function asApprovedSegAnswer(value: unknown, url: string): ApprovedSegAnswer {
+  if (!isRecord(value) || !('approval' in value)) {
+    throw new OncoFlowApiError(200, 'the approved-seg route did not answer an approval (no "approval")', url);
+  }
+  const approval = value.approval === null ? null : asSegmentationApproval(value.approval, url);
+  return {
+    ...(typeof value.study_instance_uid === 'string' ? { study_instance_uid: value.study_instance_uid } : {}),
+    approval,
+    statement: optionalText(value.statement) ?? approval?.statement ?? null,
+    measured_seg_sop_instance_uid: optionalText(value.measured_seg_sop_instance_uid),
+    automatic_seg_sop_instance_uid: optionalText(value.automatic_seg_sop_instance_uid),
+    history: Array.isArray(value.history) ? value.history.map((entry) => asSegmentationApproval(entry, url)) : [],
+  };
+}
+
+/** Checks the POST answer of `…/approved-seg`. */
+export function asApproveSegResult(value: unknown, url: string): ApproveSegResult {
+  if (!isRecord(value)) {
+    throw new OncoFlowApiError(200, 'the approved-seg route did not answer an approval', url);
+  }
+  const approval = asSegmentationApproval(value.approval, url);
+  return {
+    approval,
+    statement: optionalText(value.statement) ?? '',
+    automatic_seg_sop_instance_uid: optionalText(value.automatic_seg_sop_instance_uid),
+    in_force: isRecord(value.in_force) ? (value.in_force as ApprovalInForce) : {},
+    timeline: asTimelineOutcome(value.timeline),
+  };
+}
+
+/** Checks the DELETE answer of `…/approved-seg`. */
+export function asWithdrawSegResult(value: unknown, url: string): WithdrawSegResult {
+  if (!isRecord(value)) {
+    throw new OncoFlowApiError(200, 'the approved-seg route did not answer the withdrawn approval', url);
+  }
+  return { withdrawn: asSegmentationApproval(value.withdrawn, url), timeline: asTimelineOutcome(value.timeline) };
+}
+
+/** The first value of a DICOM JSON element (`{"vr": "LO", "Value": ["x"]}`), or null. */
+function dicomJsonValue(dataset: Record<string, unknown>, tag: string): unknown {
+  const element = dataset[tag];
+  const values = isRecord(element) ? element.Value : undefined;
+  return Array.isArray(values) && values.length ? values[0] : null;
+}
+
+const SEGMENTATION_STORAGE = '1.2.840.10008.5.1.4.1.1.66.4';
+
+/** SEG instances of a QIDO-RS answer (DICOM JSON); other modalities and entries without a SOP Instance UID are left out. */
+export function studySegsFromQido(value: unknown): StudySeg[] {
+  if (!Array.isArray(value)) {
+    return [];
+  }
+  const segs: StudySeg[] = [];
+  for (const dataset of value) {
+    if (!isRecord(dataset)) {
+      continue;
+    }
+    const sop = dicomJsonValue(dataset, '00080018');
+    const modality = dicomJsonValue(dataset, '00080060');
+    const sopClass = dicomJsonValue(dataset, '00080016');
+    const isSeg = modality === 'SEG' || (modality === null && sopClass === SEGMENTATION_STORAGE);
+    if (typeof sop !== 'string' || !sop || !isSeg || segs.some((s) => s.sopInstanceUid === sop)) {
+      continue;
+    }
+    const number = dicomJsonValue(dataset, '00200011');
+    const parsedNumber = typeof number === 'number' ? number : typeof number === 'string' && number.trim() ? Number(number) : NaN;
+    segs.push({
+      sopInstanceUid: sop,
+      seriesInstanceUid: optionalText(dicomJsonValue(dataset, '0020000E')),
+      seriesDescription: optionalText(dicomJsonValue(dataset, '0008103E')),
+      seriesNumber: Number.isFinite(parsedNumber) ? parsedNumber : null,
+      manufacturer: optionalText(dicomJsonValue(dataset, '00080070')),
+    });
+  }
+  return segs;
+}
+
 function asRefineResult(value: unknown, url: string): RefineResult {
   if (!isRecord(value) || typeof value.sop_instance_uid !== 'string' || typeof value.version !== 'number') {
     throw new OncoFlowApiError(200, 'the refine route did not answer a SEG (sop_instance_uid, version)', url);
@@ -439,7 +748,7 @@ export function createOncoFlowApi(options: OncoFlowApiOptions = {}): OncoFlowApi
     const response = await fetchFn(url, { credentials: 'same-origin', ...init, headers });
     const body = await readJson(response);
     if (!accepted.includes(response.status)) {
-      throw new OncoFlowApiError(response.status, errorMessage(body, response), url);
+      throw new OncoFlowApiError(response.status, errorMessage(body, response), url, body);
     }
     return { status: response.status, body };
   }
@@ -467,6 +776,41 @@ export function createOncoFlowApi(options: OncoFlowApiOptions = {}): OncoFlowApi
     },
     reportPdfUrl(reportSopInstanceUid) {
       return reportPdfUrl(baseUrl, reportSopInstanceUid);
+    },
+    async clinicalState(studyInstanceUid) {
+      const url = clinicalStateUrl(baseUrl, studyInstanceUid);
+      const { body } = await request(url, { method: 'GET' }, [200]);
+      return asClinicalStateAnswer(body, url);
+    },
+    async saveClinicalState(studyInstanceUid, entry) {
+      const url = clinicalStateUrl(baseUrl, studyInstanceUid);
+      const body = JSON.stringify({ status: entry.status, steroid_mg_per_day: entry.steroid_mg_per_day });
+      const answer = await request(url, { method: 'PUT', body }, [200]);
+      return asClinicalStateAnswer(answer.body, url);
+    },
+    async approvedSeg(studyInstanceUid) {
+      const url = approvedSegUrl(baseUrl, studyInstanceUid);
+      const { body } = await request(url, { method: 'GET' }, [200]);
+      return asApprovedSegAnswer(body, url);
+    },
+    async approveSeg(studyInstanceUid, approveRequest) {
+      const url = approvedSegUrl(baseUrl, studyInstanceUid);
+      const sent: ApproveSegRequest = { sop_instance_uid: approveRequest.sop_instance_uid };
+      if (approveRequest.segment_numbers?.length) {
+        sent.segment_numbers = [...approveRequest.segment_numbers];
+      }
+      const { body } = await request(url, { method: 'POST', body: JSON.stringify(sent) }, [200]);
+      return asApproveSegResult(body, url);
+    },
+    async withdrawSegApproval(studyInstanceUid) {
+      const url = approvedSegUrl(baseUrl, studyInstanceUid);
+      const { body } = await request(url, { method: 'DELETE' }, [200]);
+      return asWithdrawSegResult(body, url);
+    },
+    async studySegs(studyInstanceUid) {
+      const url = studySegsUrl(baseUrl, studyInstanceUid);
+      const { body } = await request(url, { method: 'GET' }, [200, 204]);
+      return studySegsFromQido(body);
     },
     sendsAuthorization() {
       return Object.keys(extraHeaders(options)).length > 0;

@@ -90,11 +90,69 @@ function isValidModeFallback({ modalities }: ValidModeArgs): { valid: boolean; d
   };
 }
 
+/**
+ * OHIF's switch for its "load this segmentation?" prompt (cornerstone extension's
+ * `promptHydrationDialog`, asked by the SEG and RTSTRUCT viewports): `appConfig.disableConfirmationPrompts`.
+ * The review mode turns it on while it is entered (a SEG put in a viewport, e.g. a refined one,
+ * loads at once) and gives back the site's value on exit, as OHIF's own US annotation mode does.
+ */
+export const NO_PROMPT_SETTING = 'disableConfirmationPrompts';
+
+type Lifecycle = (this: unknown, args?: unknown) => unknown;
+
+/** The app configs a lifecycle call can reach: its `appConfig` and the extension manager's (which `promptHydrationDialog` reads). */
+function appConfigsOf(args: unknown): Record<string, unknown>[] {
+  if (!isRecord(args)) {
+    return [];
+  }
+  const found: Record<string, unknown>[] = [];
+  const extensionManager = args.extensionManager;
+  for (const config of [args.appConfig, isRecord(extensionManager) ? extensionManager.appConfig : undefined]) {
+    if (isRecord(config) && !found.includes(config)) {
+      found.push(config);
+    }
+  }
+  return found;
+}
+
+/** `onModeEnter` / `onModeExit` around the basic mode's, switching OHIF's hydration prompt off while in the mode. */
+export function withoutHydrationPrompts(base: OhifModule): { onModeEnter: Lifecycle; onModeExit: Lifecycle } {
+  const saved = new Map<Record<string, unknown>, unknown>();
+  const baseEnter = typeof base.onModeEnter === 'function' ? (base.onModeEnter as Lifecycle) : null;
+  const baseExit = typeof base.onModeExit === 'function' ? (base.onModeExit as Lifecycle) : null;
+  return {
+    onModeEnter(this: unknown, args?: unknown) {
+      for (const config of appConfigsOf(args)) {
+        if (!saved.has(config)) {
+          saved.set(config, config[NO_PROMPT_SETTING]);
+        }
+        config[NO_PROMPT_SETTING] = true;
+      }
+      return baseEnter?.call(this, args);
+    },
+    onModeExit(this: unknown, args?: unknown) {
+      try {
+        return baseExit?.call(this, args);
+      } finally {
+        for (const [config, value] of saved) {
+          if (value === undefined) {
+            delete config[NO_PROMPT_SETTING];
+          } else {
+            config[NO_PROMPT_SETTING] = value;
+          }
+        }
+        saved.clear();
+      }
+    },
+  };
+}
+
 /** The mode instance: the basic mode's instance (when given) with OncoFlow's parts. */
 export function buildModeInstance(basicInstance: OhifModule | null, extensionUrl: string): OhifModule {
   const base: OhifModule = basicInstance ?? {};
   return {
     ...base,
+    ...withoutHydrationPrompts(base),
     id: MODE_ID,
     routeName: MODE_ID,
     displayName: MODE_DISPLAY_NAME,

@@ -54,6 +54,19 @@ export const PANEL_CSS = `
 .oncoflow-panel .of-chart-sum-point { fill: #f472b6; }
 .oncoflow-panel tbody.of-lesion td.of-reason { padding-top: 0; padding-left: 10px; }
 .oncoflow-panel tbody.of-lesion tr:first-child td { padding-top: 4px; }
+.oncoflow-panel tbody.of-selectable { cursor: pointer; }
+.oncoflow-panel tbody.of-selectable:hover td { background: rgba(90, 204, 230, .08); }
+.oncoflow-panel tbody.of-selected td:first-child { box-shadow: inset 2px 0 0 #fbbf24; }
+.oncoflow-panel button.of-lesion-goto { background: transparent; border: none; padding: 0; color: #5acce6; text-decoration: underline; }
+.oncoflow-panel .of-clinical { display: flex; flex-wrap: wrap; gap: 6px 10px; align-items: flex-end; }
+.oncoflow-panel .of-clinical label { display: flex; flex-direction: column; gap: 2px; }
+.oncoflow-panel .of-clinical select, .oncoflow-panel .of-clinical input { background: #0b1220; color: #e2e8f0; border: 1px solid #334155; border-radius: 3px; padding: 2px 4px; font-size: 12px; }
+.oncoflow-panel .of-clinical input { width: 7em; }
+.oncoflow-panel button.of-link { background: transparent; border: none; padding: 0; color: #5acce6; text-decoration: underline; align-self: flex-start; }
+.oncoflow-panel fieldset.of-segments { border: 1px solid #334155; border-radius: 4px; margin: 4px 0; padding: 4px 8px; display: flex; flex-direction: column; gap: 2px; }
+.oncoflow-panel fieldset.of-segments label { display: flex; gap: 6px; align-items: center; }
+.oncoflow-panel .of-actions { display: flex; gap: 6px; margin-top: 4px; }
+.oncoflow-panel .of-confirm { border: 1px solid #b45309; border-radius: 4px; padding: 4px 8px; color: #fcd34d; }
 .oncoflow-panel .of-legend-volume { color: #5acce6; }
 .oncoflow-panel .of-legend-sum { color: #f472b6; }
 `;

@@ -1,10 +1,12 @@
 /**
  * What the panel needs from the viewer, independent of OHIF: the studies on screen, their
- * PatientID, clicks in patient coordinates, reloading a study's series, linking viewports.
+ * PatientID, clicks in patient coordinates, reloading a study's series, linking viewports,
+ * showing a SEG over its images, taking viewports to a point with a window of their own.
  * `src/ohif/ohifViewerBridge.ts` implements it over OHIF's services; tests use fakes.
  */
 
 import type { PatientTimeline } from './api';
+import type { VoiChoice } from './lesionNavigation';
 
 export type Vec3 = [number, number, number];
 
@@ -40,6 +42,32 @@ export interface ViewportLink {
   description: string;
 }
 
+/** Where to take a viewport: the slice nearest a point (LPS mm of its study), or null to stay. */
+export interface SliceTarget {
+  viewportId: string;
+  positionMm: Vec3 | null;
+}
+
+/** What `goTo` did in one viewport. */
+export interface SliceShown {
+  viewportId: string;
+  /** The slice shown now (0-based) and how many the viewport has; null / 0 when it has none. */
+  sliceIndex: number | null;
+  sliceCount: number;
+  /** Distance of the point from the slice shown, mm (null without a point). */
+  distanceMm: number | null;
+  /** The window set from the slice shown (null when not asked or not possible). */
+  window: VoiChoice | null;
+  /** Empty when all went well, else why not. */
+  problem: string;
+}
+
+export interface SegmentationShown {
+  viewportId: string;
+  shown: boolean;
+  message: string;
+}
+
 export interface ViewerBridge {
   /** The viewer's studies in URL order (`StudyInstanceUIDs=<follow-up>,<baseline>`). */
   studyInstanceUids(): string[];
@@ -55,6 +83,17 @@ export interface ViewerBridge {
   showNewSeries(studyInstanceUid: string, seriesInstanceUid: string | null, viewportId: string | null): Promise<SeriesShown>;
   /** Registers the links with cornerstone3D's spatial registration; returns how many were registered. */
   registerViewportLinks(links: ViewportLink[]): number;
+  /**
+   * Shows a SEG (by SOP Instance UID) over its images in a viewport at once, with no prompt;
+   * resolves when the viewport shows the SEG's image series with the segmentation (or why not).
+   */
+  showSegmentation(viewportId: string, segSopInstanceUid: string): Promise<SegmentationShown>;
+  /**
+   * Moves each viewport to the slice nearest its point (linked scrolling paused meanwhile, so
+   * each viewport keeps its own point); with `setWindow`, sets each viewport's window from the
+   * slice it then shows.
+   */
+  goTo(targets: SliceTarget[], options: { setWindow: boolean }): Promise<SliceShown[]>;
 }
 
 /** StudyInstanceUIDs from a URL query (`?StudyInstanceUIDs=a,b` and/or repeated), de-duplicated, in order. */

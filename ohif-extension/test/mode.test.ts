@@ -57,10 +57,33 @@ describe('OncoFlow review mode', () => {
       '@ohif/extension-cornerstone-dicom-sr.sopClassHandlerModule.dicom-sr',
     ]);
     expect(mode.hangingProtocol).toEqual([HANGING_PROTOCOL_ID, 'default']);
-    // inherited from basic: toolbar, tool groups, lifecycle
-    expect(mode.onModeEnter).toBe(basic.modeInstance.onModeEnter);
+    // inherited from basic: toolbar, tool groups, lifecycle (called through OncoFlow's, below)
     expect(mode.initToolGroups).toBe(basic.modeInstance.initToolGroups);
     expect(mode.toolbarButtons).toEqual([{ $reference: 'cornerstone.toolbarButtons' }]);
+  });
+
+  it('turns OHIF’s "load the segmentation?" prompt off while the mode is entered and restores it on exit', () => {
+    const basic = fakeBasicMode();
+    const mode = buildModeInstance(basic.modeInstance, extensionUrl) as unknown as {
+      onModeEnter: (args: unknown) => void;
+      onModeExit: (args: unknown) => void;
+    };
+    const appConfig: Record<string, unknown> = { disableConfirmationPrompts: false };
+    const other: Record<string, unknown> = {};
+    const args = { appConfig, extensionManager: { appConfig: other }, servicesManager: {} };
+    mode.onModeEnter(args);
+    expect(basic.modeInstance.onModeEnter).toHaveBeenCalledWith(args);
+    expect(appConfig.disableConfirmationPrompts).toBe(true);
+    expect(other.disableConfirmationPrompts).toBe(true);
+    mode.onModeExit(args);
+    expect(basic.modeInstance.onModeExit).toHaveBeenCalledWith(args);
+    expect(appConfig.disableConfirmationPrompts).toBe(false);
+    expect('disableConfirmationPrompts' in other).toBe(false);
+    // without the basic mode it still switches the prompt
+    const bare = buildModeInstance(null, extensionUrl) as unknown as { onModeEnter: (args: unknown) => void };
+    const config: Record<string, unknown> = {};
+    bare.onModeEnter({ appConfig: config });
+    expect(config.disableConfirmationPrompts).toBe(true);
   });
 
   it('lays out the study browser left and OncoFlow + segmentation + measurements right', () => {

@@ -2,6 +2,10 @@ import type { LesionChange, LesionTableView } from '../panelModel';
 
 export interface LesionTableProps {
   lesions: LesionTableView | null;
+  /** A row clicked: the viewports go to that lesion. */
+  onSelect?: (trackingId: string) => void;
+  /** The lesion the viewports show (highlighted). */
+  selected?: string | null;
 }
 
 const MEASURE_LABELS = { volume: 'volume', product: 'bidimensional product', diameter: 'longest diameter' } as const;
@@ -19,7 +23,7 @@ function ChangeCell({ change, testId }: { change: LesionChange; testId: string }
  * volume and bidimensional product now, and the change against the first visit and the visit before; then the
  * lesions of earlier visits this one no longer has.
  */
-export function LesionTable({ lesions }: LesionTableProps) {
+export function LesionTable({ lesions, onSelect, selected }: LesionTableProps) {
   if (!lesions) {
     return null;
   }
@@ -51,10 +55,21 @@ export function LesionTable({ lesions }: LesionTableProps) {
               data-status={row.status}
               data-target={row.target === null ? '' : String(row.target)}
               data-measurable={row.measurable === null ? '' : String(row.measurable)}
-              className={row.present ? 'of-lesion' : 'of-lesion of-skipped'}
+              data-selected={String(row.trackingId === selected)}
+              className={`of-lesion${row.present ? '' : ' of-skipped'}${onSelect ? ' of-selectable' : ''}${row.trackingId === selected ? ' of-selected' : ''}`}
+              onClick={onSelect ? () => onSelect(row.trackingId) : undefined}
+              title={onSelect ? `Show ${row.trackingId} in the viewports` : undefined}
             >
               <tr>
-                <td>{row.trackingId}</td>
+                <td>
+                  {onSelect ? (
+                    <button type="button" className="of-lesion-goto" data-testid="oncoflow-lesion-goto">
+                      {row.trackingId}
+                    </button>
+                  ) : (
+                    row.trackingId
+                  )}
+                </td>
                 <td data-testid="oncoflow-lesion-volume" data-value={row.volume.raw}>
                   {row.volume.text}
                 </td>

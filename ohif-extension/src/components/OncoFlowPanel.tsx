@@ -2,7 +2,9 @@ import { useCallback, useMemo, useState } from 'react';
 import { OncoFlowApiError, type OncoFlowApi } from '../api';
 import { buildPanelView } from '../panelModel';
 import type { ViewerBridge } from '../viewerBridge';
+import { ApprovedSegControl } from './ApprovedSegControl';
 import { ChangeSummary } from './ChangeSummary';
+import { ClinicalStateControl } from './ClinicalStateControl';
 import { ExpertTable } from './ExpertTable';
 import { JobStatus } from './JobStatus';
 import { LesionTable } from './LesionTable';
@@ -12,6 +14,7 @@ import { ReportLink, type PdfOpener } from './ReportLink';
 import { ResponseSummary } from './ResponseSummary';
 import { TimelineChart } from './TimelineChart';
 import { usePanelData } from './usePanelData';
+import { useLesionNavigation } from './useLesionNavigation';
 import { useRefineTool } from './useRefineTool';
 
 export interface OncoFlowPanelProps {
@@ -67,8 +70,18 @@ export function OncoFlowPanel({ api, viewer, pollIntervalMs, timeZone, pdfOpener
       });
   }, [api, focusStudyUid, reloadJob]);
 
+  // a saved clinical state changes the response (timeline) and may queue an SR update (the job)
+  const { reloadTimeline } = data;
+  const onClinicalSaved = useCallback(() => {
+    reloadTimeline();
+    reloadJob();
+  }, [reloadTimeline, reloadJob]);
+
   const timeline = data.timeline.status === 'loaded' ? data.timeline.value : null;
   const dateOf = (uid: string): string | null => timeline?.time_points.find((t) => t.study_instance_uid === uid)?.study_date ?? null;
+  const timelineSettled = data.timeline.status === 'missing' || data.timeline.status === 'error';
+  const navigation = useLesionNavigation(viewer, timeline, timelineSettled, data.viewerStudyUids, focusStudyUid, data.viewerVersion);
+  const focusTimePoint = timeline?.time_points.find((t) => t.study_instance_uid === focusStudyUid) ?? null;
 
   return (
     <div className="oncoflow-panel" data-testid="oncoflow-panel" data-study-instance-uid={focusStudyUid ?? ''}>
@@ -104,7 +117,31 @@ export function OncoFlowPanel({ api, viewer, pollIntervalMs, timeZone, pdfOpener
       ) : null}
       <ChangeSummary flag={view.flag} volumes={view.volumes} comparison={view.comparison} />
       <ResponseSummary response={view.response} note={view.responseNote} />
-      <LesionTable lesions={view.lesions} />
+      {focusStudyUid && focusTimePoint ? (
+        <ClinicalStateControl
+          api={api}
+          studyInstanceUid={focusStudyUid}
+          studyDate={focusTimePoint.study_date}
+          fromTimeline={focusTimePoint.clinical ?? null}
+          onSaved={onClinicalSaved}
+          {...(timeZone ? { timeZone } : {})}
+        />
+      ) : null}
+      {focusStudyUid && data.job.status === 'loaded' ? (
+        // an approval (or its withdrawal) recomputes the timeline and the job's outcome, as a clinical state does
+        <ApprovedSegControl api={api} studyInstanceUid={focusStudyUid} job={data.job.value} onChanged={onClinicalSaved} />
+      ) : null}
+      <LesionTable lesions={view.lesions} onSelect={navigation.goToLesion} selected={navigation.status?.trackingId ?? null} />
+      {navigation.status ? (
+        <div
+          className={navigation.status.state === 'failed' ? 'of-error' : 'of-muted'}
+          data-testid="oncoflow-navigation"
+          data-state={navigation.status.state}
+          data-tracking-id={navigation.status.trackingId ?? ''}
+        >
+          {navigation.status.text}
+        </div>
+      ) : null}
       <TimelineChart chart={view.chart} timePoints={view.timePoints} note={view.timelineNote} />
       <RegionTable regions={view.regions} />
       <ExpertTable experts={view.experts} agreement={view.agreement} />

@@ -21,6 +21,8 @@ export interface PanelData {
   reloadTimeline: () => void;
   /** What linked scrolling could use, for the panel to say. */
   linkStatus: string | null;
+  /** Counts the viewer's changes (display sets, viewports): effects that read the viewer depend on it. */
+  viewerVersion: number;
 }
 
 function messageOf(error: unknown): string {
@@ -167,5 +169,6 @@ export function usePanelData(api: OncoFlowApi, viewer: ViewerBridge, pollInterva
     reloadJob,
     reloadTimeline,
     linkStatus,
+    viewerVersion,
   };
 }

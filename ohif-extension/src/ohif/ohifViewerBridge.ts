@@ -4,9 +4,13 @@
  */
 
 import { captureClicks } from '../clickCapture';
+import { chooseVoi, modalityPixels, nearestSlice, type ImagePlane, type VoiChoice } from '../lesionNavigation';
 import {
   studyUidsFromSearch,
+  type SegmentationShown,
   type SeriesShown,
+  type SliceShown,
+  type SliceTarget,
   type Vec3,
   type ViewerBridge,
   type ViewerPoint,
@@ -16,13 +20,17 @@ import {
 import {
   isRecord,
   type CommandsManager,
+  type CornerstoneMetaData,
+  type CornerstoneViewport,
   type ExtensionManager,
   type OhifDataSource,
   type OhifDisplaySet,
   type ServicesManager,
   type SpatialRegistrationProvider,
+  type Synchronizer,
 } from './types';
 import { OHIF } from '../ids';
+import { SLICE_SYNC_GROUP_ID } from '../hangingProtocol';
 
 export interface OhifViewerBridgeOptions {
   servicesManager: ServicesManager;
@@ -33,6 +41,45 @@ export interface OhifViewerBridgeOptions {
 }
 
 const NEW_SERIES_WAIT_MS = 8000;
+/** How long `showSegmentation` waits for the SEG's display set, then for the viewport to show it. */
+const SEGMENTATION_WAIT_MS = 45000;
+const POLL_MS = 100;
+/** Synchronizer types (OHIF's names, lower case) that move slices: paused while `goTo` moves viewports. */
+const SLICE_SYNC_TYPES = ['imageslice', 'stackimage'];
+
+/** Resolves with `probe()`'s first truthy value, or null after `timeoutMs`. */
+async function pollFor<T>(probe: () => T | null | undefined | false, timeoutMs: number): Promise<T | null> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) {
+      return value;
+    }
+    if (Date.now() >= deadline) {
+      return null;
+    }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+const nextFrame = (): Promise<void> =>
+  new Promise((resolve) => (typeof requestAnimationFrame === 'function' ? requestAnimationFrame(() => resolve()) : setTimeout(resolve, 16)));
+
+function asImagePlane(value: unknown): ImagePlane | null {
+  if (!isRecord(value)) {
+    return null;
+  }
+  const { imagePositionPatient, rowCosines, columnCosines } = value;
+  const vector = (v: unknown): v is number[] => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number');
+  return vector(imagePositionPatient) && vector(rowCosines) && vector(columnCosines) ? { imagePositionPatient, rowCosines, columnCosines } : null;
+}
+
+/** WindowCenter / WindowWidth as the DICOM header gives them (cornerstone's `voiLutModule`), not the loader's min–max guess. */
+function dicomWindow(value: unknown): { windowCenter: number[] | null; windowWidth: number[] | null } {
+  const numbers = (v: unknown): number[] | null =>
+    Array.isArray(v) ? v.filter((x): x is number => typeof x === 'number') : typeof v === 'number' ? [v] : null;
+  return isRecord(value) ? { windowCenter: numbers(value.windowCenter), windowWidth: numbers(value.windowWidth) } : { windowCenter: null, windowWidth: null };
+}
 
 /** The PatientID in the loaded metadata of a study's display sets, if any. */
 export function patientIdFromDisplaySets(displaySets: readonly OhifDisplaySet[], studyInstanceUid: string): string | null {
@@ -60,18 +107,78 @@ export function studyUidsOfDisplaySets(displaySets: readonly OhifDisplaySet[]): 
   return uids;
 }
 
-function spatialRegistrationProvider(extensionManager: ExtensionManager): SpatialRegistrationProvider | null {
-  // The cornerstone extension's `common` utility module hands out its cornerstone3D instance.
+/** cornerstone3D's core module, from the cornerstone extension's `common` utility module (`getCornerstoneLibraries`). */
+function cornerstoneCore(extensionManager: ExtensionManager): Record<string, unknown> | null {
   const entry = extensionManager.getModuleEntry(OHIF.cornerstoneCommonUtility);
   if (!isRecord(entry) || !isRecord(entry.exports) || typeof entry.exports.getCornerstoneLibraries !== 'function') {
     return null;
   }
   const libraries: unknown = (entry.exports.getCornerstoneLibraries as () => unknown)();
-  const provider =
-    isRecord(libraries) && isRecord(libraries.cornerstone) && isRecord(libraries.cornerstone.utilities)
-      ? libraries.cornerstone.utilities.spatialRegistrationMetadataProvider
-      : null;
+  return isRecord(libraries) && isRecord(libraries.cornerstone) ? libraries.cornerstone : null;
+}
+
+function spatialRegistrationProvider(extensionManager: ExtensionManager): SpatialRegistrationProvider | null {
+  const core = cornerstoneCore(extensionManager);
+  const provider = core && isRecord(core.utilities) ? core.utilities.spatialRegistrationMetadataProvider : null;
   return isRecord(provider) && typeof provider.add === 'function' ? (provider as unknown as SpatialRegistrationProvider) : null;
+}
+
+function cornerstoneMetaData(extensionManager: ExtensionManager): CornerstoneMetaData | null {
+  const metaData = cornerstoneCore(extensionManager)?.metaData;
+  return isRecord(metaData) && typeof metaData.get === 'function' ? (metaData as unknown as CornerstoneMetaData) : null;
+}
+
+/** The SEG display set of a SOP Instance UID among the viewer's display sets. */
+export function segDisplaySetOf(displaySets: readonly OhifDisplaySet[], sopInstanceUid: string): OhifDisplaySet | undefined {
+  return displaySets.find(
+    (ds) => ds.Modality === 'SEG' && (ds.SOPInstanceUID === sopInstanceUid || ds.instance?.SOPInstanceUID === sopInstanceUid),
+  );
+}
+
+/** Moves one viewport to the slice nearest its point and (when asked) sets its window from the slice it then shows. */
+async function moveViewport(
+  viewport: CornerstoneViewport | null | undefined,
+  target: SliceTarget,
+  setWindow: boolean,
+  metaData: CornerstoneMetaData | null,
+): Promise<SliceShown> {
+  const result: SliceShown = { viewportId: target.viewportId, sliceIndex: null, sliceCount: 0, distanceMm: null, window: null, problem: '' };
+  if (!viewport) {
+    return { ...result, problem: 'no such viewport' };
+  }
+  const imageIds = viewport.getImageIds?.() ?? [];
+  result.sliceCount = imageIds.length;
+  if (target.positionMm) {
+    const planes = metaData ? imageIds.map((imageId) => asImagePlane(metaData.get('imagePlaneModule', imageId))) : [];
+    const nearest = nearestSlice(planes, target.positionMm);
+    if (nearest && viewport.setImageIdIndex) {
+      await viewport.setImageIdIndex(nearest.index);
+      result.distanceMm = nearest.distanceMm;
+    } else if (viewport.jumpToWorld) {
+      viewport.jumpToWorld([...target.positionMm]); // not a stack of images: cornerstone finds the slice
+    } else {
+      result.problem = 'this viewport cannot be moved to a point';
+    }
+  }
+  result.sliceIndex = viewport.getCurrentImageIdIndex?.() ?? null;
+  if (setWindow) {
+    const image = viewport.getCornerstoneImage?.();
+    const imageId = viewport.getCurrentImageId?.();
+    const raw = image?.voxelManager?.getScalarData?.() ?? image?.getPixelData?.();
+    let window: VoiChoice | null = null;
+    if (image && raw && viewport.setProperties) {
+      const pixels = modalityPixels(raw, { scaled: image.preScale?.scaled, slope: image.slope, intercept: image.intercept });
+      window = chooseVoi({ ...dicomWindow(imageId && metaData ? metaData.get('voiLutModule', imageId) : null), pixels });
+    }
+    if (window && viewport.setProperties) {
+      viewport.setProperties({ voiRange: { lower: window.lower, upper: window.upper } });
+      result.window = window;
+    } else {
+      result.problem = [result.problem, 'no window could be computed from the slice shown'].filter(Boolean).join('; ');
+    }
+  }
+  viewport.render?.();
+  return result;
 }
 
 export function createOhifViewerBridge(options: OhifViewerBridgeOptions): ViewerBridge {
@@ -124,6 +231,51 @@ export function createOhifViewerBridge(options: OhifViewerBridgeOptions): Viewer
         resolve(found);
       }
     });
+
+  /** The slice synchronizers of these viewports (paused while `goTo` moves them, so each keeps its own point). */
+  const sliceSynchronizers = (viewportIds: readonly string[]): Set<Synchronizer> => {
+    const { syncGroupService } = services();
+    const found = new Set<Synchronizer>();
+    for (const viewportId of viewportIds) {
+      let synchronizers: Synchronizer[] = [];
+      try {
+        synchronizers = syncGroupService?.getSynchronizersForViewport(viewportId) ?? [];
+      } catch {
+        synchronizers = []; // no rendering engine yet
+      }
+      for (const synchronizer of synchronizers) {
+        const type = (syncGroupService?.getSynchronizerType?.(synchronizer) ?? '').toLowerCase();
+        if (SLICE_SYNC_TYPES.includes(type) || synchronizer.id === SLICE_SYNC_GROUP_ID) {
+          found.add(synchronizer);
+        }
+      }
+    }
+    return found;
+  };
+
+  /** The viewport shows the images of `displaySetUid` (in the grid, with an image loaded). */
+  const showsImagesOf = (viewportId: string, displaySetUid: string): boolean => {
+    const { viewportGridService, cornerstoneViewportService, displaySetService } = services();
+    const inGrid = viewportGridService.getState().viewports.get(viewportId)?.displaySetInstanceUIDs ?? [];
+    const current = cornerstoneViewportService?.getCornerstoneViewport(viewportId)?.getCurrentImageId?.();
+    if (!inGrid.includes(displaySetUid) || !current) {
+      return false;
+    }
+    // the cornerstone viewport is replaced a moment after the grid changes: its image must be one of the display set's
+    const imageIds = (displaySetService.getDisplaySetByUID(displaySetUid)?.images ?? []).map((image) => image.imageId);
+    return imageIds.length === 0 || imageIds.includes(current);
+  };
+
+  /** Resolves true once the viewport exists in cornerstone with an image on it (false after `timeoutMs`). */
+  const viewportReady = async (viewportId: string, timeoutMs: number): Promise<boolean> =>
+    (await pollFor(() => Boolean(services().cornerstoneViewportService?.getCornerstoneViewport(viewportId)?.getCurrentImageId?.()), timeoutMs)) ??
+    false;
+
+  const hasSegmentation = (viewportId: string, segmentationId: string): boolean => {
+    const { segmentationService } = services();
+    // without the service (not in OHIF 3.13) the viewport showing the images is all we can check
+    return segmentationService ? segmentationService.getSegmentationRepresentations(viewportId, { segmentationId }).length > 0 : true;
+  };
 
   return {
     studyInstanceUids() {
@@ -293,6 +445,69 @@ export function createOhifViewerBridge(options: OhifViewerBridgeOptions): Viewer
         provider.add([link.targetViewportId, link.sourceViewportId], Float32Array.from(link.matrixColumnMajor));
       }
       return links.length;
+    },
+
+    async showSegmentation(viewportId, segSopInstanceUid): Promise<SegmentationShown> {
+      if (!(await viewportReady(viewportId, SEGMENTATION_WAIT_MS))) {
+        return { viewportId, shown: false, message: 'the viewport shows no image' };
+      }
+      // OHIF makes the SEG's display set once the study's series are in, and finds its images' display set
+      const seg = await pollFor(() => {
+        const found = segDisplaySetOf(services().displaySetService.getActiveDisplaySets(), segSopInstanceUid);
+        return found?.referencedDisplaySetInstanceUID ? found : null;
+      }, SEGMENTATION_WAIT_MS);
+      if (!seg) {
+        return { viewportId, shown: false, message: `the SEG ${segSopInstanceUid} (or the series it segments) is not in the viewer` };
+      }
+      const imagesUid = seg.referencedDisplaySetInstanceUID as string;
+      const layers = (): string[] => services().viewportGridService.getState().viewports.get(viewportId)?.displaySetInstanceUIDs ?? [];
+      const fail = (message: string): SegmentationShown => ({ viewportId, shown: false, message });
+      try {
+        if (!layers().includes(imagesUid)) {
+          // the SEG's own image series first (the protocol may have hung another series of the study)
+          commandsManager.run('setDisplaySetsForViewports', { viewportsToUpdate: [{ viewportId, displaySetInstanceUIDs: [imagesUid] }] });
+          if (!(await pollFor(() => showsImagesOf(viewportId, imagesUid), SEGMENTATION_WAIT_MS))) {
+            return fail('the viewport did not show the SEG’s image series in time');
+          }
+        }
+        if (!layers().includes(seg.displaySetInstanceUID)) {
+          // OHIF's "add as layer" (the viewport's data overlay menu): the SEG over the images it segments, loaded at
+          // once. OHIF's other route (putting the SEG display set itself in the viewport) asks "load the segmentation?".
+          commandsManager.run('addDisplaySetAsLayer', { viewportId, displaySetInstanceUID: seg.displaySetInstanceUID });
+        }
+      } catch (error) {
+        return fail(`the SEG could not be shown: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      const ready = (): boolean => hasSegmentation(viewportId, seg.displaySetInstanceUID) && showsImagesOf(viewportId, imagesUid);
+      if (!(await pollFor(ready, SEGMENTATION_WAIT_MS))) {
+        return fail('the viewport did not show the SEG in time');
+      }
+      return { viewportId, shown: true, message: 'SEG shown' };
+    },
+
+    async goTo(targets, { setWindow }): Promise<SliceShown[]> {
+      const { cornerstoneViewportService } = services();
+      if (!cornerstoneViewportService) {
+        return targets.map((t) => ({ viewportId: t.viewportId, sliceIndex: null, sliceCount: 0, distanceMm: null, window: null, problem: 'no cornerstone viewports in this OHIF' }));
+      }
+      const metaData = cornerstoneMetaData(extensionManager);
+      for (const target of targets) {
+        await viewportReady(target.viewportId, SEGMENTATION_WAIT_MS);
+      }
+      const paused = sliceSynchronizers(targets.map((t) => t.viewportId));
+      paused.forEach((s) => s.setEnabled(false));
+      try {
+        const results: SliceShown[] = [];
+        for (const target of targets) {
+          results.push(await moveViewport(cornerstoneViewportService.getCornerstoneViewport(target.viewportId), target, setWindow, metaData));
+        }
+        return results;
+      } finally {
+        // the new images' events are handled synchronously; two frames let any render pass before linking again
+        await nextFrame();
+        await nextFrame();
+        paused.forEach((s) => s.setEnabled(true));
+      }
     },
   };
 }

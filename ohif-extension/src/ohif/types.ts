@@ -18,6 +18,9 @@ export interface PubSubService {
 
 export interface OhifInstance {
   PatientID?: string;
+  SOPInstanceUID?: string;
+  /** An image's cornerstone imageId (display sets' `images`). */
+  imageId?: string;
   StudyInstanceUID?: string;
   SeriesInstanceUID?: string;
 }
@@ -27,6 +30,10 @@ export interface OhifDisplaySet {
   StudyInstanceUID: string;
   SeriesInstanceUID: string;
   Modality?: string;
+  /** A SEG display set's one instance. */
+  SOPInstanceUID?: string;
+  /** A SEG's image display set, once OHIF has found it (null before). */
+  referencedDisplaySetInstanceUID?: string | null;
   instance?: OhifInstance;
   instances?: OhifInstance[];
   images?: OhifInstance[];
@@ -52,11 +59,49 @@ export interface ViewportGridService extends PubSubService {
   getState(): ViewportGridState;
 }
 
-/** A cornerstone3D viewport (Stack or Volume) as far as we use it. */
+/** A cornerstone3D image (`viewport.getCornerstoneImage()`) as far as we read it. */
+export interface CornerstoneImage {
+  getPixelData?(): ArrayLike<number>;
+  voxelManager?: { getScalarData?(): ArrayLike<number> };
+  slope?: number;
+  intercept?: number;
+  /** Set by the image loader: `scaled` when the pixel data already holds modality values. */
+  preScale?: { scaled?: boolean };
+}
+
+/** A cornerstone3D viewport (Stack or Volume) as far as we use it; the optional members are a stack viewport's. */
 export interface CornerstoneViewport {
   id: string;
   element: HTMLDivElement;
   canvasToWorld(canvasPoint: [number, number]): ArrayLike<number>;
+  getImageIds?(): string[];
+  getCurrentImageId?(): string | undefined;
+  getCurrentImageIdIndex?(): number;
+  setImageIdIndex?(index: number): Promise<unknown>;
+  jumpToWorld?(worldPos: [number, number, number]): boolean;
+  getCornerstoneImage?(): CornerstoneImage | undefined;
+  setProperties?(properties: { voiRange?: { lower: number; upper: number } }): void;
+  render?(): void;
+}
+
+/** A cornerstone3D tools synchronizer. */
+export interface Synchronizer {
+  id: string;
+  setEnabled(enabled: boolean): void;
+}
+
+export interface SyncGroupService {
+  getSynchronizersForViewport(viewportId: string): Synchronizer[];
+  getSynchronizerType?(synchronizer: Synchronizer): string | undefined;
+}
+
+export interface SegmentationService {
+  getSegmentationRepresentations(viewportId: string, specifier?: { segmentationId?: string }): unknown[];
+}
+
+/** cornerstone3D's `metaData` (imagePlaneModule, voiLutModule). */
+export interface CornerstoneMetaData {
+  get(type: string, imageId: string): unknown;
 }
 
 export interface CornerstoneViewportService {
@@ -77,6 +122,8 @@ export interface OhifServices {
   cornerstoneViewportService?: CornerstoneViewportService;
   hangingProtocolService?: HangingProtocolService;
   userAuthenticationService?: UserAuthenticationService;
+  syncGroupService?: SyncGroupService;
+  segmentationService?: SegmentationService;
 }
 
 export interface ServicesManager {
