@@ -237,6 +237,11 @@ def test_only_a_seg_of_the_study_drawn_on_its_input_can_be_approved(study: Study
     labels = EDITED_MASK + 2 * box(slice(0, 1), slice(0, 2), slice(0, 2))
     two = study.edited(labels, [EDITED_KIND, OTHER_KIND])
     refused(str(two.SOPInstanceUID), 422, "segment_numbers")
+    with pytest.raises(ApprovalError) as raised:  # the answer lists the segments to choose from, as data
+        approvals.approve(study.uid, json.dumps({"sop_instance_uid": str(two.SOPInstanceUID)}), "alice", "radiologist")
+    listed = raised.value.as_json()["segments"]
+    assert [(s["number"], s["label"]) for s in listed] == [  # type: ignore[union-attr]
+        (1, EDITED_KIND.label), (2, OTHER_KIND.label)]
     empty = study.edited(box(slice(0, 1), slice(0, 2), slice(0, 2)) * 2, [OTHER_KIND, EDITED_KIND])
     refused(str(empty.SOPInstanceUID), 422, "empty", segment_numbers=[1])  # segment 1 holds nothing
     with pytest.raises(ApprovalError) as raised:

@@ -104,6 +104,7 @@ def test_an_approved_seg_is_measured_said_and_kept_through_a_reanalysis(stack: S
 
     status, answer = approved_seg(stack, "POST", uid, {"sop_instance_uid": seg_uid})
     assert status == 422 and "segment_numbers" in answer["error"], answer  # two segments, neither named
+    assert [s["number"] for s in answer["segments"]] == [1, 2], answer  # listed for the user to choose
     status, answer = approved_seg(stack, "POST", uid, {"sop_instance_uid": seg_uid, "segment_numbers": [1]})
     assert status == 200, answer
     assert "error" not in answer["timeline"], answer["timeline"]

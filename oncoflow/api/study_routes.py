@@ -190,7 +190,7 @@ class StudyRoutes:
             try:
                 return json_answer(200, approvals.current(study_uid))
             except ApprovalError as exc:
-                return json_answer(exc.status, {"error": exc.message})
+                return json_answer(exc.status, exc.as_json())
         action = "segmentation.approve" if method == "POST" else "segmentation.withdraw"
         caller = audit.current_caller()
         actor, role = actor_and_role(caller)
@@ -213,7 +213,7 @@ class StudyRoutes:
                          "result is measured again")
         except ApprovalError as exc:
             audit.record(action, study_uid, outcome_of(exc.status), f"{method}: {exc.status}")
-            return json_answer(exc.status, {"error": exc.message})
+            return json_answer(exc.status, exc.as_json())
         audit.record(action, study_uid, "success", detail[:200])
         result["timeline"] = self._timeline_again(study_uid, event, result.get("in_force"))
         self._route(study_uid)

@@ -36,11 +36,13 @@ from pydicom.dataset import Dataset
 from oncoflow.dicom.derived_object import MANUFACTURER
 from oncoflow.dicom.seg_writer import REFINED_DESCRIPTION_PREFIX, read_source_mask, region_segment_numbers
 from oncoflow.dicom.stored_seg import (
+    SegmentInfo,
     StoredSegError,
     is_segmentation,
     mask_on_sources,
     referenced_instances,
     referenced_series,
+    segments_of,
     tumour_segments,
 )
 from oncoflow.dicom.volume_builder import InputError, SortedSeries
@@ -60,12 +62,21 @@ TimelineUpdate = Callable[[str, Job, Any], dict[str, Any]]
 
 
 class ApprovalError(Exception):
-    """Answered to the client with ``status`` and ``{"error": message}``."""
+    """Answered to the client with ``status`` and ``{"error": message}``; a refusal that asks the user to name the
+    tumour's segments also lists the SEG's segments (``{"segments": [{"number", "label", "meaning"}]}``)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, segments: list[SegmentInfo] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.segments = segments
+
+    def as_json(self) -> dict[str, object]:
+        answer: dict[str, object] = {"error": self.message}
+        if self.segments is not None:
+            answer["segments"] = [{"number": s.number, "label": s.label,
+                                   "meaning": s.property_type[2] or s.property_type[1]} for s in self.segments]
+        return answer
 
 
 @dataclass(frozen=True)
@@ -253,8 +264,8 @@ class ApprovedSegmentation:
         region = str(job.outputs.get("driving_region", "TC"))
         try:
             numbers = tumour_segments(seg, region, request.segment_numbers)  # type: ignore[arg-type]
-        except StoredSegError as exc:
-            raise ApprovalError(422, str(exc)) from exc
+        except StoredSegError as exc:  # the user chooses among the SEG's segments
+            raise ApprovalError(422, str(exc), segments_of(seg)) from exc
         stack = self._stack(study_id, job)
         if not referenced_instances(seg) & {str(ds.SOPInstanceUID) for ds in stack.datasets}:
             raise ApprovalError(422, f"SEG {request.sop_instance_uid}'s frames reference none of the input series' "
