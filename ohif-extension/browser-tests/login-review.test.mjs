@@ -203,14 +203,10 @@ test('a signed-in user reviews an assigned study with no request refused, and se
     }
     await settle();
 
-    // 5. the ensemble SEG over the images (its metadata and frames come from WADO-RS, with the token): a
-    // double-click in the study browser, OHIF's prompt accepted, red pixels in the viewport
+    // 5. the ensemble SEG over the images (its metadata and frames come from WADO-RS, with the token): the review
+    // mode draws it by itself, on the lesion's slice, with no click and no prompt
     stage = 'ensemble SEG overlay';
     const viewports = page.locator('canvas.cornerstone-canvas');
-    await viewports.first().click();
-    await page.getByText('OncoFlow SEG ensemble', { exact: false }).first().dblclick();
-    const yes = page.getByRole('button', { name: 'Yes' }).first();
-    await yes.waitFor({ state: 'visible', timeout: 15000 }).then(() => yes.click(), () => undefined); // or no prompt
     let red = 0;
     const deadline = Date.now() + timeout;
     // until drawn, or a refusal says why it will not be (step 6 lists it)
