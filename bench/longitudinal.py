@@ -136,5 +136,31 @@ def write(pairs: list[dict[str, Any]], started: float, stamp: str) -> dict[str, 
     return result
 
 
+def rescore(path: Path) -> int:
+    """Re-apply the current change flag rule (``change_flag``) to the measurements stored in a run's JSON (% change,
+    CI, NCC): the flag accuracy today of those measurements, without measuring again. Prints it; writes nothing."""
+    from oncoflow.core.change_thresholds import ChangeThresholds
+    from oncoflow.measure.change_flags import change_flag
+
+    run, thresholds = json.loads(path.read_text()), ChangeThresholds()
+    review = ("poor registration", "high uncertainty")
+    out: dict[str, Any] = {"rescored": str(path), "measured_utc": run["utc"], "n_pairs": len(run["pairs"])}
+    for mode in ("truth", "panel"):
+        flags = []
+        for pair in run["pairs"]:
+            measured = pair[mode]
+            ci = None if measured["ci95"] is None else tuple(measured["ci95"])
+            flag, _ = change_flag(100.0, 100.0 + measured["percent_change"], ci, measured["ncc_after"], thresholds)
+            flags.append((flag, pair["true_category"]))
+        kept = [(f, t) for f, t in flags if f not in review]
+        out[mode] = {"flag_accuracy": round(float(np.mean([f == t for f, t in flags])), 3),
+                     "review_flags": len(flags) - len(kept),
+                     "flag_accuracy_without_review_flags": round(float(np.mean([f == t for f, t in kept] or [0])), 3)}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--rescore":  # bench/longitudinal.py --rescore bench/results/<run>.json
+        sys.exit(rescore(Path(sys.argv[2])))
     sys.exit(main())
