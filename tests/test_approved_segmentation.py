@@ -38,14 +38,10 @@ from oncoflow.dicom.stored_seg import StoredSegError, mask_on_sources, tumour_se
 from oncoflow.dicom.volume_builder import build_volume
 from oncoflow.measure.longitudinal_comparison import ComparisonError
 from oncoflow.phantoms.phantom_dicom import SeriesInfo, StudyInfo, series_datasets
-from oncoflow.pipeline.approved_segmentation import (
-    ApprovalError,
-    ApprovalRequest,
-    ApprovedSegmentation,
-    describe,
-)
+from oncoflow.pipeline.approved_segmentation import ApprovalRequest, ApprovedSegmentation, describe
 from oncoflow.pipeline.job_store import Job, JobStore
 from oncoflow.pipeline.patient_timeline import PatientTimeline
+from oncoflow.pipeline.request_refusal import RequestRefused
 from oncoflow.pipeline.time_point import loaded_time_point
 from oncoflow.report.report_pdf import ReportContent, render_report_pdf
 from oncoflow.security.access_audit import AccessAudit
@@ -211,7 +207,7 @@ def test_the_request_body_is_checked() -> None:
                  b'{"sop_instance_uid": "1.2", "segment_numbers": []}',
                  b'{"sop_instance_uid": "1.2", "segment_numbers": [true]}',
                  b'{"sop_instance_uid": "1.2", "segment_numbers": [0]}'):
-        with pytest.raises(ApprovalError) as raised:
+        with pytest.raises(RequestRefused) as raised:
             ApprovalRequest.parse(body)
         assert raised.value.status == 400, body
 
@@ -220,7 +216,7 @@ def test_only_a_seg_of_the_study_drawn_on_its_input_can_be_approved(study: Study
     approvals = study.approvals()
 
     def refused(sop_uid: str, status: int, text: str, **extra: Any) -> None:
-        with pytest.raises(ApprovalError) as raised:
+        with pytest.raises(RequestRefused) as raised:
             approvals.approve(study.uid, json.dumps({"sop_instance_uid": sop_uid, **extra}), "alice", "radiologist")
         assert raised.value.status == status and text in raised.value.message, raised.value.message
 
@@ -237,14 +233,14 @@ def test_only_a_seg_of_the_study_drawn_on_its_input_can_be_approved(study: Study
     labels = EDITED_MASK + 2 * box(slice(0, 1), slice(0, 2), slice(0, 2))
     two = study.edited(labels, [EDITED_KIND, OTHER_KIND])
     refused(str(two.SOPInstanceUID), 422, "segment_numbers")
-    with pytest.raises(ApprovalError) as raised:  # the answer lists the segments to choose from, as data
+    with pytest.raises(RequestRefused) as raised:  # the answer lists the segments to choose from, as data
         approvals.approve(study.uid, json.dumps({"sop_instance_uid": str(two.SOPInstanceUID)}), "alice", "radiologist")
     listed = raised.value.as_json()["segments"]
     assert [(s["number"], s["label"]) for s in listed] == [  # type: ignore[union-attr]
         (1, EDITED_KIND.label), (2, OTHER_KIND.label)]
     empty = study.edited(box(slice(0, 1), slice(0, 2), slice(0, 2)) * 2, [OTHER_KIND, EDITED_KIND])
     refused(str(empty.SOPInstanceUID), 422, "empty", segment_numbers=[1])  # segment 1 holds nothing
-    with pytest.raises(ApprovalError) as raised:
+    with pytest.raises(RequestRefused) as raised:
         approvals.approve("1.2.3", json.dumps({"sop_instance_uid": str(two.SOPInstanceUID)}), "alice", "radiologist")
     assert raised.value.status == 404
     assert study.store.segmentation_approval(study.uid) is None  # nothing was recorded

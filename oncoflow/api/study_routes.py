@@ -31,12 +31,13 @@ from typing import Any
 from oncoflow import __version__
 from oncoflow.api.answer import Answer, json_answer
 from oncoflow.dicom.encapsulated_pdf_writer import NotAnEncapsulatedPdf, read_encapsulated_pdf
-from oncoflow.pipeline.approved_segmentation import ApprovalError, ApprovedSegmentation, describe
+from oncoflow.pipeline.approved_segmentation import ApprovedSegmentation, describe
 from oncoflow.pipeline.clinical_state import ClinicalEntry, ClinicalEntryError
 from oncoflow.pipeline.job_runner import JobRunner
 from oncoflow.pipeline.pipeline_assembly import PipelineParts
-from oncoflow.pipeline.refinement import RefineError, Refinement
+from oncoflow.pipeline.refinement import Refinement
 from oncoflow.pipeline.report_stage import ReportError
+from oncoflow.pipeline.request_refusal import RequestRefused
 from oncoflow.pipeline.study_pipeline import REANALYSE_TRIGGER, REASSESS_TRIGGER
 from oncoflow.pipeline.worker_client import WorkerUnavailable
 from oncoflow.report.model_stats_chart import render_model_stats_png
@@ -93,9 +94,9 @@ class StudyRoutes:
         audit = self.parts.audit
         try:
             answer = json_answer(200, self.refinement.refine(study_uid, body))
-        except RefineError as exc:
+        except RequestRefused as exc:
             audit.record("study.analyse", study_uid, outcome_of(exc.status), f"refine: {exc.status}")
-            return json_answer(exc.status, {"error": exc.message})
+            return json_answer(exc.status, exc.as_json())
         audit.record("study.analyse", study_uid, "success", "refine")
         self._route(study_uid)
         return answer
@@ -189,7 +190,7 @@ class StudyRoutes:
         if method == "GET":
             try:
                 return json_answer(200, approvals.current(study_uid))
-            except ApprovalError as exc:
+            except RequestRefused as exc:
                 return json_answer(exc.status, exc.as_json())
         action = "segmentation.approve" if method == "POST" else "segmentation.withdraw"
         caller = audit.current_caller()
@@ -211,7 +212,7 @@ class StudyRoutes:
                 detail = f"SEG {approval['sop_instance_uid']} withdrawn"
                 event = (f"approval of SEG {approval['sop_instance_uid']} withdrawn by {role} {actor}: the automatic "
                          "result is measured again")
-        except ApprovalError as exc:
+        except RequestRefused as exc:
             audit.record(action, study_uid, outcome_of(exc.status), f"{method}: {exc.status}")
             return json_answer(exc.status, exc.as_json())
         audit.record(action, study_uid, "success", detail[:200])

@@ -22,7 +22,6 @@ around_timeline`).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from oncoflow.dicom.volume_builder import InputError, SortedSeries
 from oncoflow.measure.mask_metrics import dice, volume_cm3
 from oncoflow.pacs.orthanc_rest import OrthancRest
 from oncoflow.pipeline.job_store import Job, JobStore
+from oncoflow.pipeline.request_refusal import RequestRefused, json_object
 from oncoflow.pipeline.study_input import StudyInput
 
 # the new automatic result "differs a lot" from the approved segmentation below this Dice, or past this volume change
@@ -61,22 +61,10 @@ PANEL_SPREAD_OUTPUTS = frozenset({"experts", "leave_one_out_volumes_cm3", "votin
 TimelineUpdate = Callable[[str, Job, Any], dict[str, Any]]
 
 
-class ApprovalError(Exception):
-    """Answered to the client with ``status`` and ``{"error": message}``; a refusal that asks the user to name the
-    tumour's segments also lists the SEG's segments (``{"segments": [{"number", "label", "meaning"}]}``)."""
-
-    def __init__(self, status: int, message: str, segments: list[SegmentInfo] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.segments = segments
-
-    def as_json(self) -> dict[str, object]:
-        answer: dict[str, object] = {"error": self.message}
-        if self.segments is not None:
-            answer["segments"] = [{"number": s.number, "label": s.label,
-                                   "meaning": s.property_type[2] or s.property_type[1]} for s in self.segments]
-        return answer
+def segments_json(segments: list[SegmentInfo]) -> dict[str, object]:
+    """The SEG's segments as a refusal lists them, so the client can name the tumour's: number, label, meaning."""
+    return {"segments": [{"number": s.number, "label": s.label, "meaning": s.property_type[2] or s.property_type[1]}
+                         for s in segments]}
 
 
 @dataclass(frozen=True)
@@ -86,20 +74,17 @@ class ApprovalRequest:
 
     @classmethod
     def parse(cls, body: bytes | str) -> ApprovalRequest:
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise ApprovalError(400, f"the body must be JSON: {exc}") from exc
-        uid = data.get("sop_instance_uid") if isinstance(data, dict) else None
+        data = json_object(body)
+        uid = data.get("sop_instance_uid")
         if not isinstance(uid, str) or not 0 < len(uid) <= 64 or not all(c.isdigit() or c == "." for c in uid):
-            raise ApprovalError(400, 'the body must be {"sop_instance_uid": "<the SEG\'s SOPInstanceUID>", '
+            raise RequestRefused(400, 'the body must be {"sop_instance_uid": "<the SEG\'s SOPInstanceUID>", '
                                      '"segment_numbers": [1] (optional)}')
         numbers = data.get("segment_numbers")
         if numbers is None:
             return cls(uid, None)
         if (not isinstance(numbers, list) or not numbers or len(numbers) > MAX_SEGMENT_NUMBERS
                 or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 65536 for n in numbers)):
-            raise ApprovalError(400, "segment_numbers must be a non-empty list of segment numbers (1..65535)")
+            raise RequestRefused(400, "segment_numbers must be a non-empty list of segment numbers (1..65535)")
         return cls(uid, tuple(sorted(set(numbers))))
 
 
@@ -177,16 +162,16 @@ class ApprovedSegmentation:
     # -- reading ---------------------------------------------------------------------------------
 
     def mask(self, approval: Mapping[str, Any], stack: SortedSeries) -> tuple[Dataset, npt.NDArray[np.uint8]]:
-        """The approved SEG and its tumour mask on ``stack`` (the study's input); :class:`ApprovalError` (409) when
+        """The approved SEG and its tumour mask on ``stack`` (the study's input); :class:`RequestRefused` (409) when
         the SEG is no longer in the PACS or no longer fits the input."""
         seg = self.rest.instance_dataset(str(approval["sop_instance_uid"]))
         if seg is None:
-            raise ApprovalError(409, f"the approved SEG {approval['sop_instance_uid']} is no longer in the PACS: "
+            raise RequestRefused(409, f"the approved SEG {approval['sop_instance_uid']} is no longer in the PACS: "
                                      "withdraw the approval (DELETE .../approved-seg) to measure the automatic result")
         try:
             mask = mask_on_sources(seg, stack.datasets, [int(n) for n in approval["segment_numbers"]])
         except StoredSegError as exc:
-            raise ApprovalError(409, f"the approved SEG {approval['sop_instance_uid']} no longer fits the study's "
+            raise RequestRefused(409, f"the approved SEG {approval['sop_instance_uid']} no longer fits the study's "
                                      f"input series: {exc}") from exc
         return seg, mask
 
@@ -196,12 +181,12 @@ class ApprovedSegmentation:
             selection, instance_ids = self.input.select(study_id, timings)
             if job.input_series_instance_uid and \
                     selection.candidate.series_instance_uid != job.input_series_instance_uid:
-                raise ApprovalError(409, f"the study's input is now series {selection.candidate.series_instance_uid}, "
+                raise RequestRefused(409, f"the study's input is now series {selection.candidate.series_instance_uid}, "
                                          f"its last job used {job.input_series_instance_uid}: approve after its "
                                          "next job")
             return self.input.build(instance_ids, timings, selection.candidate.stack_id)
         except InputError as exc:
-            raise ApprovalError(422, f"the study's input series cannot be read: {exc}") from exc
+            raise RequestRefused(422, f"the study's input series cannot be read: {exc}") from exc
 
     def _ensemble_mask(self, job: Job, stack: SortedSeries) -> npt.NDArray[np.uint8] | None:
         uid = job.outputs.get("ensemble_seg_sop_instance_uid")
@@ -220,7 +205,7 @@ class ApprovedSegmentation:
         """The approval in force (``None``: the automatic result is measured), the SEG measured, and the history."""
         study_id = self.rest.lookup_study(study_uid)
         if study_id is None:
-            raise ApprovalError(404, f"no study {study_uid}")
+            raise RequestRefused(404, f"no study {study_uid}")
         approval = self.store.segmentation_approval(study_uid)
         job = self.store.latest_done(study_id)
         automatic = None if job is None else job.outputs.get("ensemble_seg_sop_instance_uid")
@@ -232,51 +217,51 @@ class ApprovedSegmentation:
 
     def approve(self, study_uid: str, body: bytes | str, approver: str, role: str) -> dict[str, Any]:
         """Check the SEG (see the module's docstring) and record the approval; returns it with the approved mask's
-        volume and its agreement with the study's automatic result. Raises :class:`ApprovalError`."""
+        volume and its agreement with the study's automatic result. Raises :class:`RequestRefused`."""
         request = ApprovalRequest.parse(body)
         study_id = self.rest.lookup_study(study_uid)
         if study_id is None:
-            raise ApprovalError(404, f"no study {study_uid}")
+            raise RequestRefused(404, f"no study {study_uid}")
         job = self.store.latest_done(study_id)
         if job is None or not job.input_series_instance_uid:
-            raise ApprovalError(409, "the study has no finished OncoFlow job: approve a segmentation once it is "
+            raise RequestRefused(409, "the study has no finished OncoFlow job: approve a segmentation once it is "
                                      "processed")
         seg = self.rest.instance_dataset(request.sop_instance_uid)
         if seg is None:
-            raise ApprovalError(404, f"no instance {request.sop_instance_uid} in the PACS")
+            raise RequestRefused(404, f"no instance {request.sop_instance_uid} in the PACS")
         if not is_segmentation(seg):
-            raise ApprovalError(422, f"instance {request.sop_instance_uid} is not a SEG (Modality "
+            raise RequestRefused(422, f"instance {request.sop_instance_uid} is not a SEG (Modality "
                                      f"{seg.get('Modality', '?')})")
         if str(seg.get("StudyInstanceUID", "")) != study_uid:
-            raise ApprovalError(422, f"SEG {request.sop_instance_uid} belongs to another study")
+            raise RequestRefused(422, f"SEG {request.sop_instance_uid} belongs to another study")
         description = str(seg.get("SeriesDescription", ""))
         automatic = request.sop_instance_uid in job.outputs.get("seg_sop_instance_uids", []) or (
             str(seg.get("Manufacturer", "")) == MANUFACTURER and not description.startswith(REFINED_DESCRIPTION_PREFIX))
         if automatic:
-            raise ApprovalError(422, f"SEG {request.sop_instance_uid} is one of OncoFlow's automatic SEGs: it is what "
+            raise RequestRefused(422, f"SEG {request.sop_instance_uid} is one of OncoFlow's automatic SEGs: it is what "
                                      "is measured without an approval (and a re-analysis replaces it); approve a "
                                      "refined SEG or one edited in the viewer")
         input_series = job.input_series_instance_uid
         if input_series not in referenced_series(seg):
             named = ", ".join(sorted(referenced_series(seg))) or "none"
-            raise ApprovalError(422, f"SEG {request.sop_instance_uid} references series {named}, not the study's "
+            raise RequestRefused(422, f"SEG {request.sop_instance_uid} references series {named}, not the study's "
                                      f"input series {input_series} (the series its job segmented)")
         region = str(job.outputs.get("driving_region", "TC"))
         try:
             numbers = tumour_segments(seg, region, request.segment_numbers)  # type: ignore[arg-type]
         except StoredSegError as exc:  # the user chooses among the SEG's segments
-            raise ApprovalError(422, str(exc), segments_of(seg)) from exc
+            raise RequestRefused(422, str(exc), segments_json(segments_of(seg))) from exc
         stack = self._stack(study_id, job)
         if not referenced_instances(seg) & {str(ds.SOPInstanceUID) for ds in stack.datasets}:
-            raise ApprovalError(422, f"SEG {request.sop_instance_uid}'s frames reference none of the input series' "
+            raise RequestRefused(422, f"SEG {request.sop_instance_uid}'s frames reference none of the input series' "
                                      "images")
         try:
             mask = mask_on_sources(seg, stack.datasets, numbers)
         except StoredSegError as exc:
-            raise ApprovalError(422, f"SEG {request.sop_instance_uid} cannot be read on the input series: {exc}") \
+            raise RequestRefused(422, f"SEG {request.sop_instance_uid} cannot be read on the input series: {exc}") \
                 from exc
         if not mask.any():
-            raise ApprovalError(422, f"segments {numbers} of SEG {request.sop_instance_uid} are empty on the input "
+            raise RequestRefused(422, f"segments {numbers} of SEG {request.sop_instance_uid} are empty on the input "
                                      "series: nothing to measure")
         approved_cm3 = round(volume_cm3(mask, stack.volume.voxel_volume_mm3), 3)
         refined = next((r for r in self.store.refinements(study_uid)
@@ -293,12 +278,12 @@ class ApprovedSegmentation:
                 "in_force": summary(approval, mask, ensemble, stack.volume.voxel_volume_mm3)}
 
     def withdraw(self, study_uid: str, by: str) -> dict[str, Any]:
-        """Withdraw the study's approval in force; :class:`ApprovalError` 404 when there is none."""
+        """Withdraw the study's approval in force; :class:`RequestRefused` 404 when there is none."""
         if self.rest.lookup_study(study_uid) is None:
-            raise ApprovalError(404, f"no study {study_uid}")
+            raise RequestRefused(404, f"no study {study_uid}")
         withdrawn = self.store.withdraw_segmentation_approval(study_uid, by)
         if withdrawn is None:
-            raise ApprovalError(404, f"no approved segmentation in force for study {study_uid}: the automatic result "
+            raise RequestRefused(404, f"no approved segmentation in force for study {study_uid}: the automatic result "
                                      "is measured")
         return withdrawn
 
@@ -312,7 +297,7 @@ class ApprovedSegmentation:
         current, stack = loaded[0], loaded[1]
         try:
             _, approved = self.mask(approval, stack)
-        except ApprovalError as exc:
+        except RequestRefused as exc:
             return summary(approval, error=exc.message)
         return summary(approval, approved, current.fused_mask, stack.volume.voxel_volume_mm3)
 

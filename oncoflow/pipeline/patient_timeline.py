@@ -40,7 +40,7 @@ from oncoflow.measure.longitudinal_comparison import Comparison, ComparisonError
 from oncoflow.measure.rano_response import CRITERIA, RANO2_NON_ENHANCING, ClinicalState, ResponseCriteria
 from oncoflow.pacs.orthanc_http import OrthancUnavailable
 from oncoflow.pacs.orthanc_rest import OrthancRest
-from oncoflow.pipeline.approved_segmentation import PANEL_SPREAD_OUTPUTS, ApprovalError, ApprovedSegmentation
+from oncoflow.pipeline.approved_segmentation import PANEL_SPREAD_OUTPUTS, ApprovedSegmentation
 from oncoflow.pipeline.approved_segmentation import describe as describe_approval
 from oncoflow.pipeline.brain_extraction import BrainExtraction
 from oncoflow.pipeline.clinical_state import clinical_state_of
@@ -58,6 +58,7 @@ from oncoflow.pipeline.lesion_tracking import (
 )
 from oncoflow.pipeline.measurement_basis import MeasurementBasis, comparability
 from oncoflow.pipeline.report_stage import ClinicalReportWriter, ReportError, ReportInputs
+from oncoflow.pipeline.request_refusal import RequestRefused
 from oncoflow.pipeline.study_input import StudyInput
 from oncoflow.pipeline.time_point import LoadedTimePoint, loaded_time_point, study_date
 
@@ -99,7 +100,7 @@ class PatientTimeline:
         if approval is not None:
             try:
                 approved_seg, approved = ApprovedSegmentation(self.rest, self.store, self.input).mask(approval, stack)
-            except ApprovalError as exc:
+            except RequestRefused as exc:
                 raise ComparisonError(f"study {uid}: {exc.message}") from exc
             brain_seg = self.rest.instance_dataset(brain_uid) if brain_uid else None
             brain = read_source_mask(brain_seg, stack.datasets) if brain_seg is not None else None

@@ -37,20 +37,12 @@ from oncoflow.dicom.volume_builder import InputError
 from oncoflow.measure.mask_metrics import volume_cm3
 from oncoflow.pacs.orthanc_rest import OrthancRest
 from oncoflow.pipeline.job_store import JobStore
+from oncoflow.pipeline.request_refusal import RequestRefused, json_object
 from oncoflow.pipeline.study_input import StudyInput
 from oncoflow.pipeline.worker_client import ModelUnavailable, WorkerClient, WorkerUnavailable
 
 MAX_POINTS = 64
 OUTSIDE_TOLERANCE_VOXELS = 0.5
-
-
-class RefineError(Exception):
-    """Answered to the client with ``status`` and ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -60,27 +52,24 @@ class RefineRequest:
 
     @classmethod
     def parse(cls, body: bytes | str) -> RefineRequest:
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise RefineError(400, f"the body must be JSON: {exc}") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("points"), list) or not data["points"]:
-            raise RefineError(400, 'the body must be {"points": [{"position_mm": [x, y, z], "positive": true}]}')
+        data = json_object(body)
+        if not isinstance(data.get("points"), list) or not data["points"]:
+            raise RequestRefused(400, 'the body must be {"points": [{"position_mm": [x, y, z], "positive": true}]}')
         if len(data["points"]) > MAX_POINTS:
-            raise RefineError(400, f"at most {MAX_POINTS} points, got {len(data['points'])}")
+            raise RequestRefused(400, f"at most {MAX_POINTS} points, got {len(data['points'])}")
         points = []
         for i, point in enumerate(data["points"]):
             position = point.get("position_mm") if isinstance(point, dict) else None
             if (not isinstance(position, list) or len(position) != 3
                     or not all(isinstance(v, int | float) and math.isfinite(v) for v in position)):
-                raise RefineError(400, f"points[{i}].position_mm must be three finite numbers (LPS mm)")
+                raise RequestRefused(400, f"points[{i}].position_mm must be three finite numbers (LPS mm)")
             positive = point.get("positive", True)
             if not isinstance(positive, bool):
-                raise RefineError(400, f"points[{i}].positive must be true or false")
+                raise RequestRefused(400, f"points[{i}].positive must be true or false")
             points.append(((float(position[0]), float(position[1]), float(position[2])), positive))
         include = data.get("include_current", True)
         if not isinstance(include, bool):
-            raise RefineError(400, "include_current must be true or false")
+            raise RequestRefused(400, "include_current must be true or false")
         return cls(tuple(points), include)
 
 
@@ -97,26 +86,26 @@ class Refinement:
         try:
             models = self.worker.describe(self.settings.panel)
         except WorkerUnavailable as exc:
-            raise RefineError(503, str(exc)) from exc
+            raise RequestRefused(503, str(exc)) from exc
         for model in models.values():
             if model.state == "READY" and model.role == "promptable":
                 return model.name
         # a model that is not ready does not say what it is for: name every one, with its reason
         reasons = "; ".join(f"{m.name}: {m.reason}" for m in models.values() if m.state != "READY")
-        raise RefineError(503, f"no promptable expert (SAM2) is ready to refine ({reasons or 'none in the panel'})")
+        raise RequestRefused(503, f"no promptable expert (SAM2) is ready to refine ({reasons or 'none in the panel'})")
 
     def refine(self, study_instance_uid: str, body: bytes | str) -> dict[str, Any]:
         request = RefineRequest.parse(body)
         study_id = self.rest.lookup_study(study_instance_uid)
         if study_id is None:
-            raise RefineError(404, f"no study {study_instance_uid} in Orthanc")
+            raise RequestRefused(404, f"no study {study_instance_uid} in Orthanc")
         model = self._promptable_model()
         timings: dict[str, float] = {}
         try:
             selection, instance_ids = self.input.select(study_id, timings)
             stack = self.input.build(instance_ids, timings, selection.candidate.stack_id)
         except InputError as exc:
-            raise RefineError(422, f"the study's input cannot be refined: {exc}") from exc
+            raise RequestRefused(422, f"the study's input cannot be refined: {exc}") from exc
         volume = stack.volume
 
         points: list[SlicePoint] = []
@@ -125,7 +114,7 @@ class Refinement:
             limits = volume.shape
             if any(v < -OUTSIDE_TOLERANCE_VOXELS or v > n - 1 + OUTSIDE_TOLERANCE_VOXELS
                    for v, n in zip((s, r, c), limits, strict=True)):
-                raise RefineError(400, f"point {list(position)} mm lies outside series "
+                raise RequestRefused(400, f"point {list(position)} mm lies outside series "
                                        f"{selection.candidate.series_instance_uid} (voxel {s:.1f}, {r:.1f}, {c:.1f})")
             points.append(SlicePoint(int(round(min(max(s, 0), limits[0] - 1))), min(max(r, 0.0), limits[1] - 1),
                                      min(max(c, 0.0), limits[2] - 1), positive))
@@ -140,9 +129,9 @@ class Refinement:
         try:
             result = self.worker.segment(model, volume, boxes, points)
         except (WorkerUnavailable, ModelUnavailable) as exc:
-            raise RefineError(503, str(exc)) from exc
+            raise RequestRefused(503, str(exc)) from exc
         except InputError as exc:
-            raise RefineError(400, str(exc)) from exc
+            raise RequestRefused(400, str(exc)) from exc
 
         study_uid = study_instance_uid
         version = self.store.next_refinement_version(study_uid)
