@@ -41,18 +41,18 @@ bench-longitudinal: env
 	$(PY) bench/longitudinal.py
 	$(PY) bench/longitudinal_lesions.py
 
-# The default panel's three demo nnU-Nets, trained on synthetic MNI152 heads (inference/training/train_demo_model.py;
-# the 240 cases are generated once and shared; about 1-2 h each on 2 CPU cores, minutes on a GPU; never in CI):
-# four sequences in 3-D, T1c alone in 3-D, T1c + FLAIR in 2-D.
+# Three demo nnU-Nets, trained on synthetic MNI152 heads (inference/training/train_demo_model.py; the 160 cases are
+# generated once and shared; 1,000 iterations each, about 20-30 min a model on 2 CPU cores, minutes on a GPU; never
+# in CI): four sequences in 3-D, T1c alone in 3-D, T1c + FLAIR in 2-D.
 DEMO_REPO := inference/model_repository
 DEMO_WORK := work-demo-models
 demo-models: env
 	$(PY) inference/training/train_demo_model.py --channels t1,t1c,t2,flair --configuration 3d_fullres \
-		--dataset-id 521 --seed 0 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_demo_4seq/1/nnunet
+		--dataset-id 521 --seed 0 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_synth_4seq/1/nnunet
 	$(PY) inference/training/train_demo_model.py --channels t1c --configuration 3d_fullres \
-		--dataset-id 522 --seed 1 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_demo_t1c/1/nnunet
+		--dataset-id 522 --seed 1 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_synth_t1c/1/nnunet
 	$(PY) inference/training/train_demo_model.py --channels t1c,flair --configuration 2d --features medium \
-		--dataset-id 523 --seed 2 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_demo_2d/1/nnunet
+		--dataset-id 523 --seed 2 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_synth_2d/1/nnunet
 
 # The default panel on held-out evaluation studies (Colin27, grown gliomas, fixed contrasts): Dice, detection,
 # false positives on tumour-free heads, % change error over 20 pairs -> bench/results/panel-accuracy-*.json
