@@ -54,10 +54,14 @@ demo-models: env
 	$(PY) inference/training/train_demo_model.py --channels t1c,flair --configuration 2d --features medium \
 		--dataset-id 523 --seed 2 --work $(DEMO_WORK) --out $(DEMO_REPO)/nnunet_synth_2d/1/nnunet
 
-# The default panel on held-out evaluation studies (Colin27, grown gliomas, fixed contrasts): Dice, detection,
-# false positives on tumour-free heads, % change error over 20 pairs -> bench/results/panel-accuracy-*.json
+# Three panels on held-out evaluation studies (Colin27 full heads, grown gliomas, fixed contrasts, four sequences):
+# Dice per region, detection, false positives on tumour-free heads, % change error over 20 pairs, per expert and
+# fused -> bench/results/panel-accuracy-*.json (about 26 min on 2 idle cores)
 evaluate-panel: env
-	$(PY) bench/evaluate_panel.py --patients 20 --tumour-free 6
+	$(PY) bench/evaluate_panel.py --patients 20 --tumour-free 4 \
+		--panel default=nnunet_demo,nnunet_demo_2d,nnunet_demo_3d_seed2 \
+		--panel synth=nnunet_synth_4seq,nnunet_synth_2d \
+		--panel mixed=nnunet_synth_4seq,nnunet_synth_2d,nnunet_demo
 
 lint: env
 	$(PY) -m ruff check .
