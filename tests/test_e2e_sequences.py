@@ -189,7 +189,7 @@ REGION_LABELS = {"ET": (3,), "TC": (2, 3), "WT": (1, 2, 3)}
 
 @pytest.fixture(scope="module")
 def synth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack whose panel is the SynthSeg-style demo nnU-Nets shipped trained (the T1c-only one is not)."""
+    """A stack whose panel is the two best SynthSeg-style demo nnU-Nets (the T1c-only one is weaker: README)."""
     with running_stack(tmp_path_factory.mktemp("synth-home"), ONCOFLOW_PANEL=",".join(SYNTH_PANEL),
                        ONCOFLOW_MAX_VOXELS=str(120 * 120 * 120)) as running:
         yield running
