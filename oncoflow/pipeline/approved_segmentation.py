@@ -167,12 +167,12 @@ class ApprovedSegmentation:
         seg = self.rest.instance_dataset(str(approval["sop_instance_uid"]))
         if seg is None:
             raise RequestRefused(409, f"the approved SEG {approval['sop_instance_uid']} is no longer in the PACS: "
-                                     "withdraw the approval (DELETE .../approved-seg) to measure the automatic result")
+                                      "withdraw the approval (DELETE .../approved-seg) to measure the automatic result")
         try:
             mask = mask_on_sources(seg, stack.datasets, [int(n) for n in approval["segment_numbers"]])
         except StoredSegError as exc:
             raise RequestRefused(409, f"the approved SEG {approval['sop_instance_uid']} no longer fits the study's "
-                                     f"input series: {exc}") from exc
+                                      f"input series: {exc}") from exc
         return seg, mask
 
     def _stack(self, study_id: str, job: Job) -> SortedSeries:
@@ -182,8 +182,8 @@ class ApprovedSegmentation:
             if job.input_series_instance_uid and \
                     selection.candidate.series_instance_uid != job.input_series_instance_uid:
                 raise RequestRefused(409, f"the study's input is now series {selection.candidate.series_instance_uid}, "
-                                         f"its last job used {job.input_series_instance_uid}: approve after its "
-                                         "next job")
+                                          f"its last job used {job.input_series_instance_uid}: approve after its "
+                                          "next job")
             return self.input.build(instance_ids, timings, selection.candidate.stack_id)
         except InputError as exc:
             raise RequestRefused(422, f"the study's input series cannot be read: {exc}") from exc
@@ -225,13 +225,13 @@ class ApprovedSegmentation:
         job = self.store.latest_done(study_id)
         if job is None or not job.input_series_instance_uid:
             raise RequestRefused(409, "the study has no finished OncoFlow job: approve a segmentation once it is "
-                                     "processed")
+                                      "processed")
         seg = self.rest.instance_dataset(request.sop_instance_uid)
         if seg is None:
             raise RequestRefused(404, f"no instance {request.sop_instance_uid} in the PACS")
         if not is_segmentation(seg):
             raise RequestRefused(422, f"instance {request.sop_instance_uid} is not a SEG (Modality "
-                                     f"{seg.get('Modality', '?')})")
+                                      f"{seg.get('Modality', '?')})")
         if str(seg.get("StudyInstanceUID", "")) != study_uid:
             raise RequestRefused(422, f"SEG {request.sop_instance_uid} belongs to another study")
         description = str(seg.get("SeriesDescription", ""))
@@ -239,13 +239,13 @@ class ApprovedSegmentation:
             str(seg.get("Manufacturer", "")) == MANUFACTURER and not description.startswith(REFINED_DESCRIPTION_PREFIX))
         if automatic:
             raise RequestRefused(422, f"SEG {request.sop_instance_uid} is one of OncoFlow's automatic SEGs: it is what "
-                                     "is measured without an approval (and a re-analysis replaces it); approve a "
-                                     "refined SEG or one edited in the viewer")
+                                      "is measured without an approval (and a re-analysis replaces it); approve a "
+                                      "refined SEG or one edited in the viewer")
         input_series = job.input_series_instance_uid
         if input_series not in referenced_series(seg):
             named = ", ".join(sorted(referenced_series(seg))) or "none"
             raise RequestRefused(422, f"SEG {request.sop_instance_uid} references series {named}, not the study's "
-                                     f"input series {input_series} (the series its job segmented)")
+                                      f"input series {input_series} (the series its job segmented)")
         region = str(job.outputs.get("driving_region", "TC"))
         try:
             numbers = tumour_segments(seg, region, request.segment_numbers)  # type: ignore[arg-type]
@@ -254,7 +254,7 @@ class ApprovedSegmentation:
         stack = self._stack(study_id, job)
         if not referenced_instances(seg) & {str(ds.SOPInstanceUID) for ds in stack.datasets}:
             raise RequestRefused(422, f"SEG {request.sop_instance_uid}'s frames reference none of the input series' "
-                                     "images")
+                                      "images")
         try:
             mask = mask_on_sources(seg, stack.datasets, numbers)
         except StoredSegError as exc:
@@ -262,7 +262,7 @@ class ApprovedSegmentation:
                 from exc
         if not mask.any():
             raise RequestRefused(422, f"segments {numbers} of SEG {request.sop_instance_uid} are empty on the input "
-                                     "series: nothing to measure")
+                                      "series: nothing to measure")
         approved_cm3 = round(volume_cm3(mask, stack.volume.voxel_volume_mm3), 3)
         refined = next((r for r in self.store.refinements(study_uid)
                         if r["sop_instance_uid"] == request.sop_instance_uid), None)
@@ -284,7 +284,7 @@ class ApprovedSegmentation:
         withdrawn = self.store.withdraw_segmentation_approval(study_uid, by)
         if withdrawn is None:
             raise RequestRefused(404, f"no approved segmentation in force for study {study_uid}: the automatic result "
-                                     "is measured")
+                                      "is measured")
         return withdrawn
 
     # -- a job's timeline ------------------------------------------------------------------------

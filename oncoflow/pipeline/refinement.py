@@ -115,7 +115,8 @@ class Refinement:
             if any(v < -OUTSIDE_TOLERANCE_VOXELS or v > n - 1 + OUTSIDE_TOLERANCE_VOXELS
                    for v, n in zip((s, r, c), limits, strict=True)):
                 raise RequestRefused(400, f"point {list(position)} mm lies outside series "
-                                       f"{selection.candidate.series_instance_uid} (voxel {s:.1f}, {r:.1f}, {c:.1f})")
+                                          f"{selection.candidate.series_instance_uid} "
+                                          f"(voxel {s:.1f}, {r:.1f}, {c:.1f})")
             points.append(SlicePoint(int(round(min(max(s, 0), limits[0] - 1))), min(max(r, 0.0), limits[1] - 1),
                                      min(max(c, 0.0), limits[2] - 1), positive))
 
