@@ -18,6 +18,7 @@ import io
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -27,6 +28,7 @@ from pydicom.uid import generate_uid
 from oncoflow.core.config import REPO_ROOT
 from oncoflow.core.volume import Volume
 from oncoflow.phantoms.evaluation_generator import EvaluationStudy, evaluation_study, grow_tumour
+from oncoflow.phantoms.phantom_dicom import StudyInfo
 
 from .brats_layout_model import write_model_folder
 from .conformance_statement import coded_concepts, table_after
@@ -38,8 +40,10 @@ pytestmark = pytest.mark.e2e
 # small grids, so the test is quick: the T1c 3-D at 3 mm, the others axial 2-D at 2.6 mm with 6 mm slices
 TEST_PROTOCOL = {"t1c": ((3.0, 3.0, 3.0), "axial"), "t1": ((6.0, 2.6, 2.6), "axial"),
                  "t2": ((6.0, 2.6, 2.6), "axial"), "flair": ((6.0, 2.6, 2.6), "axial")}
-COMPARTMENT_CODES = {("NCIt", "C113842"): "Enhancing tumour", ("SCT", "6574001"): "Necrosis",
-                     ("SCT", "79654002"): "Oedema"}
+# each compartment's SegmentedPropertyTypeCodeSequence (scheme, value): its SegmentLabel and its BraTS label
+COMPARTMENTS = {("NCIt", "C113842"): ("Enhancing tumour", 3), ("SCT", "6574001"): ("Necrosis", 2),
+                ("SCT", "79654002"): ("Oedema", 1)}
+COMPARTMENT_CODES = {code: label for code, (label, _) in COMPARTMENTS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +75,20 @@ def segs_by_description(stack: Stack, study_uid: str) -> dict[str, pydicom.Datas
             for s in stack.seg_series(study_uid)}
 
 
+def push_four_sequences(stack: Stack, glioma_study: EvaluationStudy, tmp_path: Path, name: str,
+                        ) -> tuple[StudyInfo, dict[str, list[pydicom.Dataset]], dict[str, Any]]:
+    """The glioma's four series C-STOREd as a new study; returns it, the datasets sent and its finished job."""
+    study = unique_study(name)
+    written = write_sequences(tmp_path, glioma_study.images, study)
+    stack.push(tmp_path)
+    job = stack.wait_job(study.study_instance_uid, timeout_s=600)
+    assert job["state"] == "done", job["error"]
+    return study, written, job
+
+
 def test_brats_model_drops_in_and_gives_three_compartments(brats_stack: Stack, glioma_study: EvaluationStudy,
                                                            tmp_path: Path) -> None:
-    study = unique_study("brats-four")
-    written = write_sequences(tmp_path, glioma_study.images, study)
-    brats_stack.push(tmp_path)
-    job = brats_stack.wait_job(study.study_instance_uid, timeout_s=600)
-    assert job["state"] == "done", job["error"]
+    study, written, job = push_four_sequences(brats_stack, glioma_study, tmp_path, "brats-four")
     outputs = job["outputs"]
 
     # which series became which channel: all four, the T1c the reference
@@ -183,7 +194,6 @@ SYNTH_PANEL = ("nnunet_synth_4seq", "nnunet_synth_2d")
 # lower bounds under what was measured on this study (docs in README, "The panel on studies it was never
 # trained on"): they catch a model that no longer finds the compartments, not a small drift
 SYNTH_MIN_DICE = {"WT": 0.65, "TC": 0.65, "ET": 0.65}  # measured 0.79, 0.80, 0.80
-COMPARTMENT_OF_CODE = {("NCIt", "C113842"): 3, ("SCT", "6574001"): 2, ("SCT", "79654002"): 1}
 REGION_LABELS = {"ET": (3,), "TC": (2, 3), "WT": (1, 2, 3)}
 
 
@@ -197,11 +207,7 @@ def synth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def test_the_synthetic_demo_panel_finds_each_compartment_of_a_glioma_it_never_saw(
         synth_stack: Stack, glioma_study: EvaluationStudy, tmp_path: Path) -> None:
-    study = unique_study("synth-four")
-    written = write_sequences(tmp_path, glioma_study.images, study)
-    synth_stack.push(tmp_path)
-    job = synth_stack.wait_job(study.study_instance_uid, timeout_s=600)
-    assert job["state"] == "done", job["error"]
+    study, written, job = push_four_sequences(synth_stack, glioma_study, tmp_path, "synth-four")
     outputs = job["outputs"]
     assert outputs["panel"]["ran"] == list(SYNTH_PANEL)  # each fed the sequences its dataset.json names
     assert outputs["sequences"]["left_out"] == []
@@ -212,7 +218,7 @@ def test_the_synthetic_demo_panel_finds_each_compartment_of_a_glioma_it_never_sa
     labels = np.zeros(glioma_study.truth.shape, np.uint8)  # the fused compartments, read back with pydicom
     for item in ensemble.SegmentSequence:
         code = item.SegmentedPropertyTypeCodeSequence[0]
-        compartment = COMPARTMENT_OF_CODE[(str(code.CodingSchemeDesignator), str(code.CodeValue))]
+        compartment = COMPARTMENTS[(str(code.CodingSchemeDesignator), str(code.CodeValue))][1]
         labels[segment_mask(ensemble, sources, int(item.SegmentNumber)) > 0] = compartment
     brain = segment_mask(segs["OncoFlow SEG brain (deepbet)"], sources)
     assert not ((labels > 0) & ~brain.astype(bool)).any()
