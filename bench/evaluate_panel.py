@@ -43,7 +43,7 @@ from oncoflow.core.mr_channels import Channel
 from oncoflow.core.tumour_compartments import REGIONS, Region, region_mask
 from oncoflow.core.volume import Volume
 from oncoflow.dicom.volume_builder import SortedSeries
-from oncoflow.measure.mask_metrics import dice
+from oncoflow.measure.mask_metrics import dice, volume_cm3
 from oncoflow.measure.region_fusion import ExpertOutputRegions, fuse_regions
 from oncoflow.measure.segmentation_plausibility import assess_plausibility
 from oncoflow.phantoms.evaluation_generator import FULL_PROTOCOL, EvaluationStudy, evaluation_study, grow_tumour
@@ -158,10 +158,6 @@ def _pieces_touching_nothing(mask: npt.NDArray[np.bool_], truth_any: npt.NDArray
     return count - len(touching)
 
 
-def _cm3(mask: npt.NDArray, volume: Volume) -> float:
-    return float(np.count_nonzero(mask)) * volume.voxel_volume_mm3 / 1000.0
-
-
 def _stats(values: list[float]) -> dict[str, float | int] | None:
     if not values:
         return None
@@ -179,16 +175,17 @@ def _default_experts() -> list[str]:
 
 def _study_row(seed: int, snapshot: int, study: EvaluationStudy, out: PanelOutput) -> dict[str, object]:
     volume = study.images["t1c"]
+    voxel_mm3 = volume.voxel_volume_mm3
     truth_regions = {r: region_mask(study.truth, r) for r in REGIONS}
 
     def fused_row(fused: Fused) -> dict[str, object]:
         core = fused.regions.get("TC", fused.largest)
         return {
             "dice": {r: round(dice(m, truth_regions[r]), 4) for r, m in fused.regions.items()},
-            "cm3": {r: round(_cm3(m, volume), 3) for r, m in fused.regions.items()},
+            "cm3": {r: round(volume_cm3(m, voxel_mm3), 3) for r, m in fused.regions.items()},
             "detected": bool(np.any(core & truth_regions["TC"])),
             "false_positive_lesions": _pieces_touching_nothing(fused.largest, study.truth > 0),
-            "outside_true_brain_cm3": round(_cm3(fused.largest & ~study.brain, volume), 3),
+            "outside_true_brain_cm3": round(volume_cm3(fused.largest & ~study.brain, voxel_mm3), 3),
             "guard": fused.guard,
         }
 
@@ -273,9 +270,9 @@ def main() -> int:
         seed = args.first_seed + 10_000 + index
         study = evaluation_study(seed, None, protocol=protocol, channels=panel.channels)
         out = panel.segment(study.images, f"1.2.826.0.1.3680043.8.498.{seed}")
-        volume = study.images["t1c"]
-        row = {"seed": seed, "fp_cm3": {n: round(_cm3(o.mask > 0, volume), 3) for n, o in out.experts.items()},
-               "fused": {name: {"cm3": round(_cm3(f.largest, volume), 3), "guard": f.guard}
+        voxel_mm3 = study.images["t1c"].voxel_volume_mm3
+        row = {"seed": seed, "fp_cm3": {n: round(volume_cm3(o.mask > 0, voxel_mm3), 3) for n, o in out.experts.items()},
+               "fused": {name: {"cm3": round(volume_cm3(f.largest, voxel_mm3), 3), "guard": f.guard}
                          for name, f in out.fused.items()}}
         empty.append(row)
         print(json.dumps(row), flush=True)
