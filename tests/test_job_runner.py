@@ -1,4 +1,4 @@
-"""The job runner's handling of a full disk and of a failing job store (no Orthanc needed)."""
+"""The job runner's handling of a full disk, of a failing job store and of the catch-up (no Orthanc needed)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,56 @@ def test_the_loop_survives_a_failing_job_store(tmp_path: Path) -> None:
     finally:
         job_runner.LOOP_ERROR_PAUSE_S = saved
     assert BrokenStore.calls == 2
+
+
+class ChangesLog:
+    """Orthanc's ``/changes`` as the REST API pages it: ``since`` exclusive, ``limit`` per page."""
+
+    def __init__(self) -> None:
+        self.changes: list[dict[str, Any]] = []
+
+    def add(self, change_type: str, study_id: str) -> None:
+        self.changes.append({"Seq": len(self.changes) + 1, "ChangeType": change_type, "ID": study_id,
+                             "Date": "20261208T000000"})
+
+    def get_json(self, uri: str) -> Any:
+        if uri == "/changes?last":
+            return {"Changes": self.changes[-1:], "Done": True, "Last": len(self.changes)}
+        if uri.startswith("/changes?"):
+            query = dict(part.split("=") for part in uri.split("?")[1].split("&"))
+            page = [c for c in self.changes if c["Seq"] > int(query["since"])][:int(query["limit"])]
+            return {"Changes": page, "Done": not page or page[-1]["Seq"] == len(self.changes),
+                    "Last": page[-1]["Seq"] if page else int(query["since"])}
+        if uri.startswith("/studies/"):
+            return {"ID": uri.removeprefix("/studies/")}
+        if uri.startswith("/series/") and uri.endswith("/study"):  # here a series is named after its study
+            return {"ID": uri.removeprefix("/series/").removesuffix("/study")}
+        raise AssertionError(f"unexpected GET {uri}")
+
+
+def test_the_catch_up_leaves_studies_stored_after_the_start_to_their_stable_study(tmp_path: Path) -> None:
+    """A study missed before Orthanc started is queued by the catch-up; one that arrives while the thread is
+    still starting up (its database slow, say) is left to its STABLE_STUDY, so it is not queued half-received."""
+    changes = ChangesLog()
+    changes.add("NewStudy", "missed")
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    runner = JobRunner(store, RecordingPipeline(), rest=changes, max_attempts=2)  # type: ignore[arg-type]
+    runner._thread = type("NotStarted", (), {"start": lambda self: None})()  # type: ignore[assignment]
+    runner.start()  # Orthanc started: the newest change is read here
+    changes.add("NewStudy", "arriving")  # C-STOREd before the thread's catch-up ran
+    changes.add("NewSeries", "arriving")
+
+    assert runner.catch_up() == 1
+    assert [(j.orthanc_study_id, j.trigger) for j in store.history("missed")] == [("missed", "catch-up")]
+    assert store.history("arriving") == []
+    assert store.get_state("orthanc_changes_seq") == "1"  # the next start reads on from here
+
+    restarted = JobRunner(store, RecordingPipeline(), rest=changes, max_attempts=2)  # type: ignore[arg-type]
+    restarted._thread = runner._thread  # type: ignore[assignment]
+    restarted.start()  # "arriving" never became stable before this restart: now it is caught up
+    assert restarted.catch_up() == 1
+    assert [j.trigger for j in store.history("arriving")] == ["catch-up"]
+    assert store.get_state("orthanc_changes_seq") == "3"
 
 
 def test_disk_space_reads_the_file_system(tmp_path: Path) -> None:

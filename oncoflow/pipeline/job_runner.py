@@ -83,8 +83,21 @@ class JobRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="oncoflow-jobs", daemon=True)
+        # Orthanc's newest change when it started: later ones reach the change callback, so the catch-up
+        # stops here (None: unknown, it reads to the end)
+        self._catch_up_until_seq: int | None = None
 
     def start(self) -> None:
+        """Start the thread; call it once Orthanc has started (``ORTHANC_STARTED``).
+
+        The newest change is read here, before the thread's start-up waits on the database: a study stored
+        after this point is queued by its STABLE_STUDY, never by the catch-up while it is still arriving.
+        """
+        if self.rest is not None:
+            try:
+                self._catch_up_until_seq = int(self.rest.get_json("/changes?last")["Last"])
+            except Exception:  # noqa: BLE001 (no bound: the catch-up reads every change since its last run)
+                log.exception("could not read Orthanc's newest change; the catch-up reads to the end")
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -124,9 +137,10 @@ class JobRunner:
 
         A study is queued when its newest change is later than its newest job: that covers a
         study whose STABLE_STUDY never fired because Orthanc stopped within StableAge of the
-        last C-STORE. Studies deleted since are skipped. On a shared queue, one Orthanc catches up at a
-        time (an advisory lock) and the sequence number is shared, so Orthancs on one index queue each
-        missed study once.
+        last C-STORE. Only changes up to the newest one when Orthanc started are read (see :meth:`start`):
+        a study that arrives later is the change callback's. Studies deleted since are skipped. On a shared
+        queue, one Orthanc catches up at a time (an advisory lock) and the sequence number is shared, so
+        Orthancs on one index queue each missed study once.
         """
         with self.store.exclusive(CATCH_UP_LOCK):
             return self._catch_up()
@@ -134,11 +148,14 @@ class JobRunner:
     def _catch_up(self) -> int:
         assert self.rest is not None, "catch-up needs Orthanc's REST API"
         since = int(self.store.get_state(CHANGES_SEQ_KEY, "0") or 0)
+        until = self._catch_up_until_seq
         changed_at: dict[str, float] = {}
         study_of: dict[str, str | None] = {}
-        while True:
+        while until is None or since < until:
             page = self.rest.get_json(f"/changes?since={since}&limit=1000")
             for change in page.get("Changes", []):
+                if until is not None and int(change.get("Seq", 0)) > until:
+                    break  # heard by the change callback
                 route = _STUDY_OF_CHANGE.get(change.get("ChangeType", ""))
                 if route is None:
                     continue
@@ -151,7 +168,7 @@ class JobRunner:
                 study_id = study_of[uri]
                 if study_id is not None:
                     changed_at[study_id] = max(changed_at.get(study_id, 0.0), _change_epoch_s(change))
-            since = int(page.get("Last", since))
+            since = int(page.get("Last", since)) if until is None else min(int(page.get("Last", since)), until)
             if page.get("Done", True):
                 break
         queued = 0
