@@ -72,12 +72,18 @@ def required_tool(name: str) -> str:
 
 
 def free_port() -> int:
-    while True:
+    """A loopback port free now. Under pytest-xdist (``make test``) each test process takes only ports from its own
+    blocks of 64 (block number modulo the number of processes), so two processes never pick the same port before
+    either binds it. (Blocks, not residues of the port: Linux hands out odd ports to ``bind(0)``.)"""
+    processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    mine = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    for _ in range(10_000):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port not in RESERVED_PORTS:
+        if port not in RESERVED_PORTS and (port // 64) % processes == mine:
             return port
+    raise RuntimeError(f"no free loopback port in test process {mine + 1} of {processes}'s share")
 
 
 @dataclass
