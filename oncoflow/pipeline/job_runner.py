@@ -148,13 +148,13 @@ class JobRunner:
     def _catch_up(self) -> int:
         assert self.rest is not None, "catch-up needs Orthanc's REST API"
         since = int(self.store.get_state(CHANGES_SEQ_KEY, "0") or 0)
-        until = self._catch_up_until_seq
+        until = float("inf") if self._catch_up_until_seq is None else self._catch_up_until_seq
         changed_at: dict[str, float] = {}
         study_of: dict[str, str | None] = {}
-        while until is None or since < until:
+        while since < until:
             page = self.rest.get_json(f"/changes?since={since}&limit=1000")
             for change in page.get("Changes", []):
-                if until is not None and int(change.get("Seq", 0)) > until:
+                if int(change.get("Seq", 0)) > until:
                     break  # heard by the change callback
                 route = _STUDY_OF_CHANGE.get(change.get("ChangeType", ""))
                 if route is None:
@@ -168,7 +168,7 @@ class JobRunner:
                 study_id = study_of[uri]
                 if study_id is not None:
                     changed_at[study_id] = max(changed_at.get(study_id, 0.0), _change_epoch_s(change))
-            since = int(page.get("Last", since)) if until is None else min(int(page.get("Last", since)), until)
+            since = int(min(int(page.get("Last", since)), until))
             if page.get("Done", True):
                 break
         queued = 0
